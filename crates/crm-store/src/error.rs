@@ -1,0 +1,89 @@
+//! Errors of the replica.
+
+use std::path::PathBuf;
+
+use crm_model::{DocError, Kind, RecordId, ValidationError};
+
+/// Everything that can go wrong reading or writing a replica. A failed write leaves the
+/// replica exactly as it was: every write is one SQLite transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{} is not a CRM replica (no {} in it); create one with `crm init`", dir.display(), crate::REPLICA_FILE)]
+    NotAReplica { dir: PathBuf },
+    #[error("{} already holds a replica", dir.display())]
+    AlreadyInitialized { dir: PathBuf },
+    #[error("{} is corrupted or not an SQLite database", path.display())]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{} is an SQLite database of another application, not a CRM replica", path.display())]
+    Foreign { path: PathBuf },
+    #[error(
+        "the replica was written by a newer version of crm (replica format {found}, this build reads up to {supported}); upgrade crm"
+    )]
+    NewerVersion { found: i64, supported: i64 },
+    #[error("no record with id {0}")]
+    NotFound(RecordId),
+    #[error("record {id} is a {found}, not a {expected}")]
+    WrongKind {
+        id: RecordId,
+        expected: Kind,
+        found: Kind,
+    },
+    #[error("{field} refers to {id}, but there is no such record")]
+    MissingReference { field: String, id: RecordId },
+    #[error("{field} must refer to a {expected}, but {id} is a {found}")]
+    WrongReference {
+        field: String,
+        id: RecordId,
+        expected: String,
+        found: Kind,
+    },
+    #[error("record {id} has no conflict on {field}")]
+    NoConflict { id: RecordId, field: String },
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("record {id}: {source}")]
+    Document {
+        id: RecordId,
+        #[source]
+        source: DocError,
+    },
+    #[error("change {index} of the batch is not a valid Automerge change: {reason}")]
+    InvalidChange { index: usize, reason: String },
+    #[error("record {id}: a stored change is unreadable: {reason}")]
+    StoredChange { id: RecordId, reason: String },
+    #[error("record {id}: a change claims to belong to record {claimed}")]
+    DocumentMismatch { id: RecordId, claimed: String },
+    #[error("unreadable projection value {0:?}; rebuild the projections with `crm reindex`")]
+    CorruptProjection(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    /// Whether the error is the caller's input (a usage or validation error) rather than a
+    /// failure of the replica or the machine.
+    pub fn is_invalid_input(&self) -> bool {
+        match self {
+            StoreError::NotFound(_)
+            | StoreError::WrongKind { .. }
+            | StoreError::MissingReference { .. }
+            | StoreError::WrongReference { .. }
+            | StoreError::NoConflict { .. }
+            | StoreError::Invalid(_) => true,
+            StoreError::Document { source, .. } => matches!(source, DocError::Invalid(_)),
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,737 @@
+//! The replica: opening and checking the SQLite file, loading documents on demand, and
+//! writing local edits.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use crm_model::automerge::{ActorId, Automerge, Change, ChangeHash, ReadDoc};
+use crm_model::{Author, Edit, Kind, Record, RecordId, Stamp, doc};
+use lru::LruCache;
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+
+use crate::error::{Result, StoreError};
+use crate::projection::{self, LastChange};
+use crate::schema::{self, APPLICATION_ID, FORMAT_VERSION};
+
+/// The file name of the replica database inside a data directory.
+pub const REPLICA_FILE: &str = "replica.db";
+
+/// How many loaded documents a store keeps in memory. Documents are loaded on demand; the
+/// cache only saves reloading the few being worked on.
+const CACHE_DOCS: usize = 64;
+
+/// A document's changes not yet folded into its snapshot; past this, the next write folds.
+const COMPACT_AFTER: i64 = 32;
+
+/// Who this replica is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub replica_id: String,
+    pub user: String,
+    /// The user's own User record, created with the replica.
+    pub user_id: Option<RecordId>,
+    pub device: String,
+}
+
+/// A document row.
+pub(crate) struct DocRow {
+    pub(crate) docno: i64,
+    pub(crate) id: RecordId,
+    pub(crate) kind: Option<String>,
+    pub(crate) heads: Vec<u8>,
+}
+
+/// A device replica: one SQLite file holding every record document, its changes, the
+/// projections and the outbox.
+pub struct Store {
+    pub(crate) conn: Connection,
+    dir: PathBuf,
+    identity: Identity,
+    author: Author,
+    /// Every store session writes under its own actor id, so two processes writing the same
+    /// replica never produce two different changes with the same (actor, seq).
+    actor: ActorId,
+    cache: LruCache<RecordId, Automerge>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Creates a new replica in `dir` for `user` on `device`, with the user's own User record.
+    pub fn init(dir: &Path, user: &str, device: &str) -> Result<Store> {
+        let user = user.trim();
+        let device = device.trim();
+        for (what, value) in [("user", user), ("device", device)] {
+            if value.is_empty()
+                || value.chars().any(char::is_control)
+                || value.chars().count() > 100
+            {
+                return Err(crm_model::ValidationError::InvalidValue {
+                    field: what.into(),
+                    value: value.into(),
+                    expected: "a name of 1 to 100 characters on one line".into(),
+                }
+                .into());
+            }
+        }
+        let path = dir.join(REPLICA_FILE);
+        if path.exists() {
+            return Err(StoreError::AlreadyInitialized { dir: dir.into() });
+        }
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.into(),
+            source,
+        })?;
+        let mut conn = Connection::open(&path)?;
+        configure(&conn)?;
+        let replica_id = uuid::Uuid::now_v7().to_string();
+        {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(schema::CORE)?;
+            tx.execute_batch(&schema::PROJECTIONS)?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
+            let mut meta = tx.prepare("INSERT INTO meta (key, value) VALUES (?1, ?2)")?;
+            for (k, v) in [
+                ("replica_id", replica_id.as_str()),
+                ("user", user),
+                ("device", device),
+                ("created_at", &crm_model::format_time(&Utc::now())),
+                ("projection", &schema::projection_fingerprint()),
+            ] {
+                meta.execute(params![k, v])?;
+            }
+            drop(meta);
+            tx.commit()?;
+        }
+        let mut store = Store::from_conn(conn, dir)?;
+        let mut me = Edit::new(Kind::User);
+        me.set("name", user)?;
+        me.set("role", "admin")?;
+        let record = store.create(&me)?;
+        store.conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('user_id', ?1)",
+            [record.id.to_string()],
+        )?;
+        store.identity.user_id = Some(record.id);
+        Ok(store)
+    }
+
+    /// Opens the replica in `dir`, refusing anything that is not a replica this build can read.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let path = dir.join(REPLICA_FILE);
+        if !path.is_file() {
+            return Err(StoreError::NotAReplica { dir: dir.into() });
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        })?;
+        // Check what the file is before anything writes to it.
+        let corrupt = |source| StoreError::Corrupt {
+            path: path.clone(),
+            source,
+        };
+        let app_id: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .map_err(corrupt)?;
+        if app_id != APPLICATION_ID {
+            return Err(StoreError::Foreign { path });
+        }
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(corrupt)?;
+        if version > FORMAT_VERSION {
+            return Err(StoreError::NewerVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        conn.query_row("SELECT count(*) FROM documents", [], |_| Ok(()))
+            .map_err(corrupt)?;
+        configure(&conn)?;
+        let mut store = Store::from_conn(conn, dir)?;
+        store.ensure_projections()?;
+        Ok(store)
+    }
+
+    fn from_conn(conn: Connection, dir: &Path) -> Result<Store> {
+        let meta = |key: &str| -> Result<Option<String>> {
+            Ok(conn
+                .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()?)
+        };
+        let identity = Identity {
+            replica_id: meta("replica_id")?.unwrap_or_default(),
+            user: meta("user")?.unwrap_or_default(),
+            user_id: meta("user_id")?.and_then(|s| s.parse().ok()),
+            device: meta("device")?.unwrap_or_default(),
+        };
+        let author = Author::new(identity.user.clone(), identity.device.clone());
+        Ok(Store {
+            conn,
+            dir: dir.into(),
+            identity,
+            author,
+            actor: ActorId::random(),
+            cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),
+        })
+    }
+
+    /// Rebuilds the projections when this build's projection schema differs from the one the
+    /// replica was projected with.
+    fn ensure_projections(&mut self) -> Result<()> {
+        let stored: Option<String> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'projection'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if stored.as_deref() != Some(schema::projection_fingerprint().as_str()) {
+            tracing::info!("projection schema changed; rebuilding projections");
+            self.reindex()?;
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub(crate) fn begin(&mut self) -> Result<Transaction<'_>> {
+        Ok(self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?)
+    }
+
+    fn stamp(&self) -> Stamp<'_> {
+        Stamp {
+            author: &self.author,
+            now: Utc::now(),
+        }
+    }
+
+    /// The kind of a stored record.
+    pub fn kind_of(&self, id: RecordId) -> Result<Kind> {
+        let kind: Option<Option<String>> = self
+            .conn
+            .query_row(
+                "SELECT kind FROM documents WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match kind.flatten() {
+            Some(k) => k.parse().map_err(|_| StoreError::NotFound(id)),
+            None => Err(StoreError::NotFound(id)),
+        }
+    }
+
+    /// Creates a record from `edit` and returns it. Gives new tickets, quotes, contracts and
+    /// orders a provisional number and new records the local user as owner, unless given.
+    pub fn create(&mut self, edit: &Edit) -> Result<Record> {
+        let kind = edit.kind();
+        let schema = kind.schema();
+        let given = |name: &str| {
+            edit.ops()
+                .iter()
+                .any(|op| matches!(op, crm_model::Op::Set(f, _) if f.name == name))
+        };
+        let has_owner = given("owner");
+        let has_number = given("number");
+        let mut edit = edit.clone();
+        if let (Some(user_id), false, true) = (
+            self.identity.user_id,
+            has_owner,
+            kind != Kind::User && kind != Kind::Team,
+        ) {
+            edit.set("owner", &user_id.to_string())?;
+        }
+        let id = RecordId::new();
+        let stamp = self.stamp();
+        let author = stamp.author.clone();
+        let now = stamp.now;
+        let actor = self.actor.clone();
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let (Some(prefix), false) = (schema.number_prefix, has_number) {
+            let key = format!("next_number.{prefix}");
+            let n: i64 = tx
+                .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
+                    r.get::<_, String>(0)
+                })
+                .optional()?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1);
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, (n + 1).to_string()],
+            )?;
+            edit.set("number", &format!("{prefix}-{}-{n}", author.device))?;
+        }
+        check_references(&tx, &edit)?;
+        let mut document = doc::create(
+            id,
+            &edit,
+            Stamp {
+                author: &author,
+                now,
+            },
+            actor,
+        )
+        .map_err(|source| StoreError::Document { id, source })?;
+        tx.execute(
+            "INSERT INTO documents (id, kind, heads, updated_at) VALUES (?1, ?2, x'', ?3)",
+            params![id.to_string(), kind.as_str(), crm_model::format_time(&now)],
+        )?;
+        let docno = tx.last_insert_rowid();
+        let row = DocRow {
+            docno,
+            id,
+            kind: Some(kind.as_str().into()),
+            heads: Vec::new(),
+        };
+        let record = persist_local(&tx, &row, &mut document, now)?;
+        tx.commit()?;
+        self.cache.put(id, document);
+        Ok(record)
+    }
+
+    /// Applies `edit` to record `id` as one change and returns the record as it now is.
+    pub fn edit(&mut self, id: RecordId, edit: &Edit) -> Result<Record> {
+        let stamp_now = Utc::now();
+        let author = self.author.clone();
+        let mut cached = self.cache.pop(&id);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let row = doc_row(&tx, id)?.ok_or(StoreError::NotFound(id))?;
+        let kind = row_kind(id, &row)?;
+        if kind != edit.kind() {
+            return Err(StoreError::WrongKind {
+                id,
+                expected: edit.kind(),
+                found: kind,
+            });
+        }
+        check_references(&tx, edit)?;
+        let mut document = load(&tx, id, &row, cached.take(), &self.actor)?;
+        let changed = doc::apply_edit(
+            &mut document,
+            edit,
+            Stamp {
+                author: &author,
+                now: stamp_now,
+            },
+        )
+        .map_err(|source| StoreError::Document { id, source })?;
+        let record = if changed.is_some() {
+            let record = persist_local(&tx, &row, &mut document, stamp_now)?;
+            tx.commit()?;
+            record
+        } else {
+            drop(tx);
+            doc::read(&document, None).map_err(|source| StoreError::Document { id, source })?
+        };
+        self.cache.put(id, document);
+        Ok(record)
+    }
+
+    /// Archives (or restores) a record. Records are never deleted.
+    pub fn set_archived(&mut self, id: RecordId, archived: bool) -> Result<Record> {
+        let mut edit = Edit::new(self.kind_of(id)?);
+        edit.archive(archived);
+        self.edit(id, &edit)
+    }
+
+    /// Settles a field that holds concurrent values by writing `value` over all of them.
+    pub fn resolve(&mut self, id: RecordId, field: &str, value: &str) -> Result<Record> {
+        let record = self.get(id)?;
+        if !record.conflicts.contains_key(field) {
+            return Err(StoreError::NoConflict {
+                id,
+                field: field.into(),
+            });
+        }
+        let mut edit = Edit::new(record.kind);
+        if field == "archived" {
+            let archived = crm_model::FieldValue::parse(
+                &crm_model::FieldDef::new("archived", crm_model::FieldType::Bool),
+                value,
+            )?;
+            edit.archive(archived == crm_model::FieldValue::Bool(true));
+        } else {
+            edit.set(field, value)?;
+        }
+        self.write_over(id, &edit)
+    }
+
+    /// Like [`Store::edit`], but writes even when the value already shows, so it replaces
+    /// concurrent values.
+    fn write_over(&mut self, id: RecordId, edit: &Edit) -> Result<Record> {
+        // Unsetting first would lose nothing but add noise; a put over a conflicted key
+        // already supersedes every value it has seen, and `put_if_changed` only skips keys
+        // without a conflict.
+        self.edit(id, edit)
+    }
+
+    /// Reads a record from its document (not the projection).
+    pub fn get(&mut self, id: RecordId) -> Result<Record> {
+        let document = self.load_document(id)?;
+        let record =
+            doc::read(&document, None).map_err(|source| StoreError::Document { id, source });
+        self.cache.put(id, document);
+        record
+    }
+
+    /// Reads a record, checking that it is of `kind`.
+    pub fn get_kind(&mut self, kind: Kind, id: RecordId) -> Result<Record> {
+        let record = self.get(id)?;
+        if record.kind != kind {
+            return Err(StoreError::WrongKind {
+                id,
+                expected: kind,
+                found: record.kind,
+            });
+        }
+        Ok(record)
+    }
+
+    /// Loads a document from the cache or the database.
+    pub(crate) fn load_document(&mut self, id: RecordId) -> Result<Automerge> {
+        let cached = self.cache.pop(&id);
+        let tx = self.conn.transaction()?;
+        let row = doc_row(&tx, id)?.ok_or(StoreError::NotFound(id))?;
+        row_kind(id, &row)?;
+        let document = load(&tx, id, &row, cached, &self.actor)?;
+        drop(tx);
+        Ok(document)
+    }
+
+    pub(crate) fn cache_put(&mut self, id: RecordId, document: Automerge) {
+        self.cache.put(id, document);
+    }
+
+    pub(crate) fn cache_take(&mut self, id: &RecordId) -> Option<Automerge> {
+        self.cache.pop(id)
+    }
+
+    pub(crate) fn actor(&self) -> &ActorId {
+        &self.actor
+    }
+
+    /// Drops every projection and rebuilds it from the documents, in one transaction.
+    pub fn reindex(&mut self) -> Result<usize> {
+        let actor = self.actor.clone();
+        self.cache.clear();
+        let tx = self.begin()?;
+        tx.execute_batch(&schema::drop_projections_sql())?;
+        tx.execute_batch(&schema::PROJECTIONS)?;
+        let rows: Vec<(i64, String, Option<String>, Vec<u8>)> = {
+            let mut stmt =
+                tx.prepare("SELECT docno, id, kind, heads FROM documents ORDER BY docno")?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            rows
+        };
+        let mut n = 0;
+        for (docno, id, kind, heads) in rows {
+            let Ok(id) = id.parse::<RecordId>() else {
+                continue;
+            };
+            let row = DocRow {
+                docno,
+                id,
+                kind,
+                heads,
+            };
+            let document = load(&tx, id, &row, None, &actor)?;
+            if project(&tx, &row, &document)? {
+                n += 1;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('projection', ?1)",
+            [schema::projection_fingerprint()],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+pub(crate) fn doc_row(tx: &Transaction<'_>, id: RecordId) -> Result<Option<DocRow>> {
+    Ok(tx
+        .prepare_cached("SELECT docno, kind, heads FROM documents WHERE id = ?1")?
+        .query_row([id.to_string()], |r| {
+            Ok(DocRow {
+                docno: r.get(0)?,
+                id,
+                kind: r.get(1)?,
+                heads: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+fn row_kind(id: RecordId, row: &DocRow) -> Result<Kind> {
+    row.kind
+        .as_deref()
+        .and_then(|k| k.parse().ok())
+        .ok_or(StoreError::NotFound(id))
+}
+
+pub(crate) fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    sorted.iter().flat_map(|h| h.0).collect()
+}
+
+/// Loads a document: the cached copy when its heads match the database (another process may
+/// have written since), else the snapshot plus the loose changes.
+pub(crate) fn load(
+    tx: &Transaction<'_>,
+    id: RecordId,
+    row: &DocRow,
+    cached: Option<Automerge>,
+    actor: &ActorId,
+) -> Result<Automerge> {
+    if let Some(document) = cached
+        && encode_heads(&document.get_heads()) == row.heads
+    {
+        return Ok(document);
+    }
+    let snapshot: Option<Vec<u8>> = tx
+        .prepare_cached("SELECT snapshot FROM documents WHERE docno = ?1")?
+        .query_row([row.docno], |r| r.get(0))?;
+    let mut document = match snapshot {
+        Some(bytes) => Automerge::load(&bytes).map_err(|e| StoreError::Document {
+            id,
+            source: e.into(),
+        })?,
+        None => Automerge::new(),
+    };
+    let mut stmt = tx.prepare_cached(
+        "SELECT bytes FROM changes WHERE docno = ?1 AND in_snapshot = 0 ORDER BY seq",
+    )?;
+    let changes = stmt
+        .query_map([row.docno], |r| r.get::<_, Vec<u8>>(0))?
+        .map(|bytes| {
+            let bytes = bytes?;
+            Change::from_bytes(bytes).map_err(|e| StoreError::StoredChange {
+                id,
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    document
+        .apply_changes(changes)
+        .map_err(|e| StoreError::Document {
+            id,
+            source: e.into(),
+        })?;
+    document.set_actor(actor.clone());
+    Ok(document)
+}
+
+/// Stores the document's last local change, updates the document row and its projection.
+fn persist_local(
+    tx: &Transaction<'_>,
+    row: &DocRow,
+    document: &mut Automerge,
+    now: DateTime<Utc>,
+) -> Result<Record> {
+    let id = row.id;
+    let Some(mut change) = document.get_last_local_change() else {
+        return Err(StoreError::Document {
+            id,
+            source: crm_model::DocError::NotARecord("no local change to store"),
+        });
+    };
+    let seq = insert_change(tx, row.docno, change.hash(), &change.bytes(), true, now)?;
+    tx.prepare_cached("INSERT INTO outbox (seq) VALUES (?1)")?
+        .execute([seq])?;
+    store_document(tx, row, document, 1, now)?;
+    let record =
+        doc::read(&*document, None).map_err(|source| StoreError::Document { id, source })?;
+    projection::write(tx, row.docno, &record, &last_change(document))?;
+    Ok(record)
+}
+
+pub(crate) fn insert_change(
+    tx: &Transaction<'_>,
+    docno: i64,
+    hash: ChangeHash,
+    bytes: &[u8],
+    local: bool,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO changes (hash, docno, bytes, local, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        &hash.0[..],
+        docno,
+        bytes,
+        local,
+        crm_model::format_time(&now)
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Writes the document row's heads after `added` new changes, folding the loose changes into
+/// a fresh snapshot once there are enough of them.
+pub(crate) fn store_document(
+    tx: &Transaction<'_>,
+    row: &DocRow,
+    document: &Automerge,
+    added: i64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let heads = encode_heads(&document.get_heads());
+    let loose: i64 = tx
+        .prepare_cached("SELECT loose FROM documents WHERE docno = ?1")?
+        .query_row([row.docno], |r| r.get(0))?;
+    let loose = loose + added;
+    if loose > COMPACT_AFTER {
+        let snapshot = document.save();
+        let hashes: Vec<(i64, Vec<u8>)> = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, hash FROM changes WHERE docno = ?1 AND in_snapshot = 0",
+            )?;
+            stmt.query_map([row.docno], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?
+        };
+        let mut still_loose = 0;
+        let mut mark = tx.prepare_cached("UPDATE changes SET in_snapshot = 1 WHERE seq = ?1")?;
+        for (seq, hash) in hashes {
+            let folded = ChangeHash::try_from(hash.as_slice())
+                .ok()
+                .is_some_and(|h| document.get_change_by_hash(&h).is_some());
+            if folded {
+                mark.execute([seq])?;
+            } else {
+                still_loose += 1;
+            }
+        }
+        tx.prepare_cached(
+            "UPDATE documents SET heads = ?2, snapshot = ?3, loose = ?4, updated_at = ?5 WHERE docno = ?1",
+        )?
+        .execute(params![row.docno, heads, snapshot, still_loose, crm_model::format_time(&now)])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE documents SET heads = ?2, loose = ?3, updated_at = ?4 WHERE docno = ?1",
+        )?
+        .execute(params![
+            row.docno,
+            heads,
+            loose,
+            crm_model::format_time(&now)
+        ])?;
+    }
+    Ok(())
+}
+
+/// The time and author of the newest head change.
+pub(crate) fn last_change(document: &Automerge) -> LastChange {
+    let newest = document
+        .get_heads()
+        .iter()
+        .filter_map(|h| document.get_change_by_hash(h))
+        .max_by_key(|c| (c.timestamp(), c.hash()));
+    LastChange {
+        at: newest
+            .as_ref()
+            .and_then(|c| crm_model::millis_to_time(c.timestamp() * 1000))
+            .map(|t| crm_model::format_time(&t)),
+        by: newest
+            .as_ref()
+            .and_then(|c| Author::from_message(c.message()))
+            .map(|a| a.user),
+    }
+}
+
+/// Re-projects a document; returns whether it is a readable record. Documents whose creating
+/// change has not arrived, or of a kind or schema newer than this build, are kept but not
+/// projected.
+pub(crate) fn project(tx: &Transaction<'_>, row: &DocRow, document: &Automerge) -> Result<bool> {
+    match doc::read(document, None) {
+        Ok(record) => {
+            if row.kind.as_deref() != Some(record.kind.as_str()) {
+                tx.prepare_cached("UPDATE documents SET kind = ?2 WHERE docno = ?1")?
+                    .execute(params![row.docno, record.kind.as_str()])?;
+                if let Some(old) = row.kind.as_deref().and_then(|k| k.parse().ok()) {
+                    projection::remove(tx, row.docno, Some(old))?;
+                }
+            }
+            projection::write(tx, row.docno, &record, &last_change(document))?;
+            Ok(true)
+        }
+        Err(e) => {
+            tracing::debug!(docno = row.docno, error = %e, "document not projected");
+            projection::remove(tx, row.docno, None)?;
+            Ok(false)
+        }
+    }
+}
+
+/// Checks that every id an edit refers to names an existing record of an accepted kind.
+fn check_references(tx: &Transaction<'_>, edit: &Edit) -> Result<()> {
+    for (field, id) in edit.references() {
+        let accepted: &[Kind] = match field.ty {
+            crm_model::FieldType::Ref(kinds) => kinds,
+            crm_model::FieldType::Set(crm_model::SetOf::Ref(kinds)) => kinds,
+            _ => &[],
+        };
+        let kind: Option<Option<String>> = tx
+            .prepare_cached("SELECT kind FROM documents WHERE id = ?1")?
+            .query_row([id.to_string()], |r| r.get(0))
+            .optional()?;
+        let Some(found) = kind.flatten().and_then(|k| k.parse::<Kind>().ok()) else {
+            return Err(StoreError::MissingReference {
+                field: field.name.into(),
+                id,
+            });
+        };
+        if !accepted.is_empty() && !accepted.contains(&found) {
+            return Err(StoreError::WrongReference {
+                field: field.name.into(),
+                id,
+                expected: accepted
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                found,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! The replica's SQL schema: documents, changes, outbox, and the projection tables generated
+//! from the record schemas.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use crm_model::{FieldType, Kind};
+
+/// `PRAGMA application_id` of a replica: "CRM1". Tells our files from other SQLite files.
+pub(crate) const APPLICATION_ID: i64 = 0x4352_4D31;
+/// `PRAGMA user_version`: the replica's storage format. Bumped on incompatible changes.
+pub(crate) const FORMAT_VERSION: i64 = 1;
+
+/// Tables that hold the data itself; never rebuilt.
+pub(crate) const CORE: &str = r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- One row per record document. `kind` is NULL while the change that creates the record has
+-- not arrived yet (a later change came first).
+CREATE TABLE documents (
+    docno      INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    kind       TEXT,
+    heads      BLOB NOT NULL,
+    snapshot   BLOB,
+    loose      INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL
+);
+
+-- Every change of every document, local or remote, once (by hash). A change is folded into
+-- its document's snapshot by compaction but kept, so it can still be shipped to peers.
+CREATE TABLE changes (
+    seq         INTEGER PRIMARY KEY,
+    hash        BLOB NOT NULL UNIQUE,
+    docno       INTEGER NOT NULL REFERENCES documents(docno),
+    bytes       BLOB NOT NULL,
+    in_snapshot INTEGER NOT NULL DEFAULT 0,
+    local       INTEGER NOT NULL,
+    received_at TEXT NOT NULL
+);
+CREATE INDEX changes_loose ON changes(docno) WHERE in_snapshot = 0;
+
+-- Local changes the relay has not acknowledged yet.
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY REFERENCES changes(seq)
+);
+
+-- Relay cursor and identity, written in the same transactions as the data they describe.
+CREATE TABLE sync_state (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Tables derived from the documents; dropped and rebuilt by `reindex` or when the record
+/// schemas change.
+pub(crate) static PROJECTIONS: LazyLock<String> = LazyLock::new(|| {
+    let mut sql = String::from(
+        r#"
+CREATE TABLE record_tags (
+    tag   TEXT NOT NULL,
+    docno INTEGER NOT NULL,
+    PRIMARY KEY (tag, docno)
+) WITHOUT ROWID;
+CREATE INDEX record_tags_doc ON record_tags(docno);
+
+CREATE TABLE record_refs (
+    docno  INTEGER NOT NULL,
+    field  TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (docno, field, target)
+) WITHOUT ROWID;
+CREATE INDEX record_refs_target ON record_refs(target);
+
+CREATE TABLE conflicts (
+    docno    INTEGER NOT NULL,
+    field    TEXT NOT NULL,
+    vals     TEXT NOT NULL,
+    PRIMARY KEY (docno, field)
+) WITHOUT ROWID;
+
+-- Full-text index over titles, emails, phones, notes and prose. The trigram tokenizer
+-- matches substrings, which is what Chinese text needs (it has no spaces between words).
+CREATE VIRTUAL TABLE search USING fts5(
+    kind UNINDEXED, archived UNINDEXED, title, body, tokenize = 'trigram'
+);
+"#,
+    );
+    for kind in Kind::ALL {
+        let t = table(*kind);
+        let _ = write!(
+            sql,
+            "\nCREATE TABLE {t} (\n    docno INTEGER PRIMARY KEY,\n    id TEXT NOT NULL UNIQUE,\n    title TEXT NOT NULL,\n    archived INTEGER NOT NULL,\n    created_at TEXT,\n    created_by TEXT,\n    updated_at TEXT,\n    updated_by TEXT,\n    tags TEXT NOT NULL,\n    notes TEXT NOT NULL,\n    has_conflicts INTEGER NOT NULL,\n    json TEXT NOT NULL"
+        );
+        for field in kind.schema().all_fields() {
+            let _ = write!(
+                sql,
+                ",\n    {} {}",
+                column(field.name),
+                column_type(field.ty)
+            );
+        }
+        let _ = writeln!(sql, "\n);");
+        let _ = writeln!(
+            sql,
+            "CREATE INDEX {t}_updated ON {t}(archived, updated_at);"
+        );
+        let _ = writeln!(sql, "CREATE INDEX {t}_title ON {t}(archived, title);");
+        for field in kind.schema().all_fields().filter(|f| f.filter) {
+            let _ = writeln!(
+                sql,
+                "CREATE INDEX {t}_f_{n} ON {t}(archived, {c});",
+                n = field.name,
+                c = column(field.name)
+            );
+        }
+    }
+    sql
+});
+
+/// A fingerprint of the projection DDL: when it changes (a new field, a new index), the
+/// projections are rebuilt from the documents on open.
+pub(crate) fn projection_fingerprint() -> String {
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in PROJECTIONS.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The projection column of a schema field; prefixed so no field name can clash with the
+/// bookkeeping columns (`title`, `id`, …) or an SQL keyword.
+pub(crate) fn column(field: &str) -> String {
+    format!("f_{field}")
+}
+
+/// The projection table of a kind.
+pub(crate) fn table(kind: Kind) -> String {
+    format!("rec_{}", kind.as_str())
+}
+
+pub(crate) fn column_type(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Int { .. } | FieldType::Money | FieldType::Bool => "INTEGER",
+        _ => "TEXT",
+    }
+}
+
+/// Drops every projection table (before a rebuild).
+pub(crate) fn drop_projections_sql() -> String {
+    let mut sql = String::from(
+        "DROP TABLE IF EXISTS record_tags;\nDROP TABLE IF EXISTS record_refs;\nDROP TABLE IF EXISTS conflicts;\nDROP TABLE IF EXISTS search;\n",
+    );
+    for kind in Kind::ALL {
+        let _ = writeln!(sql, "DROP TABLE IF EXISTS {};", table(*kind));
+    }
+    sql
+}
