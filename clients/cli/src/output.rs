@@ -1,0 +1,126 @@
+//! Printing: JSON for scripts, aligned tables for people. Widths count CJK characters as two
+//! columns, so Chinese names line up.
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{Cell, ContentArrangement, Table};
+use crm_model::{FieldValue, Record};
+use serde_json::Value as Json;
+
+pub(crate) fn json(value: &Json) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    if rows.is_empty() {
+        println!("(none)");
+        return;
+    }
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(header.iter().map(|h| Cell::new(h)));
+    for row in rows {
+        t.add_row(row);
+    }
+    println!("{t}");
+}
+
+/// A JSON value as one short line of text.
+pub(crate) fn cell(value: Option<&Json>) -> String {
+    match value {
+        None | Some(Json::Null) => String::new(),
+        Some(Json::String(s)) => one_line(s, 60),
+        Some(Json::Array(items)) => one_line(
+            &items
+                .iter()
+                .map(|i| match i {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            60,
+        ),
+        Some(other) => one_line(&other.to_string(), 60),
+    }
+}
+
+pub(crate) fn one_line(s: &str, max: usize) -> String {
+    let flat = s.replace(['\n', '\r'], " ⏎ ");
+    if flat.chars().count() > max {
+        format!("{}…", flat.chars().take(max).collect::<String>())
+    } else {
+        flat
+    }
+}
+
+/// One record as a field/value table, conflicts marked.
+pub(crate) fn record(record: &Record) {
+    let mut rows = vec![
+        vec!["id".into(), record.id.to_string()],
+        vec!["kind".into(), record.kind.to_string()],
+    ];
+    for field in record.kind.schema().all_fields() {
+        if let Some(v) = record.fields.get(field.name) {
+            let mut text = match v {
+                FieldValue::Text(s) if field.is_prose() => s.clone(),
+                other => one_line(&other.display(), 200),
+            };
+            if let Some(values) = record.conflicts.get(field.name) {
+                text.push_str(&format!("   ⚠ conflict: {}", conflict_values(values)));
+            }
+            rows.push(vec![field.name.into(), text]);
+        } else if let Some(values) = record.conflicts.get(field.name) {
+            rows.push(vec![
+                field.name.into(),
+                format!("⚠ conflict: {}", conflict_values(values)),
+            ]);
+        }
+    }
+    for (k, v) in &record.custom {
+        rows.push(vec![format!("custom.{k}"), v.clone()]);
+    }
+    rows.push(vec![
+        "tags".into(),
+        record.tags.iter().cloned().collect::<Vec<_>>().join(", "),
+    ]);
+    if !record.notes.is_empty() {
+        rows.push(vec!["notes".into(), record.notes.clone()]);
+    }
+    let mut archived = record.archived.to_string();
+    if let Some(values) = record.conflicts.get("archived") {
+        archived.push_str(&format!("   ⚠ conflict: {}", conflict_values(values)));
+    }
+    rows.push(vec!["archived".into(), archived]);
+    if let Some(t) = &record.created_at {
+        rows.push(vec![
+            "created".into(),
+            format!("{} by {}", crm_model::format_time(t), record.created_by),
+        ]);
+    }
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    for row in rows {
+        t.add_row(row);
+    }
+    println!("{t}");
+    if !record.conflicts.is_empty() {
+        println!(
+            "{} field(s) hold concurrent values; settle with `crm resolve {} FIELD VALUE`",
+            record.conflicts.len(),
+            record.id
+        );
+    }
+}
+
+pub(crate) fn conflict_values(values: &[Json]) -> String {
+    values
+        .iter()
+        .map(|v| cell(Some(v)))
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
