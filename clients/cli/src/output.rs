@@ -3,7 +3,9 @@
 
 use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{Cell, ContentArrangement, Table};
-use crm_model::{FieldValue, Record};
+use std::collections::HashMap;
+
+use crm_model::{FieldValue, Record, RecordId};
 use serde_json::Value as Json;
 
 pub(crate) fn json(value: &Json) {
@@ -57,8 +59,21 @@ pub(crate) fn one_line(s: &str, max: usize) -> String {
     }
 }
 
-/// One record as a field/value table, conflicts marked.
-pub(crate) fn record(record: &Record) {
+/// A reference shown by name: `ACME (0192f0c4…)`.
+pub(crate) fn reference(id: &str, titles: &HashMap<RecordId, String>) -> String {
+    match id.parse::<RecordId>().ok().and_then(|i| titles.get(&i)) {
+        Some(title) => format!("{} ({}…)", one_line(title, 40), &id[..id.len().min(8)]),
+        None => id.to_string(),
+    }
+}
+
+/// Every id a record refers to.
+pub(crate) fn referenced(record: &Record) -> Vec<RecordId> {
+    record.fields.values().flat_map(FieldValue::referenced_ids).collect()
+}
+
+/// One record as a field/value table, conflicts marked, references shown by name.
+pub(crate) fn record(record: &Record, titles: &HashMap<RecordId, String>) {
     let mut rows = vec![
         vec!["id".into(), record.id.to_string()],
         vec!["kind".into(), record.kind.to_string()],
@@ -67,6 +82,12 @@ pub(crate) fn record(record: &Record) {
         if let Some(v) = record.fields.get(field.name) {
             let mut text = match v {
                 FieldValue::Text(s) if field.is_prose() => s.clone(),
+                FieldValue::Ref(id) => reference(&id.to_string(), titles),
+                FieldValue::Set(items) if !v.referenced_ids().is_empty() => items
+                    .iter()
+                    .map(|i| reference(i, titles))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
                 other => one_line(&other.display(), 200),
             };
             if let Some(values) = record.conflicts.get(field.name) {

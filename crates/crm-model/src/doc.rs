@@ -899,6 +899,21 @@ mod tests {
     }
 
     #[test]
+    fn contact_titles_follow_the_script() {
+        let author = Author::new("a", "d");
+        let mut e = Edit::new(Kind::Contact);
+        e.set("first_name", "芳").expect("valid");
+        e.set("last_name", "王").expect("valid");
+        let doc = create(RecordId::new(), &e, stamp(&author), ActorId::random()).expect("ok");
+        assert_eq!(read(&doc, None).expect("ok").title(), "王芳");
+        let mut e = Edit::new(Kind::Contact);
+        e.set("first_name", "Ada").expect("valid");
+        e.set("last_name", "Lovelace").expect("valid");
+        let doc = create(RecordId::new(), &e, stamp(&author), ActorId::random()).expect("ok");
+        assert_eq!(read(&doc, None).expect("ok").title(), "Ada Lovelace");
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let (mut doc, _) = account("x");
         let mut tx = doc.transaction();

@@ -60,6 +60,9 @@ impl Record {
 
     /// The text that names the record in lists and links, e.g. `ACME 深圳` or `T-laptop-3 Printer jam`.
     pub fn title(&self) -> String {
+        if self.kind == Kind::Contact {
+            return self.person_name();
+        }
         let parts: Vec<String> = self
             .kind
             .schema()
@@ -72,6 +75,23 @@ impl Record {
         } else {
             parts.join(" ")
         }
+    }
+
+    /// A contact's name: `Wang Fang` in Latin script, `王芳` (family name first, no space)
+    /// in Chinese.
+    fn person_name(&self) -> String {
+        let part = |f: &str| match self.fields.get(f) {
+            Some(FieldValue::Text(s)) => s.trim().to_string(),
+            _ => String::new(),
+        };
+        let (first, last) = (part("first_name"), part("last_name"));
+        let cjk = |s: &str| s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
+        let name = if cjk(&first) || cjk(&last) {
+            format!("{last}{first}")
+        } else {
+            format!("{first} {last}").trim().to_string()
+        };
+        if name.is_empty() { self.id.to_string() } else { name }
     }
 
     /// The flat JSON object of the CLI and the API: `id`, `kind`, each field under its schema

@@ -377,3 +377,44 @@ fn escape_like(s: &str) -> String {
 fn corrupt_projection(what: &str) -> StoreError {
     StoreError::CorruptProjection(what.to_string())
 }
+
+impl Store {
+    /// The display titles of records, for showing references by name. Unknown ids are left
+    /// out.
+    pub fn titles(&self, ids: &[RecordId]) -> Result<std::collections::HashMap<RecordId, String>> {
+        let mut out = std::collections::HashMap::new();
+        let mut kind_of = self
+            .conn
+            .prepare_cached("SELECT kind FROM documents WHERE id = ?1 AND kind IS NOT NULL")?;
+        for id in ids {
+            if out.contains_key(id) {
+                continue;
+            }
+            let key = id.to_string();
+            let kind: Option<String> =
+                kind_of
+                    .query_row([&key], |r| r.get(0))
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        other => Err(other),
+                    })?;
+            let Some(kind) = kind.and_then(|k| k.parse::<Kind>().ok()) else {
+                continue;
+            };
+            let title: Option<String> = self
+                .conn
+                .prepare_cached(&format!("SELECT title FROM {} WHERE id = ?1", table(kind)))?
+                .query_row([&key], |r| r.get(0))
+                .map(Some)
+                .or_else(|e| match e {
+                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                    other => Err(other),
+                })?;
+            if let Some(title) = title {
+                out.insert(*id, title);
+            }
+        }
+        Ok(out)
+    }
+}

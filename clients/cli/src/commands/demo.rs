@@ -57,6 +57,9 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
     );
     let d = dir.display();
     println!("\nTry next:");
+    if let Ok(exe) = std::env::current_exe() {
+        println!("  alias crm={}", exe.display());
+    }
     println!("  export CRM_HOME={d}");
     println!("  crm account list --grade vip");
     println!("  crm opportunity list --stage negotiation --sort amount --desc");

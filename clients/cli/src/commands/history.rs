@@ -24,7 +24,7 @@ pub(crate) fn history(m: &ArgMatches, as_json: bool) -> Result<()> {
                     .filter(|c| !c.new.is_null())
                     .map(|c| format!("{} = {}", c.field, output::cell(Some(&c.new))))
                     .collect();
-                format!("created: {}", fields.join("; "))
+                format!("created\n{}", fields.join("\n"))
             } else if e.changes.is_empty() {
                 "(merged, no visible change)".into()
             } else {

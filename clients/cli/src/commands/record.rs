@@ -25,8 +25,7 @@ pub(crate) fn run(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
         "show" => {
             let mut store = open(sub)?;
             let record = store.get_kind(kind, parse_id(sub, "id")?)?;
-            print_record(&record, as_json);
-            Ok(())
+            print_record(&store, &record, as_json)
         }
         "edit" => edit(kind, sub, as_json),
         "archive" | "restore" => {
@@ -57,16 +56,17 @@ pub(crate) fn run(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
 pub(crate) fn show_any(m: &ArgMatches, as_json: bool) -> Result<()> {
     let mut store = open(m)?;
     let record = store.get(parse_id(m, "id")?)?;
-    print_record(&record, as_json);
-    Ok(())
+    print_record(&store, &record, as_json)
 }
 
-fn print_record(record: &crm_model::Record, as_json: bool) {
+fn print_record(store: &crm_store::Store, record: &crm_model::Record, as_json: bool) -> Result<()> {
     if as_json {
         output::json(&record.to_json());
     } else {
-        output::record(record);
+        let titles = store.titles(&output::referenced(record))?;
+        output::record(record, &titles);
     }
+    Ok(())
 }
 
 /// Builds the edit from the shared field syntax: field flags, `--set`, `--unset`, `--tag`,
@@ -119,8 +119,7 @@ fn edit(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
     }
     let mut store = open(m)?;
     let record = store.edit(id, &edit)?;
-    print_record(&record, as_json);
-    Ok(())
+    print_record(&store, &record, as_json)
 }
 
 fn list(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
@@ -169,11 +168,29 @@ fn list(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
     if q.include_archived {
         header.push("archived");
     }
+    let refs: Vec<crm_model::RecordId> = rows
+        .iter()
+        .flat_map(|r| columns.iter().filter_map(|c| r.json.get(*c)?.as_str()?.parse().ok()))
+        .collect();
+    let titles = store.titles(&refs)?;
+    let ref_columns: Vec<bool> = columns
+        .iter()
+        .map(|c| {
+            kind.schema()
+                .field(c)
+                .is_some_and(|f| matches!(f.ty, crm_model::FieldType::Ref(_)))
+        })
+        .collect();
     let table_rows = rows
         .iter()
         .map(|r| {
             let mut row = vec![r.id.to_string(), output::one_line(&r.title, 40)];
-            row.extend(columns.iter().map(|c| output::cell(r.json.get(*c))));
+            row.extend(columns.iter().zip(&ref_columns).map(|(c, is_ref)| {
+                match (is_ref, r.json.get(*c).and_then(|v| v.as_str())) {
+                    (true, Some(id)) => output::reference(id, &titles),
+                    _ => output::cell(r.json.get(*c)),
+                }
+            }));
             row.push(output::cell(r.json.get("tags")));
             if q.include_archived {
                 row.push(output::cell(r.json.get("archived")));

@@ -25,7 +25,7 @@ pub(crate) static SCHEMA: Schema = Schema {
     kind: Kind::Account,
     fields: &[
         f("name", TEXT).required().title().filter(),
-        f("short_name", TEXT).title(),
+        f("short_name", TEXT),
         f("industry", TEXT).filter(),
         f("size", one_of(SIZES)).filter(),
         f("employees", COUNT),
