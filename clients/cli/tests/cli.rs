@@ -736,3 +736,42 @@ fn schema_and_completions_and_help() {
     assert!(r.ok(&["completions", "bash"]).contains("crm"));
     assert!(r.ok(&["account", "add", "--help"]).contains("--industry"));
 }
+
+#[test]
+fn foreign_and_newer_replicas_are_refused_untouched() {
+    let foreign = tempfile::tempdir().expect("tempdir");
+    let path = foreign.path().join("replica.db");
+    {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES (1, 9.5);")
+            .expect("create");
+    }
+    let bytes = std::fs::read(&path).expect("read");
+    let out = Command::cargo_bin("crm")
+        .expect("crm binary")
+        .arg("--data-dir")
+        .arg(foreign.path())
+        .args(["account", "list"])
+        .assert()
+        .get_output()
+        .clone();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("another application"), "{out:?}");
+    assert_eq!(std::fs::read(&path).expect("read"), bytes, "foreign file must not be modified");
+
+    let r = Replica::new("alice", "laptop");
+    let id = r.add("account", &["--name", "ACME"]);
+    {
+        let conn = rusqlite::Connection::open(r.path().join("replica.db")).expect("open");
+        conn.pragma_update(None, "user_version", 99).expect("bump version");
+    }
+    let err = r.fails(&["account", "show", &id], 1);
+    assert!(err.contains("newer version"), "{err}");
+    let err = r.fails(&["account", "edit", &id, "--tag", "x"], 1);
+    assert!(err.contains("newer version"), "{err}");
+    {
+        let conn = rusqlite::Connection::open(r.path().join("replica.db")).expect("open");
+        conn.pragma_update(None, "user_version", 1).expect("restore version");
+    }
+    assert_eq!(r.json(&["account", "show", &id])["tags"], serde_json::json!([]));
+}
