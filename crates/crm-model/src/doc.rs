@@ -800,7 +800,8 @@ mod tests {
     fn create_requires_required_fields() {
         let author = Author::new("a", "d");
         let e = Edit::new(Kind::Account);
-        let err = create(RecordId::new(), &e, stamp(&author), ActorId::random()).unwrap_err();
+        let err =
+            create(RecordId::new(), &e, stamp(&author), ActorId::random()).expect_err("must fail");
         assert!(err.to_string().contains("name is required"), "{err}");
     }
 

@@ -94,13 +94,14 @@ impl Edit {
         Ok(self)
     }
 
-    /// Sets a field to an already typed value.
+    /// Sets a field to an already typed value, validated and normalised like [`Edit::set`].
     pub fn set_value(
         &mut self,
         name: &str,
         value: FieldValue,
     ) -> Result<&mut Self, ValidationError> {
         let field = self.field(name)?;
+        let value = FieldValue::validate(field, value)?;
         self.ops.push(Op::Set(field, value));
         Ok(self)
     }
@@ -215,7 +216,10 @@ mod tests {
     #[test]
     fn rejects_bad_input_with_the_field_named() {
         let mut e = Edit::new(Kind::Account);
-        let err = e.set_assignment("colour=red").unwrap_err().to_string();
+        let err = e
+            .set_assignment("colour=red")
+            .expect_err("must fail")
+            .to_string();
         assert!(err.contains("colour") && err.contains("industry"), "{err}");
         assert!(matches!(
             e.set_assignment("name"),

@@ -91,7 +91,11 @@ impl Record {
         } else {
             format!("{first} {last}").trim().to_string()
         };
-        if name.is_empty() { self.id.to_string() } else { name }
+        if name.is_empty() {
+            self.id.to_string()
+        } else {
+            name
+        }
     }
 
     /// The flat JSON object of the CLI and the API: `id`, `kind`, each field under its schema

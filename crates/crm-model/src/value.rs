@@ -234,6 +234,49 @@ impl FieldValue {
         })
     }
 
+    /// Checks an already typed value against `field` as [`FieldValue::parse`] checks text,
+    /// and returns it normalised the same way (trimmed text, lowercase emails, enum names).
+    pub fn validate(field: &FieldDef, value: FieldValue) -> Result<Self, ValidationError> {
+        let invalid = |shown: String| ValidationError::InvalidValue {
+            field: field.name.to_string(),
+            value: shorten(&shown),
+            expected: field.ty.describe(),
+        };
+        match (field.ty, value) {
+            (
+                FieldType::Text
+                | FieldType::Prose
+                | FieldType::Email
+                | FieldType::Phone
+                | FieldType::Domain
+                | FieldType::Enum(_),
+                FieldValue::Text(s),
+            ) => FieldValue::parse(field, &s),
+            (FieldType::Int { min, max }, FieldValue::Int(n)) if (min..=max).contains(&n) => {
+                Ok(FieldValue::Int(n))
+            }
+            (FieldType::Set(_), FieldValue::Set(items)) => {
+                let mut out = BTreeSet::new();
+                for item in items {
+                    match FieldValue::parse(field, &item)? {
+                        FieldValue::Set(one) if one.len() == 1 => out.extend(one),
+                        _ => return Err(invalid(item)),
+                    }
+                }
+                Ok(FieldValue::Set(out))
+            }
+            (FieldType::Money, v @ FieldValue::Amount(_))
+            | (FieldType::Bool, v @ FieldValue::Bool(_))
+            | (FieldType::Date, v @ FieldValue::Date(_))
+            | (FieldType::DateTime, v @ FieldValue::DateTime(_))
+            | (FieldType::Ref(_), v @ FieldValue::Ref(_))
+            | (FieldType::LineItems, v @ FieldValue::LineItems(_))
+            | (FieldType::List, v @ FieldValue::List(_))
+            | (FieldType::Answers, v @ FieldValue::Answers(_)) => Ok(v),
+            (_, v) => Err(invalid(v.display())),
+        }
+    }
+
     /// The value as it appears in a JSON record.
     pub fn to_json(&self) -> Json {
         match self {
@@ -305,11 +348,14 @@ pub(crate) fn parse_line(v: &str) -> Result<String, String> {
 }
 
 fn parse_enum<'a>(values: &'a [&'a str], v: &str) -> Result<&'a str, String> {
-    let wanted = v.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+    // Both sides normalised: "Closed-Won" finds closed_won, and "11-50" still finds the
+    // account size 11-50, whose canonical name has a hyphen.
+    let normalize = |s: &str| s.trim().to_ascii_lowercase().replace(['-', ' '], "_");
+    let wanted = normalize(v);
     values
         .iter()
         .copied()
-        .find(|x| *x == wanted)
+        .find(|x| normalize(x) == wanted)
         .ok_or_else(|| format!("one of {}", values.join(", ")))
 }
 
@@ -472,7 +518,9 @@ mod tests {
             FieldValue::parse(stage, "Closed-Won"),
             Ok(FieldValue::Text("closed_won".into()))
         );
-        let err = FieldValue::parse(stage, "won").unwrap_err().to_string();
+        let err = FieldValue::parse(stage, "won")
+            .expect_err("must fail")
+            .to_string();
         assert!(
             err.contains("stage") && err.contains("prospecting"),
             "{err}"

@@ -49,7 +49,7 @@ pub enum StoreError {
     Document {
         id: RecordId,
         #[source]
-        source: DocError,
+        source: Box<DocError>,
     },
     #[error("change {index} of the batch is not a valid Automerge change: {reason}")]
     InvalidChange { index: usize, reason: String },
@@ -70,6 +70,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A record whose document could not be read or written.
+    pub(crate) fn doc(id: RecordId, source: impl Into<DocError>) -> Self {
+        StoreError::Document {
+            id,
+            source: Box::new(source.into()),
+        }
+    }
+
     /// Whether the error is the caller's input (a usage or validation error) rather than a
     /// failure of the replica or the machine.
     pub fn is_invalid_input(&self) -> bool {
@@ -80,7 +88,7 @@ impl StoreError {
             | StoreError::WrongReference { .. }
             | StoreError::NoConflict { .. }
             | StoreError::Invalid(_) => true,
-            StoreError::Document { source, .. } => matches!(source, DocError::Invalid(_)),
+            StoreError::Document { source, .. } => matches!(**source, DocError::Invalid(_)),
             _ => false,
         }
     }

@@ -5,6 +5,10 @@ use chrono::{DateTime, Utc};
 use crm_model::{Author, RecordId, doc};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+
+use crm_model::automerge::{Change, ChangeHash};
 
 use crate::error::{Result, StoreError};
 use crate::replica::Store;
@@ -46,7 +50,7 @@ impl Store {
     pub fn history(&mut self, id: RecordId) -> Result<Vec<TimelineEntry>> {
         let document = self.load_document(id)?;
         let mut out = Vec::new();
-        for change in document.get_changes(&[]) {
+        for change in causal_order(document.get_changes(&[])) {
             let deps = change.deps().to_vec();
             let before = if deps.is_empty() {
                 None
@@ -54,7 +58,7 @@ impl Store {
                 doc::read(&document, Some(&deps)).ok().map(|r| r.to_json())
             };
             let after = doc::read(&document, Some(&[change.hash()]))
-                .map_err(|source| StoreError::Document { id, source })?
+                .map_err(|source| StoreError::doc(id, source))?
                 .to_json();
             let author = Author::from_message(change.message());
             out.push(TimelineEntry {
@@ -71,6 +75,43 @@ impl Store {
     }
 }
 
+/// The changes in a causal order that is the same on every replica: among the changes whose
+/// parents are all listed, the earliest (by time, then hash) comes first. Automerge's own order
+/// depends on the order a replica received concurrent changes in.
+fn causal_order(changes: Vec<Change>) -> Vec<Change> {
+    let hashes: HashSet<ChangeHash> = changes.iter().map(Change::hash).collect();
+    let mut waiting: HashMap<ChangeHash, usize> = HashMap::new();
+    let mut children: HashMap<ChangeHash, Vec<usize>> = HashMap::new();
+    let mut ready = BinaryHeap::new();
+    for (i, c) in changes.iter().enumerate() {
+        let deps: Vec<&ChangeHash> = c.deps().iter().filter(|d| hashes.contains(d)).collect();
+        for d in &deps {
+            children.entry(**d).or_default().push(i);
+        }
+        if deps.is_empty() {
+            ready.push(Reverse((c.timestamp(), c.hash(), i)));
+        } else {
+            waiting.insert(c.hash(), deps.len());
+        }
+    }
+    let mut order = Vec::with_capacity(changes.len());
+    while let Some(Reverse((_, hash, i))) = ready.pop() {
+        order.push(i);
+        for &child in children.get(&hash).map(Vec::as_slice).unwrap_or_default() {
+            let c = &changes[child];
+            if let Some(n) = waiting.get_mut(&c.hash()) {
+                *n -= 1;
+                if *n == 0 {
+                    waiting.remove(&c.hash());
+                    ready.push(Reverse((c.timestamp(), c.hash(), child)));
+                }
+            }
+        }
+    }
+    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
 fn diff(before: Option<&Json>, after: &Json) -> Vec<FieldChange> {
     let empty = Map::new();
     let old = before.and_then(Json::as_object).unwrap_or(&empty);
@@ -78,7 +119,8 @@ fn diff(before: Option<&Json>, after: &Json) -> Vec<FieldChange> {
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter()
+    let mut changes: Vec<FieldChange> = keys
+        .into_iter()
         .filter(|k| !SKIP.contains(&k.as_str()))
         .filter_map(|k| {
             let o = old.get(k).cloned().unwrap_or(Json::Null);
@@ -92,5 +134,26 @@ fn diff(before: Option<&Json>, after: &Json) -> Vec<FieldChange> {
                 new: n,
             })
         })
-        .collect()
+        .collect();
+    // A conflict settled by keeping the value already shown changes no value, but it is a
+    // decision a user made: show it as the concurrent values → the chosen one.
+    let no_conflicts = Map::new();
+    let conflicts_of =
+        |v: &Map<String, Json>| v.get("conflicts").and_then(Json::as_object).cloned();
+    let old_conflicts = conflicts_of(old).unwrap_or_else(|| no_conflicts.clone());
+    let new_conflicts = conflicts_of(new).unwrap_or(no_conflicts);
+    for (field, values) in &old_conflicts {
+        if !new_conflicts.contains_key(field) && !changes.iter().any(|c| &c.field == field) {
+            let chosen = match field.strip_prefix("custom.") {
+                Some(name) => new.get("custom").and_then(|c| c.get(name)).cloned(),
+                None => new.get(field).cloned(),
+            };
+            changes.push(FieldChange {
+                field: field.clone(),
+                old: values.clone(),
+                new: chosen.unwrap_or(Json::Null),
+            });
+        }
+    }
+    changes
 }

@@ -194,8 +194,10 @@ impl Store {
         } else {
             "ASC"
         };
+        // Ties (updated_at has whole seconds) are broken by the record id, not the local row
+        // number: every replica lists the same records in the same order.
         sql.push_str(&format!(
-            " ORDER BY {order} {dir}, docno {dir} LIMIT ? OFFSET ?"
+            " ORDER BY {order} {dir}, id {dir} LIMIT ? OFFSET ?"
         ));
         params.push(Sql::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
         params.push(Sql::Integer(i64::try_from(q.offset).unwrap_or(i64::MAX)));
@@ -311,7 +313,8 @@ impl Store {
         if id.is_some() {
             sql.push_str(" WHERE d.id = ?1");
         }
-        sql.push_str(" ORDER BY d.docno, c.field");
+        // By record id, not the local row number, so every replica prints the same list.
+        sql.push_str(" ORDER BY d.id, c.field");
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let params: Vec<String> = id.iter().map(ToString::to_string).collect();
         let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {

@@ -11,6 +11,9 @@ use rusqlite::{OptionalExtension, params};
 use crate::error::{Result, StoreError};
 use crate::replica::{self, DocRow, Store, encode_heads};
 
+/// A parsed change of a batch, with its hash and the bytes it came as.
+type Incoming<'a> = (ChangeHash, Change, &'a [u8]);
+
 /// One change of one record document, as it travels between replicas.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RemoteChange {
@@ -44,7 +47,7 @@ impl Store {
     /// a change whose dependencies have not arrived is stored and applied once they do.
     /// A batch holding anything that is not an Automerge change is refused whole.
     pub fn apply_remote_changes(&mut self, batch: &[RemoteChange]) -> Result<ApplyReport> {
-        let mut by_doc: BTreeMap<RecordId, Vec<(ChangeHash, Change, &[u8])>> = BTreeMap::new();
+        let mut by_doc: BTreeMap<RecordId, Vec<Incoming<'_>>> = BTreeMap::new();
         let mut order: Vec<RecordId> = Vec::new();
         for (index, rc) in batch.iter().enumerate() {
             let change =
@@ -105,26 +108,38 @@ impl Store {
                 }
                 continue;
             }
-            let mut document = replica::load(&tx, *id, &row, cached.remove(id), &actor)?;
+            // Load from the database, never from the cache: another handle on this replica
+            // may have stored changes that wait for the ones arriving now. Those leave the
+            // heads unchanged, so a cached copy would pass the heads check without them, and
+            // they would never be applied.
+            cached.remove(id);
+            let mut document = replica::load(&tx, *id, &row, None, &actor)?;
             for (hash, _, bytes) in &fresh {
                 replica::insert_change(&tx, row.docno, *hash, bytes, false, now)?;
             }
             report.applied += fresh.len();
             document
                 .apply_changes(fresh.iter().map(|(_, c, _)| c.clone()).collect::<Vec<_>>())
-                .map_err(|e| StoreError::Document {
-                    id: *id,
-                    source: e.into(),
-                })?;
-            if let Ok(Some((crm_model::automerge::Value::Scalar(s), _))) =
-                document.get(crm_model::automerge::ROOT, "id")
-                && let crm_model::automerge::ScalarValue::Str(claimed) = s.as_ref()
-                && claimed.as_str() != id.to_string()
-            {
-                return Err(StoreError::DocumentMismatch {
-                    id: *id,
-                    claimed: claimed.to_string(),
+                .map_err(|e| StoreError::doc(*id, e))?;
+            // Every value of the root `id`, not just the one shown: a record's creating change
+            // sent under another record's id puts a concurrent `id`, and which of the two wins
+            // depends only on the actor ids.
+            let own = id.to_string();
+            let claimed = document
+                .get_all(crm_model::automerge::ROOT, "id")
+                .unwrap_or_default()
+                .into_iter()
+                .find_map(|(value, _)| match value {
+                    crm_model::automerge::Value::Scalar(s) => match s.as_ref() {
+                        crm_model::automerge::ScalarValue::Str(c) if c.as_str() != own => {
+                            Some(c.to_string())
+                        }
+                        _ => None,
+                    },
+                    crm_model::automerge::Value::Object(_) => None,
                 });
+            if let Some(claimed) = claimed {
+                return Err(StoreError::DocumentMismatch { id: *id, claimed });
             }
             let added = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
             let heads_changed = encode_heads(&document.get_heads()) != row.heads;

@@ -298,7 +298,7 @@ impl Store {
             },
             actor,
         )
-        .map_err(|source| StoreError::Document { id, source })?;
+        .map_err(|source| StoreError::doc(id, source))?;
         tx.execute(
             "INSERT INTO documents (id, kind, heads, updated_at) VALUES (?1, ?2, x'', ?3)",
             params![id.to_string(), kind.as_str(), crm_model::format_time(&now)],
@@ -343,14 +343,14 @@ impl Store {
                 now: stamp_now,
             },
         )
-        .map_err(|source| StoreError::Document { id, source })?;
+        .map_err(|source| StoreError::doc(id, source))?;
         let record = if changed.is_some() {
             let record = persist_local(&tx, &row, &mut document, stamp_now)?;
             tx.commit()?;
             record
         } else {
             drop(tx);
-            doc::read(&document, None).map_err(|source| StoreError::Document { id, source })?
+            doc::read(&document, None).map_err(|source| StoreError::doc(id, source))?
         };
         self.cache.put(id, document);
         Ok(record)
@@ -397,8 +397,7 @@ impl Store {
     /// Reads a record from its document (not the projection).
     pub fn get(&mut self, id: RecordId) -> Result<Record> {
         let document = self.load_document(id)?;
-        let record =
-            doc::read(&document, None).map_err(|source| StoreError::Document { id, source });
+        let record = doc::read(&document, None).map_err(|source| StoreError::doc(id, source));
         self.cache.put(id, document);
         record
     }
@@ -449,10 +448,8 @@ impl Store {
         let rows: Vec<(i64, String, Option<String>, Vec<u8>)> = {
             let mut stmt =
                 tx.prepare("SELECT docno, id, kind, heads FROM documents ORDER BY docno")?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            rows
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<rusqlite::Result<_>>()?
         };
         let mut n = 0;
         for (docno, id, kind, heads) in rows {
@@ -532,10 +529,7 @@ pub(crate) fn load(
         .prepare_cached("SELECT snapshot FROM documents WHERE docno = ?1")?
         .query_row([row.docno], |r| r.get(0))?;
     let mut document = match snapshot {
-        Some(bytes) => Automerge::load(&bytes).map_err(|e| StoreError::Document {
-            id,
-            source: e.into(),
-        })?,
+        Some(bytes) => Automerge::load(&bytes).map_err(|e| StoreError::doc(id, e))?,
         None => Automerge::new(),
     };
     let mut stmt = tx.prepare_cached(
@@ -553,10 +547,7 @@ pub(crate) fn load(
         .collect::<Result<Vec<_>>>()?;
     document
         .apply_changes(changes)
-        .map_err(|e| StoreError::Document {
-            id,
-            source: e.into(),
-        })?;
+        .map_err(|e| StoreError::doc(id, e))?;
     document.set_actor(actor.clone());
     Ok(document)
 }
@@ -570,17 +561,16 @@ fn persist_local(
 ) -> Result<Record> {
     let id = row.id;
     let Some(mut change) = document.get_last_local_change() else {
-        return Err(StoreError::Document {
+        return Err(StoreError::doc(
             id,
-            source: crm_model::DocError::NotARecord("no local change to store"),
-        });
+            crm_model::DocError::NotARecord("no local change to store"),
+        ));
     };
     let seq = insert_change(tx, row.docno, change.hash(), &change.bytes(), true, now)?;
     tx.prepare_cached("INSERT INTO outbox (seq) VALUES (?1)")?
         .execute([seq])?;
     store_document(tx, row, document, 1, now)?;
-    let record =
-        doc::read(&*document, None).map_err(|source| StoreError::Document { id, source })?;
+    let record = doc::read(&*document, None).map_err(|source| StoreError::doc(id, source))?;
     projection::write(tx, row.docno, &record, &last_change(document))?;
     Ok(record)
 }
