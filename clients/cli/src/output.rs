@@ -23,7 +23,7 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().map(|h| Cell::new(h)));
+        .set_header(header.iter().map(Cell::new));
     for row in rows {
         t.add_row(row);
     }
@@ -69,7 +69,11 @@ pub(crate) fn reference(id: &str, titles: &HashMap<RecordId, String>) -> String 
 
 /// Every id a record refers to.
 pub(crate) fn referenced(record: &Record) -> Vec<RecordId> {
-    record.fields.values().flat_map(FieldValue::referenced_ids).collect()
+    record
+        .fields
+        .values()
+        .flat_map(FieldValue::referenced_ids)
+        .collect()
 }
 
 /// One record as a field/value table, conflicts marked, references shown by name.

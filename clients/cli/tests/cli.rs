@@ -700,10 +700,7 @@ fn merge_from_exchanges_work_and_conflicts_resolve_everywhere() {
     assert_eq!(history.as_array().map(Vec::len), Some(4));
     let merged_again = a.json(&["merge-from", &b_path]);
     assert_eq!(merged_again["into_this"]["applied"], 0);
-    assert_eq!(
-        a.fails(&["merge-from", &a_path], 2).contains("itself"),
-        true
-    );
+    assert!(a.fails(&["merge-from", &a_path], 2).contains("itself"));
 }
 
 #[test]
@@ -756,14 +753,22 @@ fn foreign_and_newer_replicas_are_refused_untouched() {
         .get_output()
         .clone();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("another application"), "{out:?}");
-    assert_eq!(std::fs::read(&path).expect("read"), bytes, "foreign file must not be modified");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another application"),
+        "{out:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        bytes,
+        "foreign file must not be modified"
+    );
 
     let r = Replica::new("alice", "laptop");
     let id = r.add("account", &["--name", "ACME"]);
     {
         let conn = rusqlite::Connection::open(r.path().join("replica.db")).expect("open");
-        conn.pragma_update(None, "user_version", 99).expect("bump version");
+        conn.pragma_update(None, "user_version", 99)
+            .expect("bump version");
     }
     let err = r.fails(&["account", "show", &id], 1);
     assert!(err.contains("newer version"), "{err}");
@@ -771,7 +776,11 @@ fn foreign_and_newer_replicas_are_refused_untouched() {
     assert!(err.contains("newer version"), "{err}");
     {
         let conn = rusqlite::Connection::open(r.path().join("replica.db")).expect("open");
-        conn.pragma_update(None, "user_version", 1).expect("restore version");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("restore version");
     }
-    assert_eq!(r.json(&["account", "show", &id])["tags"], serde_json::json!([]));
+    assert_eq!(
+        r.json(&["account", "show", &id])["tags"],
+        serde_json::json!([])
+    );
 }

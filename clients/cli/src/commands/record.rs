@@ -170,7 +170,11 @@ fn list(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
     }
     let refs: Vec<crm_model::RecordId> = rows
         .iter()
-        .flat_map(|r| columns.iter().filter_map(|c| r.json.get(*c)?.as_str()?.parse().ok()))
+        .flat_map(|r| {
+            columns
+                .iter()
+                .filter_map(|c| r.json.get(*c)?.as_str()?.parse().ok())
+        })
         .collect();
     let titles = store.titles(&refs)?;
     let ref_columns: Vec<bool> = columns
