@@ -23,9 +23,11 @@ mod query;
 mod remote;
 mod replica;
 mod schema;
+mod sync;
 
 pub use error::{Result, StoreError};
 pub use history::{FieldChange, TimelineEntry};
 pub use query::{Cmp, Conflict, Filter, ListQuery, ListRow, SearchHit};
 pub use remote::{ApplyReport, LoggedChange, RemoteChange};
 pub use replica::{Identity, REPLICA_FILE, Store};
+pub use sync::{OutboxChange, SyncCursor};

@@ -1,36 +1,59 @@
 //! Projection: the query tables derived from a record, written in the same transaction as
 //! the document change they reflect.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use crm_model::{FieldType, FieldValue, Kind, Record};
 use rusqlite::types::Value as Sql;
-use rusqlite::{Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::json;
 
 use crate::error::Result;
 use crate::schema::{column, table};
 
-/// `INSERT OR REPLACE` statements per kind, built once.
-static UPSERT: LazyLock<BTreeMap<Kind, String>> = LazyLock::new(|| {
+/// The columns of each kind's projection table, in order, and the statements that read and
+/// insert a whole row, built once.
+struct RowSql {
+    /// Every column, `docno` first.
+    columns: Vec<String>,
+    select: String,
+    insert: String,
+}
+
+static ROW_SQL: LazyLock<BTreeMap<Kind, RowSql>> = LazyLock::new(|| {
     Kind::ALL
         .iter()
         .map(|kind| {
-            let mut cols = String::from(
-                "docno, id, title, archived, created_at, created_by, updated_at, updated_by, tags, notes, has_conflicts, json",
-            );
-            let mut n = 12;
-            for field in kind.schema().all_fields() {
-                let _ = write!(cols, ", {}", column(field.name));
-                n += 1;
-            }
-            let marks = (1..=n).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-            (
-                *kind,
-                format!("INSERT OR REPLACE INTO {} ({cols}) VALUES ({marks})", table(*kind)),
-            )
+            let mut columns: Vec<String> = [
+                "docno",
+                "id",
+                "title",
+                "archived",
+                "created_at",
+                "created_by",
+                "updated_at",
+                "updated_by",
+                "tags",
+                "notes",
+                "has_conflicts",
+                "json",
+            ]
+            .map(String::from)
+            .to_vec();
+            columns.extend(kind.schema().all_fields().map(|f| column(f.name)));
+            let list = columns.join(", ");
+            let marks = (1..=columns.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let t = table(*kind);
+            let sql = RowSql {
+                select: format!("SELECT {list} FROM {t} WHERE docno = ?1"),
+                insert: format!("INSERT OR REPLACE INTO {t} ({list}) VALUES ({marks})"),
+                columns,
+            };
+            (*kind, sql)
         })
         .collect()
 });
@@ -62,6 +85,11 @@ pub(crate) struct LastChange {
 
 /// Writes every projection row of `record`: its kind's table, tags, references, conflicts
 /// and the full-text index.
+///
+/// Only what differs from the rows already stored is written. An edit of one field then
+/// updates that column and its index (and `updated_at`), not every index of the table, and
+/// leaves the full-text index, tags and references alone unless they changed: every page a
+/// write dirties is written to the WAL at commit and again at the next checkpoint.
 pub(crate) fn write(
     tx: &Transaction<'_>,
     docno: i64,
@@ -69,12 +97,12 @@ pub(crate) fn write(
     last: &LastChange,
 ) -> Result<()> {
     let kind = record.kind;
-    remove(tx, docno, Some(kind))?;
+    let title = record.title();
     let json = record.to_json();
     let mut values: Vec<Sql> = vec![
         Sql::Integer(docno),
         Sql::Text(record.id.to_string()),
-        Sql::Text(record.title()),
+        Sql::Text(title.clone()),
         Sql::Integer(i64::from(record.archived)),
         record
             .created_at
@@ -96,37 +124,134 @@ pub(crate) fn write(
                 .map_or(Sql::Null, column_value),
         );
     }
-    tx.prepare_cached(&UPSERT[&kind])?
-        .execute(rusqlite::params_from_iter(values))?;
+    write_row(tx, kind, docno, values)?;
 
-    let mut tag =
-        tx.prepare_cached("INSERT OR IGNORE INTO record_tags (tag, docno) VALUES (?1, ?2)")?;
-    for t in &record.tags {
-        tag.execute(params![t, docno])?;
+    let tags: BTreeSet<&str> = record.tags.iter().map(String::as_str).collect();
+    let old_tags: BTreeSet<String> = tx
+        .prepare_cached("SELECT tag FROM record_tags WHERE docno = ?1")?
+        .query_map([docno], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for gone in old_tags.iter().filter(|t| !tags.contains(t.as_str())) {
+        tx.prepare_cached("DELETE FROM record_tags WHERE tag = ?1 AND docno = ?2")?
+            .execute(params![gone, docno])?;
     }
-    let mut reference = tx.prepare_cached(
-        "INSERT OR IGNORE INTO record_refs (docno, field, target) VALUES (?1, ?2, ?3)",
-    )?;
-    for (name, value) in &record.fields {
-        for target in value.referenced_ids() {
-            reference.execute(params![docno, name, target.to_string()])?;
+    for new in tags.iter().filter(|t| !old_tags.contains(**t)) {
+        tx.prepare_cached("INSERT OR IGNORE INTO record_tags (tag, docno) VALUES (?1, ?2)")?
+            .execute(params![new, docno])?;
+    }
+
+    let refs: BTreeSet<(String, String)> = record
+        .fields
+        .iter()
+        .flat_map(|(name, value)| {
+            value
+                .referenced_ids()
+                .into_iter()
+                .map(|target| ((*name).to_string(), target.to_string()))
+        })
+        .collect();
+    let old_refs: BTreeSet<(String, String)> = tx
+        .prepare_cached("SELECT field, target FROM record_refs WHERE docno = ?1")?
+        .query_map([docno], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (field, target) in old_refs.difference(&refs) {
+        tx.prepare_cached(
+            "DELETE FROM record_refs WHERE docno = ?1 AND field = ?2 AND target = ?3",
+        )?
+        .execute(params![docno, field, target])?;
+    }
+    for (field, target) in refs.difference(&old_refs) {
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO record_refs (docno, field, target) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![docno, field, target])?;
+    }
+
+    let conflicts: BTreeMap<&str, String> = record
+        .conflicts
+        .iter()
+        .map(|(field, vals)| (field.as_str(), json!(vals).to_string()))
+        .collect();
+    let old_conflicts: BTreeMap<String, String> = tx
+        .prepare_cached("SELECT field, vals FROM conflicts WHERE docno = ?1")?
+        .query_map([docno], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (field, vals) in &old_conflicts {
+        if conflicts.get(field.as_str()) != Some(vals) {
+            tx.prepare_cached("DELETE FROM conflicts WHERE docno = ?1 AND field = ?2")?
+                .execute(params![docno, field])?;
         }
     }
-    let mut conflict =
-        tx.prepare_cached("INSERT INTO conflicts (docno, field, vals) VALUES (?1, ?2, ?3)")?;
-    for (field, vals) in &record.conflicts {
-        conflict.execute(params![docno, field, json!(vals).to_string()])?;
+    for (field, vals) in &conflicts {
+        if old_conflicts.get(*field) != Some(vals) {
+            tx.prepare_cached("INSERT INTO conflicts (docno, field, vals) VALUES (?1, ?2, ?3)")?
+                .execute(params![docno, field, vals])?;
+        }
     }
-    tx.prepare_cached(
-        "INSERT INTO search (rowid, kind, archived, title, body) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        docno,
-        kind.as_str(),
-        record.archived,
-        record.title(),
-        search_body(record)
-    ])?;
+
+    let body = search_body(record);
+    let indexed: Option<(String, Sql, String, String)> = tx
+        .prepare_cached("SELECT kind, archived, title, body FROM search WHERE rowid = ?1")?
+        .query_row([docno], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    let unchanged = indexed.as_ref().is_some_and(|(k, archived, t, b)| {
+        k == kind.as_str()
+            && *archived == Sql::Integer(i64::from(record.archived))
+            && *t == title
+            && *b == body
+    });
+    if !unchanged {
+        if indexed.is_some() {
+            tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
+                .execute([docno])?;
+        }
+        tx.prepare_cached(
+            "INSERT INTO search (rowid, kind, archived, title, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            docno,
+            kind.as_str(),
+            i64::from(record.archived),
+            title,
+            body
+        ])?;
+    }
+    Ok(())
+}
+
+/// Writes the kind's table row: inserted when new, else only the columns that changed.
+fn write_row(tx: &Transaction<'_>, kind: Kind, docno: i64, values: Vec<Sql>) -> Result<()> {
+    let sql = &ROW_SQL[&kind];
+    let stored: Option<Vec<Sql>> = tx
+        .prepare_cached(&sql.select)?
+        .query_row([docno], |r| {
+            (0..sql.columns.len()).map(|i| r.get(i)).collect()
+        })
+        .optional()?;
+    let Some(stored) = stored else {
+        tx.prepare_cached(&sql.insert)?
+            .execute(rusqlite::params_from_iter(values))?;
+        return Ok(());
+    };
+    let changed: Vec<usize> = (1..values.len())
+        .filter(|&i| stored.get(i) != values.get(i))
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let sets = changed
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| format!("{} = ?{}", sql.columns[i], n + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let update = format!("UPDATE {} SET {sets} WHERE docno = ?1", table(kind));
+    let params =
+        std::iter::once(Sql::Integer(docno)).chain(changed.iter().map(|&i| values[i].clone()));
+    tx.prepare_cached(&update)?
+        .execute(rusqlite::params_from_iter(params))?;
     Ok(())
 }
 
@@ -186,4 +311,141 @@ fn search_body(record: &Record) -> String {
     body.push('\n');
     body.push_str(&record.notes);
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use crm_model::{Edit, Kind};
+
+    use crate::Store;
+
+    /// Every projection row, tag, reference, conflict and full-text row, as text.
+    fn projected(store: &Store) -> Vec<String> {
+        let mut out: Vec<String> = store
+            .projection_dump()
+            .expect("dump")
+            .into_iter()
+            .map(|row| row.to_string())
+            .collect();
+        for sql in [
+            "SELECT tag || ' ' || docno FROM record_tags ORDER BY 1",
+            "SELECT docno || ' ' || field || ' ' || target FROM record_refs ORDER BY 1",
+            "SELECT docno || ' ' || field || ' ' || vals FROM conflicts ORDER BY 1",
+            "SELECT rowid || ' ' || kind || ' ' || archived || ' ' || title || ' ' || body \
+             FROM search ORDER BY rowid",
+        ] {
+            let mut stmt = store.conn.prepare(sql).expect("prepare");
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .expect("query");
+            out.extend(rows.map(|r| r.expect("row")));
+        }
+        out
+    }
+
+    fn edit(kind: Kind, f: impl FnOnce(&mut Edit)) -> Edit {
+        let mut e = Edit::new(kind);
+        f(&mut e);
+        e
+    }
+
+    /// Writes only what changed, so after any sequence of edits the projections must be
+    /// exactly what a rebuild from the documents gives.
+    #[test]
+    fn incremental_projection_writes_match_a_rebuild() {
+        let dir_a = tempfile::tempdir().expect("tempdir");
+        let dir_b = tempfile::tempdir().expect("tempdir");
+        let mut a = Store::init(dir_a.path(), "alice", "laptop").expect("init");
+        let mut b = Store::init(dir_b.path(), "bob", "phone").expect("init");
+        let star = a
+            .create(&edit(Kind::Account, |e| {
+                e.set("name", "深圳星光贸易有限公司").expect("valid");
+                e.tag("vip").expect("valid");
+                e.tag("华南").expect("valid");
+            }))
+            .expect("create");
+        let north = a
+            .create(&edit(Kind::Account, |e| {
+                e.set("name", "Northwind Traders Ltd").expect("valid");
+            }))
+            .expect("create");
+        let star_id = star.id.to_string();
+        a.create(&edit(Kind::Contact, |e| {
+            e.set("last_name", "王").expect("valid");
+            e.set("account", &star_id).expect("valid");
+        }))
+        .expect("create");
+
+        let north_id = north.id.to_string();
+        let edits = [
+            edit(Kind::Account, |e| {
+                e.set("industry", "retail").expect("valid");
+            }),
+            edit(Kind::Account, |e| {
+                e.set("grade", "key").expect("valid");
+            }),
+            edit(Kind::Account, |e| {
+                e.untag("vip").expect("valid");
+                e.tag("渠道").expect("valid");
+            }),
+            edit(Kind::Account, |e| {
+                e.set("parent", &north_id).expect("valid");
+            }),
+            edit(Kind::Account, |e| {
+                e.replace_notes("明年预算增加").expect("valid");
+            }),
+            edit(Kind::Account, |e| {
+                e.unset("parent").expect("valid");
+                e.set("industry", "wholesale").expect("valid");
+            }),
+        ];
+        for e in &edits {
+            a.edit(star.id, e).expect("edit");
+        }
+        assert!(
+            a.search("retail", None, false, 10)
+                .expect("search")
+                .is_empty()
+        );
+        assert_eq!(
+            a.search("wholesale", None, false, 10)
+                .expect("search")
+                .len(),
+            1
+        );
+        assert_eq!(a.search("预算", None, false, 10).expect("search").len(), 1);
+
+        // A conflict appears and is resolved through remote changes.
+        b.merge_from(&a).expect("merge");
+        a.edit(
+            star.id,
+            &edit(Kind::Account, |e| {
+                e.set("grade", "vip").expect("valid");
+            }),
+        )
+        .expect("edit a");
+        b.edit(
+            star.id,
+            &edit(Kind::Account, |e| {
+                e.set("grade", "low").expect("valid");
+            }),
+        )
+        .expect("edit b");
+        a.merge_from(&b).expect("merge");
+        assert_eq!(a.conflicts(Some(star.id)).expect("conflicts").len(), 1);
+        let conflicted = projected(&a);
+        a.reindex().expect("reindex");
+        assert_eq!(conflicted, projected(&a));
+
+        a.resolve(star.id, "grade", "vip").expect("resolve");
+        a.set_archived(north.id, true).expect("archive");
+        assert!(
+            a.search("Northwind", None, false, 10)
+                .expect("search")
+                .is_empty()
+        );
+        let incremental = projected(&a);
+        a.reindex().expect("reindex");
+        assert_eq!(incremental, projected(&a));
+    }
 }

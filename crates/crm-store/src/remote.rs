@@ -47,6 +47,15 @@ impl Store {
     /// a change whose dependencies have not arrived is stored and applied once they do.
     /// A batch holding anything that is not an Automerge change is refused whole.
     pub fn apply_remote_changes(&mut self, batch: &[RemoteChange]) -> Result<ApplyReport> {
+        self.apply_remote_with(batch, |_| Ok(()))
+    }
+
+    /// [`Store::apply_remote_changes`], plus `also` inside the same transaction.
+    pub(crate) fn apply_remote_with(
+        &mut self,
+        batch: &[RemoteChange],
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<()>,
+    ) -> Result<ApplyReport> {
         let mut by_doc: BTreeMap<RecordId, Vec<Incoming<'_>>> = BTreeMap::new();
         let mut order: Vec<RecordId> = Vec::new();
         for (index, rc) in batch.iter().enumerate() {
@@ -150,6 +159,7 @@ impl Store {
             }
             loaded.push((*id, document));
         }
+        also(&tx)?;
         tx.commit()?;
         for (id, document) in loaded {
             self.cache_put(id, document);

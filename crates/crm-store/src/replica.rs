@@ -23,6 +23,11 @@ pub const REPLICA_FILE: &str = "replica.db";
 /// cache only saves reloading the few being worked on.
 const CACHE_DOCS: usize = 64;
 
+/// Prepared statements kept per connection. One write uses about twenty distinct statements,
+/// two of them per record kind, plus the projection's per-column updates; rusqlite's default
+/// of 16 made a write re-prepare statements the previous write had just evicted.
+const STATEMENT_CACHE: usize = 256;
+
 /// A document's changes not yet folded into its snapshot; past this, the next write folds.
 const COMPACT_AFTER: i64 = 32;
 
@@ -481,6 +486,7 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 

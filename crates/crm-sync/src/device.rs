@@ -1,0 +1,297 @@
+//! The device end of a sync session, sans-IO.
+//!
+//! The driver feeds [`DeviceInput`]s and carries out the returned [`DeviceEffect`]s in order:
+//! it sends frames, reads the outbox, applies pulled entries together with the new cursor in
+//! one store transaction, and drops acknowledged changes from the outbox.
+
+use crate::error::ErrorCode;
+use crate::message::{
+    Cursor, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION,
+    Push, Received, RelayId, Resume,
+};
+
+/// What a device needs to open a session.
+#[derive(Clone, Debug)]
+pub struct DeviceConfig {
+    pub workspace: String,
+    pub token: String,
+    /// Most changes per `Push`.
+    pub push_batch: usize,
+}
+
+/// A local change waiting in the outbox, with its local log position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub local_seq: i64,
+    pub envelope: Envelope,
+}
+
+#[derive(Debug)]
+pub enum DeviceInput<'a> {
+    /// The socket is open. `cursor` is the one stored for this relay, if any.
+    Connected { cursor: Option<Cursor> },
+    /// A frame from the relay.
+    Frame(&'a [u8]),
+    /// Answer to [`DeviceEffect::ReadOutbox`]: the oldest waiting changes (none: all pushed).
+    Outbox(Vec<Outgoing>),
+    /// Answer to [`DeviceEffect::Apply`]: the entries and the cursor are stored.
+    Applied(Cursor),
+    /// New local changes are in the outbox.
+    LocalChanges,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeviceEffect {
+    Send(Vec<u8>),
+    /// Read the `limit` oldest outbox changes (acknowledged ones are gone by then).
+    ReadOutbox {
+        limit: usize,
+    },
+    /// Apply these entries and store `cursor`, in one transaction; then answer `Applied`.
+    Apply {
+        entries: Vec<Entry>,
+        cursor: Cursor,
+    },
+    /// The relay stored these local changes durably: drop them from the outbox.
+    Acknowledged(Vec<i64>),
+    /// The relay does not know this device's cursor: forget it and put every change back in
+    /// the outbox (the relay may have lost any of them).
+    Reset {
+        relay_id: RelayId,
+    },
+    /// Everything local is acknowledged and everything in the log up to its head is applied.
+    Synced,
+    /// The session is over. `error` is the relay's reason, or ours for a broken frame.
+    Close {
+        error: Option<ErrorFrame>,
+    },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Phase {
+    Disconnected,
+    AwaitWelcome,
+    Ready,
+    Closed,
+}
+
+/// The device's side of one connection.
+#[derive(Debug)]
+pub struct DeviceSync {
+    config: DeviceConfig,
+    phase: Phase,
+    relay_id: Option<RelayId>,
+    applied: u64,
+    head: u64,
+    next_batch: u64,
+    /// The push waiting for its `Ack`: batch number and the local positions in it.
+    in_flight: Option<(u64, Vec<i64>)>,
+    reading_outbox: bool,
+    /// New local changes arrived while a push or read was under way.
+    more_local: bool,
+    outbox_empty: bool,
+    synced_reported: bool,
+}
+
+impl DeviceSync {
+    pub fn new(config: DeviceConfig) -> Self {
+        Self {
+            config,
+            phase: Phase::Disconnected,
+            relay_id: None,
+            applied: 0,
+            head: 0,
+            next_batch: 1,
+            in_flight: None,
+            reading_outbox: false,
+            more_local: false,
+            outbox_empty: false,
+            synced_reported: false,
+        }
+    }
+
+    /// Whether every local change is acknowledged and the log is applied up to its head.
+    pub fn is_synced(&self) -> bool {
+        self.phase == Phase::Ready
+            && self.in_flight.is_none()
+            && !self.reading_outbox
+            && self.outbox_empty
+            && !self.more_local
+            && self.applied >= self.head
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// The log's head as last reported by the relay.
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
+    pub fn handle(&mut self, input: DeviceInput<'_>) -> Vec<DeviceEffect> {
+        let mut out = Vec::new();
+        if self.phase == Phase::Closed {
+            return out;
+        }
+        match input {
+            DeviceInput::Connected { cursor } => {
+                *self = Self::new(self.config.clone());
+                self.phase = Phase::AwaitWelcome;
+                if let Some(c) = &cursor {
+                    self.applied = c.seq;
+                }
+                out.push(DeviceEffect::Send(
+                    Message::Hello(Hello {
+                        min_protocol: MIN_PROTOCOL_VERSION,
+                        max_protocol: PROTOCOL_VERSION,
+                        workspace: self.config.workspace.clone(),
+                        token: self.config.token.clone(),
+                        cursor,
+                    })
+                    .encode(),
+                ));
+            }
+            DeviceInput::Frame(frame) => match Message::decode(frame) {
+                Ok(message) => self.on_message(message, &mut out),
+                Err(e) => self.fail(ErrorCode::from(&e), e.to_string(), &mut out),
+            },
+            DeviceInput::Outbox(changes) => {
+                self.reading_outbox = false;
+                if self.phase != Phase::Ready {
+                    return out;
+                }
+                if changes.is_empty() {
+                    self.outbox_empty = true;
+                    if std::mem::take(&mut self.more_local) {
+                        self.read_outbox(&mut out);
+                    }
+                } else {
+                    self.outbox_empty = false;
+                    let batch = self.next_batch;
+                    self.next_batch += 1;
+                    let seqs = changes.iter().map(|c| c.local_seq).collect();
+                    self.in_flight = Some((batch, seqs));
+                    out.push(DeviceEffect::Send(
+                        Message::Push(Push {
+                            batch,
+                            changes: changes.into_iter().map(|c| c.envelope).collect(),
+                        })
+                        .encode(),
+                    ));
+                }
+            }
+            DeviceInput::Applied(cursor) => {
+                self.applied = self.applied.max(cursor.seq);
+                out.push(DeviceEffect::Send(
+                    Message::Received(Received { seq: cursor.seq }).encode(),
+                ));
+            }
+            DeviceInput::LocalChanges => {
+                self.synced_reported = false;
+                if self.phase == Phase::Ready && self.in_flight.is_none() && !self.reading_outbox {
+                    self.read_outbox(&mut out);
+                } else {
+                    self.more_local = true;
+                }
+            }
+        }
+        self.report_synced(&mut out);
+        out
+    }
+
+    fn on_message(&mut self, message: Message, out: &mut Vec<DeviceEffect>) {
+        match (&self.phase, message) {
+            (_, Message::Error(e)) => {
+                self.phase = Phase::Closed;
+                out.push(DeviceEffect::Close { error: Some(e) });
+            }
+            (Phase::AwaitWelcome, Message::Welcome(w)) => {
+                if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&w.protocol) {
+                    return self.fail(
+                        ErrorCode::PROTOCOL_MISMATCH,
+                        format!(
+                            "relay chose protocol {}, device speaks {MIN_PROTOCOL_VERSION}..={PROTOCOL_VERSION}",
+                            w.protocol
+                        ),
+                        out,
+                    );
+                }
+                self.phase = Phase::Ready;
+                self.relay_id = Some(w.relay_id);
+                self.head = w.head;
+                if w.resume == Resume::FromStart {
+                    self.applied = 0;
+                    out.push(DeviceEffect::Reset {
+                        relay_id: w.relay_id,
+                    });
+                }
+                self.read_outbox(out);
+            }
+            (Phase::Ready, Message::Ack(ack)) => match self.in_flight.take() {
+                Some((batch, seqs)) if batch == ack.batch && seqs.len() == ack.seqs.len() => {
+                    out.push(DeviceEffect::Acknowledged(seqs));
+                    self.read_outbox(out);
+                }
+                _ => self.fail(
+                    ErrorCode::UNEXPECTED_MESSAGE,
+                    format!("Ack of batch {} that is not in flight", ack.batch),
+                    out,
+                ),
+            },
+            (Phase::Ready, Message::Changes(c)) => {
+                if c.through <= self.applied && !c.entries.is_empty() {
+                    return self.fail(
+                        ErrorCode::UNEXPECTED_MESSAGE,
+                        format!(
+                            "Changes through {} but the cursor is at {}",
+                            c.through, self.applied
+                        ),
+                        out,
+                    );
+                }
+                self.head = self.head.max(c.head);
+                let Some(relay_id) = self.relay_id else {
+                    return;
+                };
+                out.push(DeviceEffect::Apply {
+                    entries: c.entries,
+                    cursor: Cursor {
+                        relay_id,
+                        seq: c.through,
+                        hash: c.through_hash,
+                    },
+                });
+            }
+            (_, other) => self.fail(
+                ErrorCode::UNEXPECTED_MESSAGE,
+                format!("unexpected {} from the relay", other.name()),
+                out,
+            ),
+        }
+    }
+
+    fn read_outbox(&mut self, out: &mut Vec<DeviceEffect>) {
+        self.reading_outbox = true;
+        self.more_local = false;
+        out.push(DeviceEffect::ReadOutbox {
+            limit: self.config.push_batch,
+        });
+    }
+
+    fn report_synced(&mut self, out: &mut Vec<DeviceEffect>) {
+        if self.is_synced() && !self.synced_reported {
+            self.synced_reported = true;
+            out.push(DeviceEffect::Synced);
+        } else if !self.is_synced() {
+            self.synced_reported = false;
+        }
+    }
+
+    fn fail(&mut self, code: ErrorCode, message: String, out: &mut Vec<DeviceEffect>) {
+        let error = ErrorFrame { code, message };
+        out.push(DeviceEffect::Send(Message::Error(error.clone()).encode()));
+        out.push(DeviceEffect::Close { error: Some(error) });
+        self.phase = Phase::Closed;
+    }
+}

@@ -1,0 +1,390 @@
+//! The wire messages and their binary encoding.
+//!
+//! Each WebSocket binary frame carries exactly one [`Message`], encoded with postcard: a
+//! compact, non-self-describing serde format with varint integers and a documented, stable
+//! wire format. Frames are already delimited by WebSocket, so no length prefix is needed, and
+//! postcard keeps a `Changes` batch within a few bytes of the raw Automerge change bytes.
+//! `Hello` is variant 0 and its fields never change meaning, so every protocol version can
+//! read the first frame and answer a version mismatch with a proper error.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DecodeError, ErrorCode};
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// The oldest protocol version this build still speaks.
+pub const MIN_PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame either side accepts, in bytes.
+pub const MAX_FRAME_BYTES: usize = 8 << 20;
+/// Most changes in one `Push` or `Changes` batch.
+pub const MAX_BATCH_CHANGES: usize = 1_000;
+/// Largest single Automerge change, in bytes.
+pub const MAX_CHANGE_BYTES: usize = 2 << 20;
+/// Longest workspace name, token, kind or error message, in bytes.
+pub const MAX_TEXT_BYTES: usize = 1_024;
+
+/// A record (document) id: the 16 bytes of its UUID.
+pub type DocId = [u8; 16];
+/// An Automerge change hash.
+pub type Hash = [u8; 32];
+/// A relay's identity: the 16 bytes of a UUID made when its store was created.
+pub type RelayId = [u8; 16];
+
+/// Where a device is in a relay's change log: it has applied every change up to and
+/// including `seq`, and the change at `seq` had hash `hash`. The hash lets a relay notice a
+/// cursor it cannot honour (it was restored from an older backup and reassigned the seq).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    pub relay_id: RelayId,
+    pub seq: u64,
+    pub hash: Hash,
+}
+
+/// Device → relay, first frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub min_protocol: u16,
+    pub max_protocol: u16,
+    pub workspace: String,
+    pub token: String,
+    pub cursor: Option<Cursor>,
+}
+
+/// How the device must continue after `Welcome`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Resume {
+    /// The relay knows the cursor; changes follow from there.
+    FromCursor,
+    /// The relay does not know the cursor (none given, another relay, or a relay restored
+    /// from an older backup): the device pushes every change it has and pulls from the start.
+    /// Both are idempotent, so nothing is lost or doubled.
+    FromStart,
+}
+
+/// Relay → device, answer to `Hello`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Welcome {
+    pub protocol: u16,
+    pub relay_id: RelayId,
+    /// The last sequence number of the workspace's log.
+    pub head: u64,
+    pub resume: Resume,
+}
+
+/// One change with its routing envelope. The relay reads only the envelope; it parses the
+/// change bytes just to validate them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub doc_id: DocId,
+    pub kind: String,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Device → relay: local changes. One push is in flight at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Push {
+    pub batch: u64,
+    pub changes: Vec<Envelope>,
+}
+
+/// Relay → device: the batch is stored durably. `seqs[i]` is the log position of
+/// `changes[i]` (its earlier position for a duplicate).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    pub batch: u64,
+    pub seqs: Vec<u64>,
+}
+
+/// One change of the relay's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub doc_id: DocId,
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// Relay → device: the log entries after the device's cursor up to and including `through`
+/// (ascending; entries the device may not see are left out), the hash of the change at
+/// `through`, and the log's head. Once applied, `(through, through_hash)` is the cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    pub entries: Vec<Entry>,
+    pub through: u64,
+    pub through_hash: Hash,
+    pub head: u64,
+}
+
+/// Device → relay: every entry up to `seq` is applied durably. Also the flow-control credit:
+/// the relay keeps only a bounded number of unconfirmed entries in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Received {
+    pub seq: u64,
+}
+
+/// Either side: the session is over because of this. The socket closes after it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorFrame {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Every message of the protocol. The variant order is part of the wire format.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    Hello(Hello),
+    Welcome(Welcome),
+    Push(Push),
+    Ack(Ack),
+    Changes(Changes),
+    Received(Received),
+    Error(ErrorFrame),
+}
+
+impl Message {
+    /// The frame bytes of this message.
+    pub fn encode(&self) -> Vec<u8> {
+        // Serialising plain structs into a Vec cannot fail; an empty frame would be refused
+        // by the peer as malformed, which is the right outcome should it ever happen.
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// Reads one message from a frame, enforcing every limit. Garbage is a typed error,
+    /// never a panic.
+    pub fn decode(frame: &[u8]) -> Result<Message, DecodeError> {
+        if frame.len() > MAX_FRAME_BYTES {
+            return Err(DecodeError::TooLarge {
+                len: frame.len(),
+                max: MAX_FRAME_BYTES,
+            });
+        }
+        let (message, rest): (Message, &[u8]) =
+            postcard::take_from_bytes(frame).map_err(DecodeError::Malformed)?;
+        if !rest.is_empty() {
+            return Err(DecodeError::Trailing(rest.len()));
+        }
+        message.check_limits()?;
+        Ok(message)
+    }
+
+    /// A short name for logs and errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Hello(_) => "Hello",
+            Message::Welcome(_) => "Welcome",
+            Message::Push(_) => "Push",
+            Message::Ack(_) => "Ack",
+            Message::Changes(_) => "Changes",
+            Message::Received(_) => "Received",
+            Message::Error(_) => "Error",
+        }
+    }
+
+    fn check_limits(&self) -> Result<(), DecodeError> {
+        let text = |what: &'static str, s: &str| limit(what, s.len(), MAX_TEXT_BYTES);
+        match self {
+            Message::Hello(h) => {
+                text("workspace", &h.workspace)?;
+                text("token", &h.token)
+            }
+            Message::Push(p) => {
+                limit("batch", p.changes.len(), MAX_BATCH_CHANGES)?;
+                for c in &p.changes {
+                    text("kind", &c.kind)?;
+                    limit("change", c.bytes.len(), MAX_CHANGE_BYTES)?;
+                }
+                Ok(())
+            }
+            Message::Ack(a) => limit("ack", a.seqs.len(), MAX_BATCH_CHANGES),
+            Message::Changes(c) => {
+                limit("batch", c.entries.len(), MAX_BATCH_CHANGES)?;
+                let mut last = 0;
+                for e in &c.entries {
+                    limit("change", e.bytes.len(), MAX_CHANGE_BYTES)?;
+                    if e.seq <= last || e.seq > c.through {
+                        return Err(DecodeError::Unordered);
+                    }
+                    last = e.seq;
+                }
+                Ok(())
+            }
+            Message::Error(e) => text("message", &e.message),
+            Message::Welcome(_) | Message::Received(_) => Ok(()),
+        }
+    }
+}
+
+fn limit(what: &'static str, len: usize, max: usize) -> Result<(), DecodeError> {
+    if len > max {
+        return Err(DecodeError::OverLimit { what, len, max });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> Vec<Message> {
+        vec![
+            Message::Hello(Hello {
+                min_protocol: 1,
+                max_protocol: 1,
+                workspace: "acme".into(),
+                token: "t0k3n".into(),
+                cursor: Some(Cursor {
+                    relay_id: [7; 16],
+                    seq: 42,
+                    hash: [9; 32],
+                }),
+            }),
+            Message::Welcome(Welcome {
+                protocol: 1,
+                relay_id: [1; 16],
+                head: 1_000_000,
+                resume: Resume::FromStart,
+            }),
+            Message::Push(Push {
+                batch: 3,
+                changes: vec![Envelope {
+                    doc_id: [2; 16],
+                    kind: "account".into(),
+                    bytes: vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3],
+                }],
+            }),
+            Message::Ack(Ack {
+                batch: 3,
+                seqs: vec![17],
+            }),
+            Message::Changes(Changes {
+                entries: vec![
+                    Entry {
+                        seq: 5,
+                        doc_id: [3; 16],
+                        bytes: vec![1; 100],
+                    },
+                    Entry {
+                        seq: 9,
+                        doc_id: [4; 16],
+                        bytes: vec![],
+                    },
+                ],
+                through: 9,
+                through_hash: [5; 32],
+                head: 9,
+            }),
+            Message::Received(Received { seq: 9 }),
+            Message::Error(ErrorFrame {
+                code: ErrorCode::PROTOCOL_MISMATCH,
+                message: "device speaks 2..=3, relay 1..=1".into(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        for m in sample() {
+            assert_eq!(Message::decode(&m.encode()), Ok(m.clone()), "{}", m.name());
+        }
+    }
+
+    #[test]
+    fn hello_is_variant_zero() {
+        assert_eq!(sample()[0].encode()[0], 0);
+    }
+
+    #[test]
+    fn change_bytes_travel_with_little_overhead() {
+        let m = Message::Changes(Changes {
+            entries: vec![Entry {
+                seq: 1_000,
+                doc_id: [0; 16],
+                bytes: vec![0; 300],
+            }],
+            through: 1_000,
+            through_hash: [0; 32],
+            head: 1_000,
+        });
+        assert!(
+            m.encode().len() < 300 + 16 + 32 + 12,
+            "{}",
+            m.encode().len()
+        );
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let big = Message::Push(Push {
+            batch: 1,
+            changes: (0..=MAX_BATCH_CHANGES)
+                .map(|_| Envelope {
+                    doc_id: [0; 16],
+                    kind: "account".into(),
+                    bytes: vec![],
+                })
+                .collect(),
+        });
+        assert!(matches!(
+            Message::decode(&big.encode()),
+            Err(DecodeError::OverLimit { what: "batch", .. })
+        ));
+        assert!(matches!(
+            Message::decode(&vec![0; MAX_FRAME_BYTES + 1]),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        let mut trailing = sample()[5].encode();
+        trailing.push(0);
+        assert_eq!(Message::decode(&trailing), Err(DecodeError::Trailing(1)));
+        let unordered = Message::Changes(Changes {
+            entries: vec![
+                Entry {
+                    seq: 2,
+                    doc_id: [0; 16],
+                    bytes: vec![],
+                },
+                Entry {
+                    seq: 2,
+                    doc_id: [0; 16],
+                    bytes: vec![],
+                },
+            ],
+            through: 2,
+            through_hash: [0; 32],
+            head: 2,
+        });
+        assert_eq!(
+            Message::decode(&unordered.encode()),
+            Err(DecodeError::Unordered)
+        );
+        assert!(Message::decode(&[]).is_err());
+        assert!(Message::decode(&[200]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn random_frames_never_panic(frame in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Message::decode(&frame);
+        }
+
+        #[test]
+        fn mutated_frames_never_panic(
+            which in 0usize..7,
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut frame = sample()[which].encode();
+            for (at, byte) in flips {
+                let i = at.index(frame.len());
+                frame[i] = byte;
+            }
+            let _ = Message::decode(&frame);
+            let keep = cut.index(frame.len() + 1);
+            frame.truncate(keep);
+            let _ = Message::decode(&frame);
+        }
+    }
+}
