@@ -99,6 +99,29 @@ pub(crate) fn command() -> Command {
                         .help("Also merge this replica's changes into the other"),
                 ),
         )
+        .subcommand(
+            Command::new("join")
+                .about("Remember the relay to sync with and this device's token")
+                .arg(Arg::new("url").required(true).value_name("URL").help("The relay, e.g. https://crm.example.com or 127.0.0.1:7070"))
+                .arg(
+                    Arg::new("token")
+                        .long("token")
+                        .required(true)
+                        .value_name("TOKEN")
+                        .help("The device token printed by `crm-relay device add`"),
+                ),
+        )
+        .subcommand(
+            Command::new("sync")
+                .about("Push local changes, pull everyone else's; exits 0 once everything local is acknowledged")
+                .arg(
+                    Arg::new("watch")
+                        .long("watch")
+                        .action(ArgAction::SetTrue)
+                        .help("Stay connected: apply live changes, push local ones, reconnect after failures"),
+                ),
+        )
+        .subcommand(Command::new("status").about("The relay, the last sync, the pending outbox and the cursor"))
         .subcommand(Command::new("reindex").about("Rebuild every projection and the search index from the documents"))
         .subcommand(
             Command::new("schema")

@@ -23,6 +23,13 @@ pub(crate) fn code(e: &anyhow::Error) -> u8 {
         {
             return USAGE;
         }
+        if let Some(sync) = cause.downcast_ref::<crm_node::sync::SyncError>() {
+            return match sync {
+                crm_node::sync::SyncError::NotJoined | crm_node::sync::SyncError::BadToken => USAGE,
+                crm_node::sync::SyncError::Store(store) if store.is_invalid_input() => USAGE,
+                _ => RUNTIME,
+            };
+        }
         if let Some(store) = cause.downcast_ref::<StoreError>() {
             return if store.is_invalid_input() {
                 USAGE

@@ -30,6 +30,17 @@ pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
     println!("{t}");
 }
 
+/// Label/value pairs, without a header.
+pub(crate) fn pairs(rows: Vec<Vec<String>>) {
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    for row in rows {
+        t.add_row(row);
+    }
+    println!("{t}");
+}
+
 /// A JSON value as one short line of text.
 pub(crate) fn cell(value: Option<&Json>) -> String {
     match value {

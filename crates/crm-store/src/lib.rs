@@ -30,4 +30,4 @@ pub use history::{FieldChange, TimelineEntry};
 pub use query::{Cmp, Conflict, Filter, ListQuery, ListRow, SearchHit};
 pub use remote::{ApplyReport, LoggedChange, RemoteChange};
 pub use replica::{Identity, REPLICA_FILE, Store};
-pub use sync::{OutboxChange, SyncCursor};
+pub use sync::{OutboxChange, RelayLink, SyncCursor};

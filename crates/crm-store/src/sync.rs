@@ -157,3 +157,70 @@ mod tests {
         assert_eq!(decode_cursor("garbage"), None);
     }
 }
+
+/// The relay this replica syncs with, as `crm join` stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayLink {
+    pub url: String,
+    pub token: String,
+}
+
+impl Store {
+    /// Remembers the relay and the device token. A different relay than before keeps the
+    /// cursor: the relay's id in it tells the new relay it is not its own, and the first
+    /// session then re-pushes everything.
+    pub fn set_relay(&mut self, link: &RelayLink) -> Result<()> {
+        let tx = self.begin()?;
+        for (k, v) in [("relay_url", &link.url), ("relay_token", &link.token)] {
+            tx.execute(
+                "INSERT OR REPLACE INTO sync_state (key, value) VALUES (?1, ?2)",
+                params![k, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn relay(&self) -> Result<Option<RelayLink>> {
+        let get = |k: &str| -> Result<Option<String>> {
+            Ok(self
+                .conn
+                .query_row("SELECT value FROM sync_state WHERE key = ?1", [k], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        };
+        Ok(match (get("relay_url")?, get("relay_token")?) {
+            (Some(url), Some(token)) => Some(RelayLink { url, token }),
+            _ => None,
+        })
+    }
+
+    /// Records a completed sync (everything pushed and pulled).
+    pub fn set_last_sync(&mut self, at: chrono::DateTime<chrono::Utc>) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO sync_state (key, value) VALUES ('last_sync', ?1)",
+            [crm_model::format_time(&at)],
+        )?;
+        Ok(())
+    }
+
+    pub fn last_sync(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM sync_state WHERE key = 'last_sync'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// A number that changes whenever another connection commits to the replica, so a
+    /// long-running node notices local edits made by the CLI.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .pragma_query_value(None, "data_version", |r| r.get(0))?)
+    }
+}

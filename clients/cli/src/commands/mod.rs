@@ -6,6 +6,7 @@ mod init;
 mod merge;
 mod record;
 mod search;
+mod sync;
 
 use std::path::PathBuf;
 
@@ -29,6 +30,9 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         "conflicts" => history::conflicts(sub, json),
         "resolve" => history::resolve(sub, json),
         "merge-from" => merge::run(sub, json),
+        "join" => sync::join(sub, json),
+        "sync" => sync::sync(sub, json),
+        "status" => sync::status(sub, json),
         "reindex" => {
             let mut store = open(sub)?;
             let n = store.reindex().context("reindex failed")?;

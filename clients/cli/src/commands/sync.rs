@@ -1,0 +1,128 @@
+//! `crm join`, `crm sync [--watch]`, `crm status`.
+
+use anyhow::{Context, Result};
+use clap::ArgMatches;
+use crm_node::sync::{SyncReport, sync_once, watch, workspace_of};
+use crm_store::RelayLink;
+use serde_json::json;
+
+use super::open;
+use crate::exit::Usage;
+use crate::output;
+
+pub(crate) fn join(m: &ArgMatches, as_json: bool) -> Result<()> {
+    let url = m.get_one::<String>("url").cloned().unwrap_or_default();
+    let token = m.get_one::<String>("token").cloned().unwrap_or_default();
+    let workspace = workspace_of(&token).map_err(|e| Usage(e.to_string()))?;
+    if url.trim().is_empty() || url.chars().any(char::is_whitespace) {
+        return Err(Usage(format!("invalid relay URL {url:?}")).into());
+    }
+    let mut store = open(m)?;
+    store.set_relay(&RelayLink {
+        url: url.trim().to_string(),
+        token: token.trim().to_string(),
+    })?;
+    if as_json {
+        output::json(&json!({ "relay": url, "workspace": workspace }));
+    } else {
+        println!("joined workspace {workspace} at {url}; run `crm sync` to exchange changes");
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn report_json(r: &SyncReport) -> serde_json::Value {
+    json!({
+        "pushed": r.pushed,
+        "pulled": r.pulled,
+        "records_changed": r.records_changed,
+        "head": r.head,
+        "reset": r.reset,
+    })
+}
+
+pub(crate) fn sync(m: &ArgMatches, as_json: bool) -> Result<()> {
+    let mut store = open(m)?;
+    let rt = runtime()?;
+    if m.get_flag("watch") {
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        rt.block_on(watch(
+            &mut store,
+            |r| {
+                if as_json {
+                    println!("{}", report_json(r));
+                } else {
+                    println!(
+                        "synced: pushed {}, pulled {} ({} records changed), log head {}",
+                        r.pushed, r.pulled, r.records_changed, r.head
+                    );
+                }
+            },
+            stop,
+        ))?;
+        return Ok(());
+    }
+    let report = rt.block_on(sync_once(&mut store))?;
+    if as_json {
+        output::json(&report_json(&report));
+    } else {
+        if report.reset {
+            println!("the relay did not know this device's position; pushed everything again");
+        }
+        println!(
+            "pushed {} changes, pulled {} ({} records changed); up to date with the relay (log head {})",
+            report.pushed, report.pulled, report.records_changed, report.head
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn status(m: &ArgMatches, as_json: bool) -> Result<()> {
+    let store = open(m)?;
+    let relay = store.relay()?;
+    let cursor = store.sync_cursor()?;
+    let pending = store.outbox_len()?;
+    let last = store.last_sync()?;
+    let workspace = relay.as_ref().and_then(|r| workspace_of(&r.token).ok());
+    let id = store.identity();
+    if as_json {
+        output::json(&json!({
+            "user": id.user,
+            "device": id.device,
+            "relay": relay.as_ref().map(|r| r.url.clone()),
+            "workspace": workspace,
+            "last_sync": last,
+            "pending": pending,
+            "cursor": cursor.map(|c| c.seq),
+        }));
+        return Ok(());
+    }
+    let rows = vec![
+        vec!["user".into(), format!("{} on {}", id.user, id.device)],
+        vec![
+            "relay".into(),
+            relay
+                .as_ref()
+                .map_or("none (run `crm join URL --token TOKEN`)".into(), |r| {
+                    r.url.clone()
+                }),
+        ],
+        vec!["workspace".into(), workspace.unwrap_or_default()],
+        vec!["last sync".into(), last.unwrap_or_else(|| "never".into())],
+        vec!["pending changes".into(), pending.to_string()],
+        vec![
+            "cursor".into(),
+            cursor.map_or("none".into(), |c| format!("log position {}", c.seq)),
+        ],
+    ];
+    output::pairs(rows);
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The sync driver: one WebSocket session to the relay, or a watch loop that reconnects with
+//! backoff and jitter.
+
+use std::time::Duration;
+
+use crm_model::RecordId;
+use crm_store::{RelayLink, RemoteChange, Store, StoreError, SyncCursor};
+use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing};
+use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame};
+use futures_util::{SinkExt, StreamExt};
+use rand::RngExt as _;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Most changes per push.
+const PUSH_BATCH: usize = 500;
+/// How long to wait for the relay to answer before calling the connection dead.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// In watch mode, ping the relay every 50 polls (10 s).
+const PING_EVERY_TICKS: u64 = 50;
+
+/// Why a sync failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("this replica has not joined a relay; run `crm join URL --token TOKEN`")]
+    NotJoined,
+    #[error(
+        "invalid device token: expected crm1.<workspace>.<secret> as printed by `crm-relay device add`"
+    )]
+    BadToken,
+    #[error("cannot reach the relay at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the relay refused: {} — {}", .0.code, .0.message)]
+    Refused(ErrorFrame),
+    #[error("the connection to the relay was lost: {0}")]
+    Lost(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SyncError {
+    /// Whether trying again later may succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Unreachable { .. } | SyncError::Lost(_) => true,
+            SyncError::Refused(e) => e.code.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// What a session did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Local changes the relay acknowledged.
+    pub pushed: usize,
+    /// Changes pulled from the relay that were new here.
+    pub pulled: usize,
+    /// Records that changed here because of pulled changes.
+    pub records_changed: usize,
+    /// The relay's log head at the end.
+    pub head: u64,
+    /// Whether the relay did not know this device's cursor, so everything was re-pushed.
+    pub reset: bool,
+}
+
+/// The workspace a device token belongs to: tokens are `crm1.<workspace>.<secret>`.
+pub fn workspace_of(token: &str) -> Result<String, SyncError> {
+    let mut parts = token.trim().split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("crm1"), Some(ws), Some(secret), None)
+            if uuid::Uuid::try_parse(ws).is_ok() && secret.len() >= 16 =>
+        {
+            Ok(ws.to_string())
+        }
+        _ => Err(SyncError::BadToken),
+    }
+}
+
+/// The WebSocket URL of a relay's sync endpoint, from what the user typed.
+pub fn sync_url(base: &str) -> String {
+    let base = base.trim().trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_string()
+    } else {
+        format!("ws://{base}")
+    };
+    if base.ends_with("/v1/sync") {
+        base
+    } else {
+        format!("{base}/v1/sync")
+    }
+}
+
+/// One session: push the outbox, pull until caught up, then close. Succeeds only when every
+/// local change is acknowledged.
+pub async fn sync_once(store: &mut Store) -> Result<SyncReport, SyncError> {
+    let link = store.relay()?.ok_or(SyncError::NotJoined)?;
+    let mut report = SyncReport::default();
+    session(store, &link, &mut report, None).await?;
+    Ok(report)
+}
+
+/// Stays connected, applying live changes and pushing local ones as they are made (noticed
+/// through the replica's data version, so edits by other processes count). Reconnects with
+/// exponential backoff and jitter after transient failures; returns on a permanent one, or
+/// when `stop` resolves.
+pub async fn watch(
+    store: &mut Store,
+    mut on_synced: impl FnMut(&SyncReport),
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), SyncError> {
+    let link = store.relay()?.ok_or(SyncError::NotJoined)?;
+    tokio::pin!(stop);
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let mut report = SyncReport::default();
+        let result = tokio::select! {
+            r = session(store, &link, &mut report, Some(&mut on_synced)) => r,
+            () = &mut stop => return Ok(()),
+        };
+        match result {
+            Ok(()) => backoff = Duration::from_millis(250),
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "sync interrupted; reconnecting");
+            }
+            Err(e) => return Err(e),
+        }
+        let jitter = rand::rng().random_range(0.5..1.5);
+        let wait = backoff.mul_f64(jitter);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = &mut stop => return Ok(()),
+        }
+    }
+}
+
+type Watcher<'a> = Option<&'a mut dyn FnMut(&SyncReport)>;
+
+async fn session(
+    store: &mut Store,
+    link: &RelayLink,
+    report: &mut SyncReport,
+    mut watcher: Watcher<'_>,
+) -> Result<(), SyncError> {
+    let workspace = workspace_of(&link.token)?;
+    let url = sync_url(&link.url);
+    let unreachable = |reason: String| SyncError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
+    let (mut ws, _) = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async(url.as_str()),
+    )
+    .await
+    .map_err(|_| unreachable("timed out".into()))?
+    .map_err(|e| unreachable(e.to_string()))?;
+    let mut machine = DeviceSync::new(DeviceConfig {
+        workspace,
+        token: link.token.clone(),
+        push_batch: PUSH_BATCH,
+    });
+    let cursor = store.sync_cursor()?.map(|c| Cursor {
+        relay_id: c.relay_id,
+        seq: c.seq,
+        hash: c.hash,
+    });
+    let mut pending = machine.handle(DeviceInput::Connected { cursor });
+    let mut version = store.data_version()?;
+    let mut poll = tokio::time::interval(Duration::from_millis(200));
+    let mut ticks: u64 = 0;
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Carry out every effect, feeding answers back, before waiting on the socket.
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for effect in pending {
+                match effect {
+                    DeviceEffect::Send(frame) => ws
+                        .send(WsMessage::Binary(frame.into()))
+                        .await
+                        .map_err(|e| SyncError::Lost(e.to_string()))?,
+                    DeviceEffect::ReadOutbox { limit } => {
+                        let outgoing = store
+                            .outbox(limit)?
+                            .into_iter()
+                            .map(|c| Outgoing {
+                                local_seq: c.local_seq,
+                                envelope: Envelope {
+                                    doc_id: *c.doc_id.as_uuid().as_bytes(),
+                                    kind: c.kind,
+                                    bytes: c.bytes,
+                                },
+                            })
+                            .collect();
+                        next.extend(machine.handle(DeviceInput::Outbox(outgoing)));
+                    }
+                    DeviceEffect::Apply { entries, cursor } => {
+                        let batch: Vec<RemoteChange> = entries
+                            .into_iter()
+                            .map(|e| RemoteChange {
+                                doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(e.doc_id)),
+                                bytes: e.bytes,
+                            })
+                            .collect();
+                        let applied = store.apply_pulled(
+                            &batch,
+                            SyncCursor {
+                                relay_id: cursor.relay_id,
+                                seq: cursor.seq,
+                                hash: cursor.hash,
+                            },
+                        )?;
+                        report.pulled += applied.applied;
+                        report.records_changed += applied.changed.len();
+                        next.extend(machine.handle(DeviceInput::Applied(cursor)));
+                    }
+                    DeviceEffect::Acknowledged(seqs) => {
+                        store.acknowledge(&seqs)?;
+                        report.pushed += seqs.len();
+                    }
+                    DeviceEffect::Reset { .. } => {
+                        report.reset = true;
+                        store.reset_sync()?;
+                    }
+                    DeviceEffect::Synced => {
+                        report.head = machine.head();
+                        store.set_last_sync(chrono::Utc::now())?;
+                        version = store.data_version()?;
+                        match watcher.as_mut() {
+                            Some(w) => w(report),
+                            None => {
+                                let _ = ws.close(None).await;
+                                return Ok(());
+                            }
+                        }
+                    }
+                    DeviceEffect::Close { error } => {
+                        let _ = ws.close(None).await;
+                        return Err(match error {
+                            Some(e) => SyncError::Refused(e),
+                            None => SyncError::Lost("closed".into()),
+                        });
+                    }
+                }
+            }
+            pending = next;
+        }
+        let watching = watcher.is_some();
+        tokio::select! {
+            frame = tokio::time::timeout(IDLE_TIMEOUT, ws.next()) => {
+                match frame {
+                    Err(_) => return Err(SyncError::Lost("the relay stopped answering".into())),
+                    Ok(frame) => pending = on_frame(&mut machine, frame)?,
+                }
+            }
+            _ = poll.tick(), if watching => {
+                ticks += 1;
+                // A ping now and then keeps an idle connection provably alive: its pong
+                // resets the idle timeout, and a dead peer is noticed within it.
+                if ticks % PING_EVERY_TICKS == 0 {
+                    ws.send(WsMessage::Ping(Vec::new().into()))
+                        .await
+                        .map_err(|e| SyncError::Lost(e.to_string()))?;
+                }
+                let now = store.data_version()?;
+                if now != version {
+                    version = now;
+                    if store.outbox_len()? > 0 {
+                        pending = machine.handle(DeviceInput::LocalChanges);
+                    }
+                }
+            }
+        }
+    }
+}
+
+type WsResult = Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>;
+
+fn on_frame(machine: &mut DeviceSync, frame: WsResult) -> Result<Vec<DeviceEffect>, SyncError> {
+    match frame {
+        None => Err(SyncError::Lost("the relay closed the connection".into())),
+        Some(Err(e)) => Err(SyncError::Lost(e.to_string())),
+        Some(Ok(WsMessage::Binary(bytes))) => Ok(machine.handle(DeviceInput::Frame(&bytes))),
+        Some(Ok(WsMessage::Close(_))) => {
+            Err(SyncError::Lost("the relay closed the connection".into()))
+        }
+        Some(Ok(WsMessage::Text(_))) => Err(SyncError::Refused(ErrorFrame {
+            code: ErrorCode::MALFORMED_FRAME,
+            message: "the relay sent a text frame".into(),
+        })),
+        Some(Ok(_)) => Ok(Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised() {
+        assert_eq!(sync_url("127.0.0.1:7070"), "ws://127.0.0.1:7070/v1/sync");
+        assert_eq!(
+            sync_url("https://crm.example.com/"),
+            "wss://crm.example.com/v1/sync"
+        );
+        assert_eq!(sync_url("ws://h:1/v1/sync"), "ws://h:1/v1/sync");
+    }
+
+    #[test]
+    fn tokens_name_their_workspace() {
+        let ws = "0192f0c4-1d2e-7a3b-9c4d-5e6f7a8b9c0d";
+        assert_eq!(
+            workspace_of(&format!("crm1.{ws}.abcdefghijklmnopqrstuvwxyz")).ok(),
+            Some(ws.to_string())
+        );
+        assert!(workspace_of("garbage").is_err());
+        assert!(workspace_of(&format!("crm1.{ws}.short")).is_err());
+    }
+}
