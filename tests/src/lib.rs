@@ -205,3 +205,144 @@ pub fn id_of(record: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("record without an id: {record}"))
 }
+
+/// The path of another binary of the workspace (e.g. `crm-relay`), found like [`crm_bin`].
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the path of the running test executable");
+    let file = format!("{name}{}", std::env::consts::EXE_SUFFIX);
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|dir| dir.join(&file))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the `{name}` binary was not found in target/<profile>/ above {}: build it \
+                 first with `cargo test --workspace`",
+                exe.display()
+            )
+        })
+}
+
+/// A real `crm-relay` process serving a data directory on a loopback port.
+#[derive(Debug)]
+pub struct Relay {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    pub addr: String,
+}
+
+impl Relay {
+    /// Starts a relay on a free port.
+    pub fn start() -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut relay = Relay {
+            dir,
+            child: None,
+            addr: "127.0.0.1:0".into(),
+        };
+        relay.spawn();
+        relay
+    }
+
+    pub fn data(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn spawn(&mut self) {
+        use std::io::BufRead;
+        // The port of a killed relay is free again at once, but allow the OS a moment.
+        for attempt in 0..50 {
+            let mut child = Command::new(workspace_bin("crm-relay"))
+                .arg("--data")
+                .arg(self.dir.path())
+                .args(["serve", "--listen", &self.addr])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start crm-relay");
+            let stdout = child.stdout.take().expect("stdout");
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            if let Some(addr) = line.trim().strip_prefix("listening on ") {
+                self.addr = addr.to_string();
+                self.child = Some(child);
+                return;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            assert!(
+                attempt < 49,
+                "crm-relay did not start on {}: {line:?}",
+                self.addr
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for the graceful exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("relay running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+        child.wait().expect("relay exit")
+    }
+
+    /// Starts the relay again on the same port and data.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs an admin command against the relay's data; returns its JSON output.
+    pub fn admin(&self, args: &[&str]) -> Value {
+        let out = Command::new(workspace_bin("crm-relay"))
+            .arg("--data")
+            .arg(self.dir.path())
+            .args(args)
+            .arg("--json")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run crm-relay");
+        let stdout = expect_success(&format!("crm-relay {args:?}"), &out);
+        parse_json("crm-relay", &stdout)
+    }
+
+    /// Creates a workspace; returns its id.
+    pub fn workspace(&self, name: &str) -> String {
+        self.admin(&["workspace", "create", name])["id"]
+            .as_str()
+            .expect("workspace id")
+            .to_string()
+    }
+
+    /// Adds a device; returns its token.
+    pub fn token(&self, workspace: &str, user: &str) -> String {
+        self.admin(&["device", "add", "--workspace", workspace, "--user", user])["token"]
+            .as_str()
+            .expect("token")
+            .to_string()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

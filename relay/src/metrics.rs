@@ -1,0 +1,144 @@
+//! Counters and gauges, rendered in the Prometheus text format at `/metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::PoisonError;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crm_sync::ErrorCode;
+
+/// The relay's counters. Updated with relaxed atomics: each is independent.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub(crate) connections: AtomicI64,
+    pub(crate) pushes: AtomicU64,
+    pub(crate) changes_stored: AtomicU64,
+    pub(crate) duplicate_changes: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    /// Sum over open sessions of how far each device is behind its workspace's head.
+    pub(crate) lag: AtomicI64,
+    rejected: Mutex<BTreeMap<u16, u64>>,
+}
+
+impl Metrics {
+    pub(crate) fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// A session ended with an `Error` frame carrying `code`.
+    pub(crate) fn rejected(&self, code: ErrorCode) {
+        *self
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(code.0)
+            .or_default() += 1;
+    }
+
+    /// How many sessions ended with `code`.
+    pub fn rejected_count(&self, code: ErrorCode) -> u64 {
+        self.rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&code.0)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Open WebSocket sessions.
+    pub fn connections(&self) -> i64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP crm_relay_{name} {help}");
+            let _ = writeln!(out, "# TYPE crm_relay_{name} {kind}");
+            let _ = writeln!(out, "crm_relay_{name} {value}");
+        };
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed).to_string();
+        metric(
+            "connections",
+            "gauge",
+            "Open sync sessions.",
+            self.connections().to_string(),
+        );
+        metric(
+            "pushes_total",
+            "counter",
+            "Push frames received.",
+            get(&self.pushes),
+        );
+        metric(
+            "changes_stored_total",
+            "counter",
+            "Changes appended to a log.",
+            get(&self.changes_stored),
+        );
+        metric(
+            "duplicate_changes_total",
+            "counter",
+            "Pushed changes already in the log, acknowledged without storing.",
+            get(&self.duplicate_changes),
+        );
+        metric(
+            "bytes_received_total",
+            "counter",
+            "Bytes of sync frames received.",
+            get(&self.bytes_received),
+        );
+        metric(
+            "bytes_sent_total",
+            "counter",
+            "Bytes of sync frames sent.",
+            get(&self.bytes_sent),
+        );
+        metric(
+            "lag_entries",
+            "gauge",
+            "Log positions connected devices have yet to confirm, summed over sessions.",
+            self.lag.load(Ordering::Relaxed).max(0).to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP crm_relay_rejected_total Sessions ended with an error, by code."
+        );
+        let _ = writeln!(out, "# TYPE crm_relay_rejected_total counter");
+        let rejected = self
+            .rejected
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for (code, n) in rejected {
+            let _ = writeln!(
+                out,
+                "crm_relay_rejected_total{{code=\"{code}\",reason=\"{}\"}} {n}",
+                ErrorCode(code).name()
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_metric_with_its_type() {
+        let m = Metrics::default();
+        m.rejected(ErrorCode::INVALID_CHANGE);
+        m.rejected(ErrorCode::INVALID_CHANGE);
+        Metrics::add(&m.pushes, 3);
+        let text = m.render();
+        assert!(text.contains("# TYPE crm_relay_connections gauge\ncrm_relay_connections 0\n"));
+        assert!(text.contains("crm_relay_pushes_total 3\n"));
+        assert!(
+            text.contains("crm_relay_rejected_total{code=\"415\",reason=\"invalid change\"} 2\n")
+        );
+    }
+}

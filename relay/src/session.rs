@@ -1,0 +1,421 @@
+//! One sync session: the tokio driver of a `RelaySync` for one WebSocket connection.
+//!
+//! The session task owns the state machine and the socket's reading half. A writer task owns
+//! the writing half and drains a bounded queue of frames, so a device that does not read
+//! makes only its own session wait (and is dropped after `Config::write_timeout`). Store work
+//! runs on blocking threads; its answers come back through a channel, so the session keeps
+//! reading frames while a batch is being stored or the log read. Nothing here holds a lock
+//! across an `.await`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
+use crm_sync::relay::{LogRead, RelayConfig, RelayEffect, RelayInput, RelaySync};
+use crm_sync::{ErrorCode, ErrorFrame, Message};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::hub::Slot;
+use crate::ids::{DeviceId, WorkspaceId};
+use crate::metrics::Metrics;
+use crate::server::{AppState, Shared};
+use crate::store::{Authenticated, PushError, StoreError, StoredBatch};
+
+/// How long a closing session waits for the device to finish the close handshake, so the
+/// device reads the error frame before the connection goes.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// What the writer task sends.
+enum Out {
+    Frame(Vec<u8>),
+    /// Send a close frame and stop.
+    Close(u16),
+}
+
+/// Answers of blocking store work.
+enum Done {
+    Stored(Result<StoredBatch, PushError>),
+    Read(Result<LogRead, StoreError>),
+}
+
+/// A session's identity once authenticated.
+struct Joined {
+    workspace: WorkspaceId,
+    device: DeviceId,
+    slot: Slot,
+    head: watch::Receiver<u64>,
+}
+
+pub(crate) async fn run(state: AppState, socket: WebSocket) {
+    let shared = state.shared;
+    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "session",
+        id,
+        workspace = tracing::field::Empty,
+        device = tracing::field::Empty
+    );
+    shared.sessions.send_modify(|n| *n += 1);
+    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+    async {
+        tracing::debug!("connected");
+        Session::new(shared.clone()).run(socket).await;
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await;
+    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    shared.sessions.send_modify(|n| *n -= 1);
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    machine: RelaySync,
+    joined: Option<Joined>,
+    storing: bool,
+    closed: bool,
+    /// This session's share of the lag gauge.
+    lag: i64,
+}
+
+impl Session {
+    fn new(shared: Arc<Shared>) -> Session {
+        let machine = RelaySync::new(RelayConfig {
+            relay_id: shared.store.relay_id(),
+            // A zero window or batch would never send anything (or read in a loop).
+            window: shared.config.window.max(1),
+            read_batch: shared
+                .config
+                .read_batch
+                .clamp(1, crm_sync::MAX_BATCH_CHANGES),
+        });
+        Session {
+            shared,
+            machine,
+            joined: None,
+            storing: false,
+            closed: false,
+            lag: 0,
+        }
+    }
+
+    async fn run(mut self, socket: WebSocket) {
+        let config = self.shared.config.clone();
+        let (sink, mut stream) = socket.split();
+        let (out, out_rx) = mpsc::channel(config.outgoing_frames.max(1));
+        let writer = tokio::spawn(
+            write_frames(sink, out_rx, config.write_timeout, self.shared.clone()).in_current_span(),
+        );
+        // At most one store and one read are in flight.
+        let (done_tx, mut done_rx) = mpsc::channel(4);
+        let mut shutdown = self.shared.shutdown.subscribe();
+        let mut shutting_down = false;
+        let hello_deadline = Instant::now() + config.hello_timeout;
+        while !self.closed {
+            if shutting_down && !self.storing {
+                // The in-flight store (if any) was answered first, so its Ack went out.
+                let effects = self.machine.handle(RelayInput::ShuttingDown);
+                self.execute(effects, &out, &done_tx).await;
+                break;
+            }
+            let effects = tokio::select! {
+                frame = stream.next() => match frame {
+                    Some(Ok(WsMessage::Binary(bytes))) => {
+                        Metrics::add(&self.shared.metrics.bytes_received, bytes.len());
+                        self.machine.handle(RelayInput::Frame(&bytes))
+                    }
+                    Some(Ok(WsMessage::Text(_))) => refuse(
+                        ErrorCode::MALFORMED_FRAME,
+                        "text frames are not part of the protocol; send binary frames".into(),
+                    ),
+                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
+                    Some(Ok(WsMessage::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "reading the socket failed");
+                        let text = e.to_string();
+                        if text.contains("too long") || text.contains("too big") {
+                            refuse(ErrorCode::TOO_LARGE, format!(
+                                "frames are limited to {} bytes", crm_sync::MAX_FRAME_BYTES
+                            ))
+                        } else {
+                            break;
+                        }
+                    }
+                },
+                Some(done) = done_rx.recv() => self.on_done(done),
+                Some(head) = next_head(self.joined.as_mut()) => {
+                    self.machine.handle(RelayInput::NewHead(head))
+                }
+                _ = shutdown.wait_for(|s| *s), if !shutting_down => {
+                    shutting_down = true;
+                    continue;
+                }
+                () = tokio::time::sleep_until(hello_deadline), if self.joined.is_none() => refuse(
+                    ErrorCode::UNAUTHENTICATED,
+                    format!("no Hello within {} s", config.hello_timeout.as_secs()),
+                ),
+                () = out.closed() => {
+                    tracing::debug!("the device stopped reading; dropping the session");
+                    break;
+                }
+            };
+            self.execute(effects, &out, &done_tx).await;
+        }
+        drop(out);
+        // Let the writer send what is queued (the error frame and the close), then give the
+        // device a moment to answer the close so it surely reads the error first.
+        let _ = tokio::time::timeout(config.write_timeout, writer).await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            while let Some(Ok(_)) = stream.next().await {}
+        })
+        .await;
+        self.shared
+            .metrics
+            .lag
+            .fetch_sub(self.lag, Ordering::Relaxed);
+    }
+
+    fn on_done(&mut self, done: Done) -> Vec<RelayEffect> {
+        match done {
+            Done::Stored(result) => {
+                self.storing = false;
+                let result = match result {
+                    Ok(batch) => {
+                        let metrics = &self.shared.metrics;
+                        Metrics::add(&metrics.changes_stored, batch.stored);
+                        Metrics::add(&metrics.duplicate_changes, batch.duplicates);
+                        tracing::debug!(
+                            stored = batch.stored,
+                            duplicates = batch.duplicates,
+                            head = batch.head,
+                            "batch stored"
+                        );
+                        if let Some(j) = &self.joined {
+                            j.slot.publish(batch.head);
+                        }
+                        Ok(batch.seqs)
+                    }
+                    Err(e) => {
+                        if let PushError::Store(inner) = &e {
+                            tracing::error!(error = %crate::error_chain(inner), "storing a batch failed");
+                        }
+                        Err(e.to_frame())
+                    }
+                };
+                self.machine.handle(RelayInput::Stored(result))
+            }
+            Done::Read(Ok(read)) => self.machine.handle(RelayInput::Read(read)),
+            Done::Read(Err(e)) => {
+                tracing::error!(error = %crate::error_chain(&e), "reading the log failed");
+                refuse(
+                    ErrorCode::INTERNAL,
+                    "the relay could not read its log; try again later".into(),
+                )
+            }
+        }
+    }
+
+    /// Carries out effects in order, feeding the machine the answers of those it must wait
+    /// for (authentication) and starting the others (store, read) in the background.
+    async fn execute(
+        &mut self,
+        effects: Vec<RelayEffect>,
+        out: &mpsc::Sender<Out>,
+        done: &mpsc::Sender<Done>,
+    ) {
+        let mut queue = VecDeque::from(effects);
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                RelayEffect::Send(frame) => {
+                    if matches!(queue.front(), Some(RelayEffect::Close)) {
+                        self.note_refusal(&frame);
+                    }
+                    if out.send(Out::Frame(frame)).await.is_err() {
+                        self.closed = true;
+                        return;
+                    }
+                }
+                RelayEffect::Authenticate {
+                    workspace,
+                    token,
+                    cursor,
+                } => {
+                    let store = self.shared.store.clone();
+                    let answer = tokio::task::spawn_blocking(move || {
+                        store.authenticate(&workspace, &token, cursor.as_ref())
+                    })
+                    .await;
+                    let answer = match answer {
+                        Ok(Ok(auth)) => self.join(auth),
+                        Ok(Err(e)) => {
+                            if let crate::store::AuthError::Store(inner) = &e {
+                                tracing::error!(error = %crate::error_chain(inner), "authentication failed");
+                            }
+                            Err(e.to_frame())
+                        }
+                        Err(_) => Err(internal()),
+                    };
+                    queue.extend(self.machine.handle(RelayInput::Authenticated(answer)));
+                }
+                RelayEffect::Store { changes, .. } => {
+                    Metrics::add(&self.shared.metrics.pushes, 1);
+                    let Some(joined) = &self.joined else {
+                        queue.extend(self.machine.handle(RelayInput::Stored(Err(internal()))));
+                        continue;
+                    };
+                    if !joined.slot.allow_push(std::time::Instant::now()) {
+                        let limited = ErrorFrame {
+                            code: ErrorCode::RATE_LIMITED,
+                            message: format!(
+                                "more than {} pushes a second; reconnect later",
+                                self.shared.config.pushes_per_second
+                            ),
+                        };
+                        queue.extend(self.machine.handle(RelayInput::Stored(Err(limited))));
+                        continue;
+                    }
+                    self.storing = true;
+                    let (store, done) = (self.shared.store.clone(), done.clone());
+                    let (workspace, device) = (joined.workspace, joined.device);
+                    tokio::task::spawn_blocking(move || {
+                        let result = store.store_batch(workspace, device, &changes);
+                        // The session may be gone; the batch is stored all the same, and the
+                        // device gets its Ack when it pushes it again.
+                        let _ = done.try_send(Done::Stored(result));
+                    });
+                }
+                RelayEffect::Read { after, limit } => {
+                    let Some(joined) = &self.joined else {
+                        continue;
+                    };
+                    let (store, done) = (self.shared.store.clone(), done.clone());
+                    let workspace = joined.workspace;
+                    tokio::task::spawn_blocking(move || {
+                        let _ = done.try_send(Done::Read(store.read(workspace, after, limit)));
+                    });
+                }
+                RelayEffect::Close => {
+                    self.closed = true;
+                    let _ = out.send(Out::Close(close_code::NORMAL)).await;
+                    return;
+                }
+            }
+        }
+        self.update_lag();
+    }
+
+    /// Admits an authenticated device to its workspace, within the workspace's limit.
+    fn join(&mut self, auth: Authenticated) -> Result<crm_sync::relay::Authorized, ErrorFrame> {
+        let span = tracing::Span::current();
+        span.record("workspace", tracing::field::display(auth.workspace));
+        span.record("device", tracing::field::display(auth.device));
+        let (slot, head) = self
+            .shared
+            .hub
+            .join(auth.workspace, auth.device, auth.authorized.head)
+            .map_err(|_| ErrorFrame {
+                code: ErrorCode::RATE_LIMITED,
+                message: format!(
+                    "the workspace has its maximum of {} connections; try again later",
+                    self.shared.config.max_connections_per_workspace
+                ),
+            })?;
+        tracing::info!(user = %auth.user, role = %auth.role, "authenticated");
+        self.joined = Some(Joined {
+            workspace: auth.workspace,
+            device: auth.device,
+            slot,
+            head,
+        });
+        Ok(auth.authorized)
+    }
+
+    fn note_refusal(&self, frame: &[u8]) {
+        if let Ok(Message::Error(e)) = Message::decode(frame) {
+            self.shared.metrics.rejected(e.code);
+            if e.code == ErrorCode::GOING_AWAY {
+                tracing::debug!("going away");
+            } else {
+                tracing::info!(code = %e.code, message = %e.message, "session refused");
+            }
+        }
+    }
+
+    fn update_lag(&mut self) {
+        let lag = i64::try_from(self.machine.lag()).unwrap_or(i64::MAX);
+        self.shared
+            .metrics
+            .lag
+            .fetch_add(lag - self.lag, Ordering::Relaxed);
+        self.lag = lag;
+    }
+}
+
+/// The next head of the session's workspace; never resolves before authentication.
+async fn next_head(joined: Option<&mut Joined>) -> Option<u64> {
+    match joined {
+        Some(j) => {
+            j.head.changed().await.ok()?;
+            Some(*j.head.borrow_and_update())
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// An error frame and a close, for refusals the driver finds itself.
+fn refuse(code: ErrorCode, message: String) -> Vec<RelayEffect> {
+    vec![
+        RelayEffect::Send(Message::Error(ErrorFrame { code, message }).encode()),
+        RelayEffect::Close,
+    ]
+}
+
+fn internal() -> ErrorFrame {
+    ErrorFrame {
+        code: ErrorCode::INTERNAL,
+        message: "the relay failed; try again later".into(),
+    }
+}
+
+async fn write_frames(
+    mut sink: SplitSink<WebSocket, WsMessage>,
+    mut frames: mpsc::Receiver<Out>,
+    timeout: Duration,
+    shared: Arc<Shared>,
+) {
+    while let Some(out) = frames.recv().await {
+        match out {
+            Out::Frame(frame) => {
+                let len = frame.len();
+                match tokio::time::timeout(timeout, sink.send(WsMessage::Binary(frame.into())))
+                    .await
+                {
+                    Ok(Ok(())) => Metrics::add(&shared.metrics.bytes_sent, len),
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "writing to the socket failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::info!("the device did not read for {timeout:?}; dropping it");
+                        return;
+                    }
+                }
+            }
+            Out::Close(code) => {
+                let close = WsMessage::Close(Some(CloseFrame {
+                    code,
+                    reason: "".into(),
+                }));
+                let _ = tokio::time::timeout(timeout, sink.send(close)).await;
+                return;
+            }
+        }
+    }
+    let _ = tokio::time::timeout(timeout, sink.close()).await;
+}

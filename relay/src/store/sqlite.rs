@@ -1,0 +1,727 @@
+//! [`SqliteStore`]: the relay's store in one SQLite file (`relay.db` in the data directory).
+//!
+//! One writer connection behind a mutex: SQLite has one writer at a time anyway, and every
+//! write is a short `BEGIN IMMEDIATE` transaction, so sequence numbers are allocated under the
+//! write lock and become visible in order, all at once, at commit. Readers take a connection
+//! from a small pool; in WAL mode they never wait for the writer and see committed data only.
+//! `synchronous=FULL`: an acknowledged batch survives a power cut, not only a crash.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use crm_sync::relay::{Authorized, LogRead};
+use crm_sync::{Cursor, DocId, Entry, Envelope, Hash, MAX_BATCH_CHANGES, MAX_FRAME_BYTES, RelayId};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use uuid::Uuid;
+
+use super::{
+    AdminError, AuthError, Authenticated, Device, MAX_NAME_CHARS, NewDevice, PushError, RelayStore,
+    StoreError, StoredBatch, Workspace,
+};
+use crate::ids::{DeviceId, Role, WorkspaceId};
+use crate::token::Token;
+
+/// The database file in the data directory.
+pub const FILE_NAME: &str = "relay.db";
+/// Marks the file as a crm-relay database ("crmr").
+const APPLICATION_ID: i32 = 0x6372_6d72;
+/// The schema this build writes.
+const FORMAT_VERSION: i64 = 1;
+/// Idle reader connections kept open (as many as the server runs blocking threads).
+const MAX_IDLE_READERS: usize = 32;
+/// Change bytes per `Changes` frame: the frame limit less room for the per-entry envelope
+/// (at most ~30 bytes times `MAX_BATCH_CHANGES`) and the frame's own fields.
+const READ_BUDGET: usize = MAX_FRAME_BYTES - (64 << 10);
+/// Counted against `READ_BUDGET` for each entry besides its change bytes.
+const ENTRY_OVERHEAD: usize = 40;
+
+const SCHEMA: &str = r#"
+CREATE TABLE relay_meta (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    relay_id    BLOB NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE workspaces (
+    id          BLOB PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    -- The last sequence number of the workspace's log, bumped by the write transaction that
+    -- appends to it: the per-workspace lock under which positions are allocated.
+    head        INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE devices (
+    id          BLOB PRIMARY KEY,
+    workspace   BLOB NOT NULL REFERENCES workspaces(id),
+    user        TEXT NOT NULL,
+    role        TEXT NOT NULL
+                CHECK (role IN ('admin', 'sales_manager', 'sales_rep', 'support_agent')),
+    -- SHA-256 of the token's text; the token itself is never stored.
+    token_hash  BLOB NOT NULL UNIQUE,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE INDEX devices_by_workspace ON devices(workspace);
+
+-- Every document the relay has seen, with the workspace it belongs to (a document never
+-- moves). `owner` and `teams` are the visibility scope, filled in once the relay filters by
+-- role and scope; `read` then joins on this table.
+CREATE TABLE documents (
+    doc_id      BLOB PRIMARY KEY,
+    workspace   BLOB NOT NULL REFERENCES workspaces(id),
+    kind        TEXT NOT NULL,
+    first_seq   INTEGER NOT NULL,
+    created_by  BLOB NOT NULL REFERENCES devices(id),
+    owner       TEXT,
+    teams       TEXT
+);
+CREATE INDEX documents_by_scope ON documents(workspace, owner);
+
+-- The change log: one row per change, numbered per workspace.
+CREATE TABLE changes (
+    workspace   BLOB NOT NULL REFERENCES workspaces(id),
+    seq         INTEGER NOT NULL,
+    hash        BLOB NOT NULL,
+    doc_id      BLOB NOT NULL REFERENCES documents(doc_id),
+    kind        TEXT NOT NULL,
+    -- The hashes the change depends on, 32 bytes each: for set reconciliation later.
+    deps        BLOB NOT NULL,
+    author      BLOB NOT NULL REFERENCES devices(id),
+    arrived_at  INTEGER NOT NULL,
+    bytes       BLOB NOT NULL,
+    PRIMARY KEY (workspace, seq),
+    UNIQUE (workspace, hash)
+);
+"#;
+
+/// The relay's store in one SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    relay_id: RelayId,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the store in `dir`, creating the directory and the database (with a new relay
+    /// identity) if they do not exist.
+    pub fn open_or_create(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Self::open_file(dir.join(FILE_NAME))
+    }
+
+    /// Opens an existing store in `dir`.
+    pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        let path = dir.join(FILE_NAME);
+        if !path.is_file() {
+            return Err(StoreError::Missing(dir.to_path_buf()));
+        }
+        Self::open_file(path)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn open_file(path: PathBuf) -> Result<SqliteStore, StoreError> {
+        let mut conn = connect(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let app_id: i32 = tx.pragma_query_value(None, "application_id", |r| r.get(0))?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        if app_id == 0 && version == 0 && tables == 0 {
+            tx.execute_batch(SCHEMA)?;
+            tx.execute(
+                "INSERT INTO relay_meta (id, relay_id, created_at) VALUES (1, ?1, ?2)",
+                params![Uuid::now_v7().as_bytes().as_slice(), now_ms()],
+            )?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+            tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
+        } else if app_id != APPLICATION_ID {
+            return Err(StoreError::Foreign(path));
+        } else if version > FORMAT_VERSION {
+            return Err(StoreError::Newer {
+                path,
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let relay_id: Vec<u8> =
+            tx.query_row("SELECT relay_id FROM relay_meta WHERE id = 1", [], |r| {
+                r.get(0)
+            })?;
+        tx.commit()?;
+        let relay_id = RelayId::try_from(relay_id.as_slice())
+            .map_err(|_| StoreError::Corrupt("relay_meta.relay_id is not 16 bytes".into()))?;
+        Ok(SqliteStore {
+            path,
+            relay_id,
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn write<T, E: From<rusqlite::Error>>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        // A panic inside `f` dropped its transaction, which rolled back: the connection is
+        // fine even if the mutex is poisoned.
+        let mut conn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    fn read_with<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let idle = self
+            .readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => connect(&self.path)?,
+        };
+        // One read transaction: every query sees the same committed snapshot.
+        let value = {
+            let tx = conn.transaction().map_err(StoreError::from)?;
+            let value = f(&tx)?;
+            tx.commit().map_err(StoreError::from)?;
+            value
+        };
+        let mut idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+        Ok(value)
+    }
+}
+
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("time {ms}")))
+}
+
+fn seq(value: i64) -> u64 {
+    // Sequence numbers are written from u64 counters that start at 0 and never go near
+    // i64::MAX; a negative one cannot be read back.
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn sql_seq(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn hash(bytes: &[u8]) -> Result<Hash, StoreError> {
+    Hash::try_from(bytes).map_err(|_| StoreError::Corrupt("a change hash is not 32 bytes".into()))
+}
+
+fn valid_name(what: &'static str, value: &str) -> Result<String, AdminError> {
+    let trimmed = value.trim();
+    let invalid = |expected: &str| AdminError::InvalidInput {
+        what,
+        value: value.to_string(),
+        expected: expected.to_string(),
+    };
+    if trimmed.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if trimmed.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid(&format!("at most {MAX_NAME_CHARS} characters")));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(invalid("no control characters"));
+    }
+    Ok(trimmed.to_string())
+}
+
+fn workspace_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(WorkspaceId, String, i64, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn to_workspace(
+    (id, name, created_at, head): (WorkspaceId, String, i64, i64),
+) -> Result<Workspace, StoreError> {
+    Ok(Workspace {
+        id,
+        name,
+        created_at: time(created_at)?,
+        head: seq(head),
+    })
+}
+
+const DEVICE_COLUMNS: &str = "id, workspace, user, role, created_at, revoked_at";
+
+type DeviceRow = (DeviceId, WorkspaceId, String, Role, i64, Option<i64>);
+
+fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn to_device(
+    (id, workspace, user, role, created_at, revoked_at): DeviceRow,
+) -> Result<Device, StoreError> {
+    Ok(Device {
+        id,
+        workspace,
+        user,
+        role,
+        created_at: time(created_at)?,
+        revoked_at: revoked_at.map(time).transpose()?,
+    })
+}
+
+/// A validated change of a pushed batch.
+struct Checked<'a> {
+    envelope: &'a Envelope,
+    hash: Hash,
+    deps: Vec<u8>,
+}
+
+impl RelayStore for SqliteStore {
+    fn relay_id(&self) -> RelayId {
+        self.relay_id
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.read_with(|tx| {
+            tx.query_row("SELECT 1 FROM relay_meta WHERE id = 1", [], |_| Ok(()))
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn authenticate(
+        &self,
+        workspace: &str,
+        token: &str,
+        cursor: Option<&Cursor>,
+    ) -> Result<Authenticated, AuthError> {
+        let unknown = || AuthError::UnknownWorkspace(workspace.chars().take(64).collect());
+        let ws: WorkspaceId = workspace.parse().map_err(|_| unknown())?;
+        self.read_with(|tx| {
+            let head: i64 = tx
+                .query_row("SELECT head FROM workspaces WHERE id = ?1", [ws], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .ok_or_else(unknown)?;
+            // Something not shaped like a token is refused without a lookup.
+            if Token::workspace_of(token).is_none() {
+                return Err(AuthError::Unauthenticated);
+            }
+            let device: Option<(DeviceId, WorkspaceId, String, Role, Option<i64>)> = tx
+                .query_row(
+                    "SELECT id, workspace, user, role, revoked_at FROM devices
+                     WHERE token_hash = ?1",
+                    [Token::hash_of(token).as_slice()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()?;
+            let Some((device, device_ws, user, role, revoked_at)) = device else {
+                return Err(AuthError::Unauthenticated);
+            };
+            // A real token, of another workspace: it never opens this one.
+            if device_ws != ws {
+                return Err(AuthError::OtherWorkspace);
+            }
+            if revoked_at.is_some() {
+                return Err(AuthError::Revoked);
+            }
+            // Position 0 names no change, so it proves nothing about this log: start over.
+            let cursor_known = match cursor {
+                Some(c) if c.seq > 0 => {
+                    let at: Option<Vec<u8>> = tx
+                        .query_row(
+                            "SELECT hash FROM changes WHERE workspace = ?1 AND seq = ?2",
+                            params![ws, sql_seq(c.seq)],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    at.is_some_and(|h| h == c.hash)
+                }
+                _ => false,
+            };
+            Ok(Authenticated {
+                workspace: ws,
+                device,
+                user,
+                role,
+                authorized: Authorized {
+                    head: seq(head),
+                    cursor_known,
+                },
+            })
+        })
+    }
+
+    fn store_batch(
+        &self,
+        workspace: WorkspaceId,
+        device: DeviceId,
+        changes: &[Envelope],
+    ) -> Result<StoredBatch, PushError> {
+        // Validate the whole batch before touching the database.
+        let mut checked = Vec::with_capacity(changes.len());
+        for (index, envelope) in changes.iter().enumerate() {
+            let invalid = |reason: String| PushError::InvalidChange { index, reason };
+            if envelope.kind.is_empty() {
+                return Err(invalid("the envelope names no kind".into()));
+            }
+            let change = automerge::Change::try_from(envelope.bytes.as_slice())
+                .map_err(|e| invalid(e.to_string()))?;
+            checked.push(Checked {
+                envelope,
+                hash: change.hash().0,
+                deps: change.deps().iter().flat_map(|h| h.0).collect(),
+            });
+        }
+        let arrived_at = now_ms();
+        self.write(|tx| {
+            let revoked: Option<Option<i64>> = tx
+                .query_row(
+                    "SELECT revoked_at FROM devices WHERE id = ?1 AND workspace = ?2",
+                    params![device, workspace],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if !matches!(revoked, Some(None)) {
+                return Err(PushError::Revoked);
+            }
+            let mut head: u64 = tx
+                .query_row(
+                    "SELECT head FROM workspaces WHERE id = ?1",
+                    [workspace],
+                    |r| r.get(0).map(seq),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::Corrupt(format!("workspace {workspace} vanished")))?;
+            let mut find_doc =
+                tx.prepare_cached("SELECT workspace, kind FROM documents WHERE doc_id = ?1")?;
+            let mut find_hash =
+                tx.prepare_cached("SELECT seq FROM changes WHERE workspace = ?1 AND hash = ?2")?;
+            let mut insert_doc = tx.prepare_cached(
+                "INSERT INTO documents (doc_id, workspace, kind, first_seq, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut insert_change = tx.prepare_cached(
+                "INSERT INTO changes
+                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            // Documents of this batch already checked or inserted.
+            let mut docs: HashMap<DocId, &str> = HashMap::new();
+            let mut seqs = Vec::with_capacity(checked.len());
+            let mut duplicates = 0;
+            for (index, c) in checked.iter().enumerate() {
+                let doc = c.envelope.doc_id;
+                let kind = c.envelope.kind.as_str();
+                let known_kind = match docs.get(&doc) {
+                    Some(k) => Some((*k).to_string()),
+                    None => {
+                        let found: Option<(WorkspaceId, String)> = find_doc
+                            .query_row([doc.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()?;
+                        match found {
+                            Some((owner, _)) if owner != workspace => {
+                                return Err(PushError::WrongWorkspace {
+                                    index,
+                                    doc: Uuid::from_bytes(doc),
+                                });
+                            }
+                            Some((_, k)) => Some(k),
+                            None => None,
+                        }
+                    }
+                };
+                if let Some(known) = &known_kind
+                    && known != kind
+                {
+                    return Err(PushError::KindMismatch {
+                        index,
+                        doc: Uuid::from_bytes(doc),
+                        known: known.clone(),
+                        sent: kind.to_string(),
+                    });
+                }
+                let existing: Option<i64> = find_hash
+                    .query_row(params![workspace, c.hash.as_slice()], |r| r.get(0))
+                    .optional()?;
+                if let Some(existing) = existing {
+                    seqs.push(seq(existing));
+                    duplicates += 1;
+                    continue;
+                }
+                head += 1;
+                if known_kind.is_none() {
+                    insert_doc.execute(params![
+                        doc.as_slice(),
+                        workspace,
+                        kind,
+                        sql_seq(head),
+                        device
+                    ])?;
+                }
+                docs.insert(doc, kind);
+                insert_change.execute(params![
+                    workspace,
+                    sql_seq(head),
+                    c.hash.as_slice(),
+                    doc.as_slice(),
+                    kind,
+                    c.deps,
+                    device,
+                    arrived_at,
+                    c.envelope.bytes,
+                ])?;
+                seqs.push(head);
+            }
+            if duplicates < checked.len() {
+                tx.execute(
+                    "UPDATE workspaces SET head = ?1 WHERE id = ?2",
+                    params![sql_seq(head), workspace],
+                )?;
+            }
+            Ok(StoredBatch {
+                stored: checked.len() - duplicates,
+                duplicates,
+                seqs,
+                head,
+            })
+        })
+    }
+
+    fn read(
+        &self,
+        workspace: WorkspaceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<LogRead, StoreError> {
+        let limit = limit.min(MAX_BATCH_CHANGES);
+        self.read_with(|tx| {
+            let head: i64 = tx
+                .query_row(
+                    "SELECT head FROM workspaces WHERE id = ?1",
+                    [workspace],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::Corrupt(format!("no workspace {workspace}")))?;
+            let mut stmt = tx.prepare_cached(
+                "SELECT seq, doc_id, bytes, hash FROM changes
+                 WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let mut rows = stmt.query(params![
+                workspace,
+                sql_seq(after),
+                i64::try_from(limit).unwrap_or(i64::MAX)
+            ])?;
+            let mut entries: Vec<Entry> = Vec::new();
+            let mut last_hash = None;
+            let mut size = 0;
+            while let Some(row) = rows.next()? {
+                let bytes: Vec<u8> = row.get(2)?;
+                // Every entry must fit in one frame with the others; the first always fits,
+                // since a change is far smaller than a frame.
+                if !entries.is_empty() && size + bytes.len() + ENTRY_OVERHEAD > READ_BUDGET {
+                    break;
+                }
+                size += bytes.len() + ENTRY_OVERHEAD;
+                let doc: Vec<u8> = row.get(1)?;
+                let doc_id = DocId::try_from(doc.as_slice())
+                    .map_err(|_| StoreError::Corrupt("a document id is not 16 bytes".into()))?;
+                let h: Vec<u8> = row.get(3)?;
+                last_hash = Some(hash(&h)?);
+                entries.push(Entry {
+                    seq: seq(row.get(0)?),
+                    doc_id,
+                    bytes,
+                });
+            }
+            let (through, through_hash) = match (entries.last(), last_hash) {
+                (Some(e), Some(h)) => (e.seq, h),
+                _ if after == 0 => (0, [0; 32]),
+                _ => {
+                    let at: Option<Vec<u8>> = tx
+                        .query_row(
+                            "SELECT hash FROM changes WHERE workspace = ?1 AND seq = ?2",
+                            params![workspace, sql_seq(after)],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    (after, at.map(|h| hash(&h)).transpose()?.unwrap_or([0; 32]))
+                }
+            };
+            Ok(LogRead {
+                entries,
+                through,
+                through_hash,
+                head: seq(head),
+            })
+        })
+    }
+
+    fn create_workspace(&self, name: &str) -> Result<Workspace, AdminError> {
+        let name = valid_name("workspace name", name)?;
+        if Uuid::try_parse(&name).is_ok() {
+            return Err(AdminError::InvalidInput {
+                what: "workspace name",
+                value: name,
+                expected: "a name, not a UUID (workspaces are found by id or name)".into(),
+            });
+        }
+        self.write(|tx| {
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM workspaces WHERE name = ?1)",
+                [&name],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Err(AdminError::DuplicateName(name.clone()));
+            }
+            let id = WorkspaceId::new();
+            let created_at = now_ms();
+            tx.execute(
+                "INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3)",
+                params![id, name, created_at],
+            )?;
+            Ok(to_workspace((id, name.clone(), created_at, 0))?)
+        })
+    }
+
+    fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
+        self.read_with(|tx| {
+            let mut stmt = tx.prepare(
+                "SELECT id, name, created_at, head FROM workspaces ORDER BY created_at, id",
+            )?;
+            let rows = stmt.query_map([], workspace_row)?;
+            rows.map(|r| to_workspace(r?)).collect()
+        })
+    }
+
+    fn find_workspace(&self, id_or_name: &str) -> Result<Workspace, AdminError> {
+        let key = id_or_name.trim();
+        let row = self.read_with(|tx| {
+            let sql = "SELECT id, name, created_at, head FROM workspaces WHERE ";
+            let row = match key.parse::<WorkspaceId>() {
+                Ok(id) => tx
+                    .query_row(&format!("{sql} id = ?1"), [id], workspace_row)
+                    .optional(),
+                Err(_) => tx
+                    .query_row(&format!("{sql} name = ?1"), [key], workspace_row)
+                    .optional(),
+            };
+            row.map_err(StoreError::from)
+        })?;
+        match row {
+            Some(row) => Ok(to_workspace(row)?),
+            None => Err(AdminError::UnknownWorkspace(id_or_name.to_string())),
+        }
+    }
+
+    fn add_device(
+        &self,
+        workspace: WorkspaceId,
+        user: &str,
+        role: Role,
+    ) -> Result<NewDevice, AdminError> {
+        let user = valid_name("user", user)?;
+        let token = Token::generate(workspace)?;
+        self.write(|tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = ?1)",
+                [workspace],
+                |r| r.get(0),
+            )?;
+            if !exists {
+                return Err(AdminError::UnknownWorkspace(workspace.to_string()));
+            }
+            let id = DeviceId::new();
+            let created_at = now_ms();
+            tx.execute(
+                "INSERT INTO devices (id, workspace, user, role, token_hash, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    workspace,
+                    user,
+                    role,
+                    token.hash().as_slice(),
+                    created_at
+                ],
+            )?;
+            let device = to_device((id, workspace, user.clone(), role, created_at, None))?;
+            Ok(NewDevice {
+                device,
+                token: token.clone(),
+            })
+        })
+    }
+
+    fn devices(&self, workspace: Option<WorkspaceId>) -> Result<Vec<Device>, StoreError> {
+        self.read_with(|tx| {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices
+                 WHERE ?1 IS NULL OR workspace = ?1 ORDER BY created_at, id"
+            ))?;
+            let rows = stmt.query_map([workspace], device_row)?;
+            rows.map(|r| to_device(r?)).collect()
+        })
+    }
+
+    fn revoke_device(&self, device: DeviceId) -> Result<Device, AdminError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE devices SET revoked_at = coalesce(revoked_at, ?1) WHERE id = ?2",
+                params![now_ms(), device],
+            )?;
+            let row = tx
+                .query_row(
+                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+                    [device],
+                    device_row,
+                )
+                .optional()?
+                .ok_or(AdminError::UnknownDevice(device))?;
+            Ok(to_device(row)?)
+        })
+    }
+}

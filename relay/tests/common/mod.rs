@@ -1,0 +1,323 @@
+//! Helpers for the relay tests: a relay on 127.0.0.1:0 over a real SQLite file, a WebSocket
+//! client speaking crm_sync frames, and Automerge changes to push.
+
+#![allow(
+    dead_code,
+    reason = "each test file uses a different part of these helpers"
+)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use automerge::transaction::Transactable as _;
+use automerge::{AutoCommit, ROOT};
+use crm_relay::store::RelayStore;
+use crm_relay::{AppState, Config, Role, SqliteStore, WorkspaceId};
+use crm_sync::{
+    Ack, Changes, Cursor, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION, Message,
+    PROTOCOL_VERSION, Push, Received, Welcome,
+};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long any single wait in a test may take before the test fails.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A relay serving on a free port of 127.0.0.1, over a SQLite store in a temporary directory.
+pub(crate) struct Relay {
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: AppState,
+    pub(crate) store: Arc<SqliteStore>,
+    pub(crate) dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Relay {
+    pub(crate) async fn start() -> Relay {
+        Self::start_with(Config::default()).await
+    }
+
+    pub(crate) async fn start_with(config: Config) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(SqliteStore::open_or_create(dir.path()).expect("store"));
+        let state = AppState::new(store.clone(), config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(crm_relay::serve(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Relay {
+            addr,
+            state,
+            store,
+            dir,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("ws://{}/v1/sync", self.addr)
+    }
+
+    pub(crate) fn workspace(&self, name: &str) -> WorkspaceId {
+        self.store.create_workspace(name).expect("workspace").id
+    }
+
+    /// A device of `workspace` and its token.
+    pub(crate) fn device(
+        &self,
+        workspace: WorkspaceId,
+        user: &str,
+    ) -> (crm_relay::DeviceId, String) {
+        let added = self
+            .store
+            .add_device(workspace, user, Role::SalesRep)
+            .expect("device");
+        (added.device.id, added.token.expose().to_string())
+    }
+
+    /// Triggers a graceful shutdown and waits for `serve` to return.
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(PATIENCE, &mut self.task)
+            .await
+            .expect("serve returns in time")
+            .expect("serve task")
+            .expect("serve");
+    }
+
+    /// Every change of a workspace's log, read straight from the store.
+    pub(crate) fn log(&self, workspace: WorkspaceId) -> Vec<Entry> {
+        self.store.read(workspace, 0, 1000).expect("read").entries
+    }
+}
+
+/// A device's WebSocket connection, speaking crm_sync frames.
+pub(crate) struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub(crate) async fn connect(relay: &Relay) -> Client {
+        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(relay.url()))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Client { ws }
+    }
+
+    /// Connects and completes the handshake for a device of `workspace`.
+    pub(crate) async fn join(
+        relay: &Relay,
+        workspace: WorkspaceId,
+        token: &str,
+        cursor: Option<Cursor>,
+    ) -> (Client, Welcome) {
+        let mut client = Client::connect(relay).await;
+        client.send(&hello(workspace, token, cursor)).await;
+        match client.recv().await {
+            Message::Welcome(w) => (client, w),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    pub(crate) async fn send(&mut self, message: &Message) {
+        self.send_raw(WsMessage::Binary(message.encode().into()))
+            .await;
+    }
+
+    pub(crate) async fn send_raw(&mut self, message: WsMessage) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// Sends a frame the relay may cut off halfway; returns whether it was sent whole.
+    pub(crate) async fn send_lossy(&mut self, message: WsMessage) -> bool {
+        self.ws.send(message).await.is_ok()
+    }
+
+    /// Sends a WebSocket ping and waits for its pong.
+    pub(crate) async fn ping(&mut self) {
+        self.send_raw(WsMessage::Ping(b"are you there".to_vec().into()))
+            .await;
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a pong in time");
+            match next {
+                Some(Ok(WsMessage::Pong(payload))) => {
+                    assert_eq!(&payload[..], b"are you there");
+                    return;
+                }
+                Some(Ok(WsMessage::Binary(_))) => {}
+                other => panic!("expected a pong, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next protocol message; fails the test after `PATIENCE`.
+    pub(crate) async fn recv(&mut self) -> Message {
+        self.try_recv()
+            .await
+            .unwrap_or_else(|| panic!("the relay closed the connection"))
+    }
+
+    /// The next protocol message, or `None` once the relay closed the connection.
+    pub(crate) async fn try_recv(&mut self) -> Option<Message> {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match next {
+                Some(Ok(WsMessage::Binary(bytes))) => {
+                    return Some(Message::decode(&bytes).expect("a valid frame"));
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Expects an `Error` frame, then the end of the connection.
+    pub(crate) async fn expect_error(&mut self) -> ErrorFrame {
+        let error = loop {
+            match self.recv().await {
+                Message::Error(e) => break e,
+                // Changes may precede the error; they are not what the test is about.
+                Message::Changes(_) | Message::Ack(_) => {}
+                other => panic!("expected Error, got {other:?}"),
+            }
+        };
+        self.expect_closed().await;
+        error
+    }
+
+    /// Expects the connection to end with no further protocol message.
+    pub(crate) async fn expect_closed(&mut self) {
+        if let Some(m) = self.try_recv().await {
+            panic!("expected the connection to close, got {m:?}");
+        }
+    }
+
+    /// Pushes a batch and returns its `Ack`, skipping any `Changes` that arrive first (they
+    /// are confirmed so the relay's window stays open).
+    pub(crate) async fn push(&mut self, batch: u64, changes: Vec<Envelope>) -> Ack {
+        self.send(&Message::Push(Push { batch, changes })).await;
+        loop {
+            match self.recv().await {
+                Message::Ack(ack) => {
+                    assert_eq!(ack.batch, batch);
+                    return ack;
+                }
+                Message::Changes(c) => self.confirm(&c).await,
+                other => panic!("expected Ack, got {other:?}"),
+            }
+        }
+    }
+
+    pub(crate) async fn confirm(&mut self, changes: &Changes) {
+        self.send(&Message::Received(Received {
+            seq: changes.through,
+        }))
+        .await;
+    }
+
+    /// Receives and confirms `Changes` until the log is applied through `head`; returns the
+    /// entries and the last frame's cursor position and hash.
+    pub(crate) async fn pull_until(&mut self, head: u64) -> (Vec<Entry>, u64, [u8; 32]) {
+        let mut entries = Vec::new();
+        let mut through = (0, [0; 32]);
+        while through.0 < head {
+            match self.recv().await {
+                Message::Changes(c) => {
+                    self.confirm(&c).await;
+                    through = (c.through, c.through_hash);
+                    entries.extend(c.entries);
+                }
+                other => panic!("expected Changes, got {other:?}"),
+            }
+        }
+        (entries, through.0, through.1)
+    }
+}
+
+pub(crate) fn hello(workspace: WorkspaceId, token: &str, cursor: Option<Cursor>) -> Message {
+    Message::Hello(Hello {
+        min_protocol: MIN_PROTOCOL_VERSION,
+        max_protocol: PROTOCOL_VERSION,
+        workspace: workspace.to_string(),
+        token: token.to_string(),
+        cursor,
+    })
+}
+
+/// A record's document, to make real Automerge changes with.
+pub(crate) struct Doc {
+    pub(crate) id: [u8; 16],
+    doc: AutoCommit,
+}
+
+impl Doc {
+    pub(crate) fn new() -> Doc {
+        Doc {
+            id: *uuid::Uuid::now_v7().as_bytes(),
+            doc: AutoCommit::new(),
+        }
+    }
+
+    /// One change setting `field` to `value`, in an envelope of kind "account".
+    pub(crate) fn change(&mut self, field: &str, value: &str) -> Envelope {
+        self.doc.put(ROOT, field, value).expect("put");
+        self.doc.commit();
+        let change = self.doc.get_last_local_change().expect("a change");
+        Envelope {
+            doc_id: self.id,
+            kind: "account".into(),
+            bytes: change.raw_bytes().to_vec(),
+        }
+    }
+}
+
+/// The hash an Automerge change has.
+pub(crate) fn hash_of(envelope: &Envelope) -> [u8; 32] {
+    automerge::Change::try_from(envelope.bytes.as_slice())
+        .expect("a change")
+        .hash()
+        .0
+}
+
+/// A plain HTTP GET; returns the status code and the body.
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+    let mut response = String::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_string(&mut response))
+        .await
+        .expect("response in time")
+        .expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
