@@ -69,8 +69,8 @@ fn killed_merge_leaves_replica_consistent() {
     let started = Instant::now();
     // A source with several batches' worth of changes (merge-from applies 500 per
     // transaction): a sample company of 60 accounts is ~500 records and ~700 changes.
-    let src = Replica::empty("demo-laptop");
-    let demo = src.json(&["demo", "--accounts", "60"]);
+    let src = Replica::init("demo", "demo-laptop");
+    let demo = src.json(&["seed", "--accounts", "60"]);
     assert!(
         demo["records"].as_u64() > Some(400),
         "the demo seeded too little: {demo}"

@@ -333,8 +333,8 @@ fn acknowledged_changes_survive_relay_kills() {
 fn a_device_killed_during_a_pull_stays_consistent() {
     let relay = Relay::start();
     let ws = relay.workspace("acme");
-    let source = Replica::empty("source");
-    source.ok(&["demo", "--accounts", "80"]);
+    let source = Replica::init("sam", "source");
+    source.ok(&["seed", "--accounts", "80"]);
     let token = relay.token(&ws, "source");
     source.ok(&["join", &relay.url(), "--token", &token]);
     sync(&source);

@@ -129,8 +129,29 @@ pub(crate) fn command() -> Command {
                 .arg(Arg::new("kind").value_name("KIND")),
         )
         .subcommand(
+            Command::new("seed")
+                .about("Add a realistic sample company to this replica (for trying things out)")
+                .arg(
+                    Arg::new("accounts")
+                        .long("accounts")
+                        .value_name("N")
+                        .value_parser(clap::value_parser!(usize))
+                        .default_value("300")
+                        .help("How many accounts (contacts, deals, activities and tickets scale with it)"),
+                ),
+        )
+        .subcommand(
             Command::new("demo")
-                .about("Create a replica with a realistic sample company and print a summary")
+                .about(
+                    "Start a relay, create two devices (a laptop seeded with a sample company, a phone), \
+                     sync them through the relay and print what to try next",
+                )
+                .arg(
+                    Arg::new("serve")
+                        .long("serve")
+                        .action(ArgAction::SetTrue)
+                        .help("Keep the demo relay running until Ctrl-C"),
+                )
                 .arg(
                     Arg::new("accounts")
                         .long("accounts")

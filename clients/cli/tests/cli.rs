@@ -784,3 +784,57 @@ fn foreign_and_newer_replicas_are_refused_untouched() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn demo_syncs_two_devices_through_an_embedded_relay() {
+    let base = tempfile::tempdir().expect("tempdir");
+    let out = Command::cargo_bin("crm")
+        .expect("crm binary")
+        .env_remove("CRM_HOME")
+        .arg("--data-dir")
+        .arg(base.path())
+        .args(["demo", "--accounts", "12", "--json"])
+        .assert()
+        .get_output()
+        .clone();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let demo: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(demo["records"].as_u64() > Some(60), "{demo}");
+    let pushed = demo["push"]["changes"].as_u64().expect("pushed");
+    assert!(pushed > 60);
+    assert_eq!(demo["fresh_device_pull"]["changes"].as_u64(), Some(pushed));
+    let list = |device: &str, kind: &str| -> Value {
+        let out = Command::cargo_bin("crm")
+            .expect("crm binary")
+            .arg("--data-dir")
+            .arg(base.path().join(device))
+            .args([
+                kind,
+                "list",
+                "--archived",
+                "--limit",
+                "100000",
+                "--sort",
+                "title",
+                "--json",
+            ])
+            .assert()
+            .get_output()
+            .clone();
+        serde_json::from_slice(&out.stdout).expect("json")
+    };
+    for kind in ["account", "contact", "opportunity", "ticket"] {
+        assert_eq!(list("laptop", kind), list("phone", kind), "{kind}");
+    }
+    let seeded = Replica::new("alice", "laptop");
+    let report = seeded.json(&["seed", "--accounts", "3"]);
+    assert!(report["records"].as_u64() > Some(10), "{report}");
+    assert_eq!(
+        seeded.json(&["account", "list"]).as_array().map(Vec::len),
+        Some(3)
+    );
+}

@@ -264,7 +264,7 @@ async fn session(
                 ticks += 1;
                 // A ping now and then keeps an idle connection provably alive: its pong
                 // resets the idle timeout, and a dead peer is noticed within it.
-                if ticks % PING_EVERY_TICKS == 0 {
+                if ticks.is_multiple_of(PING_EVERY_TICKS) {
                     ws.send(WsMessage::Ping(Vec::new().into()))
                         .await
                         .map_err(|e| SyncError::Lost(e.to_string()))?;

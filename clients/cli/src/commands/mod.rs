@@ -45,6 +45,7 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         }
         "schema" => init::schema(sub, json),
         "demo" => demo::run(sub, json),
+        "seed" => demo::seed(sub, json),
         "completions" => {
             let shell = *sub
                 .get_one::<clap_complete::Shell>("shell")
