@@ -242,9 +242,17 @@ pub fn read<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> Result<Record,
         record.conflicts.insert(ARCHIVED.into(), values);
     }
     if let Some(fields) = r.obj(&ROOT, FIELDS) {
-        for field in kind.schema().all_fields() {
-            if let Some(value) = read_field(&r, &fields, field) {
+        // One pass over the map; only keys flagged as conflicting are looked at again.
+        let schema = kind.schema();
+        for (key, value, id, conflict) in r.entries(&fields) {
+            let Some(field) = schema.field(&key) else {
+                continue;
+            };
+            if let Some(value) = read_value(&r, field, value, id) {
                 record.fields.insert(field.name, value);
+            }
+            if !conflict {
+                continue;
             }
             if let Some(values) = distinct_values(&r, &fields, field.name, |v, id| {
                 read_value(&r, field, v, id).map(|v| v.to_json())
@@ -348,6 +356,35 @@ impl<'a, D: ReadDoc> Reader<'a, D> {
             },
             _ => None,
         }
+    }
+
+    /// Every key of a map with its shown value, the value's id, and whether the key holds
+    /// concurrent values.
+    fn entries(&self, obj: &ObjId) -> Vec<(String, Value<'static>, ObjId, bool)> {
+        let items: Vec<_> = match self.heads {
+            Some(h) => self
+                .doc
+                .map_range_at(obj, .., h)
+                .map(|i| i.into_owned())
+                .collect(),
+            None => self
+                .doc
+                .map_range(obj, ..)
+                .map(|i| i.into_owned())
+                .collect(),
+        };
+        items
+            .into_iter()
+            .map(|item| {
+                let id = item.id();
+                (
+                    item.key.into_owned(),
+                    Value::from(item.value),
+                    id,
+                    item.conflict,
+                )
+            })
+            .collect()
     }
 
     fn keys(&self, obj: &ObjId) -> Vec<String> {

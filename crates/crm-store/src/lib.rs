@@ -16,6 +16,7 @@
 //! Documents are never all in memory: a bounded cache holds the few most recently used, and
 //! is checked against the stored heads so another process's writes are never overwritten.
 
+mod checkpoint;
 mod error;
 mod history;
 mod projection;
