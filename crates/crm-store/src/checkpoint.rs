@@ -1,10 +1,14 @@
-//! WAL checkpoints off the write path.
+//! WAL checkpoints mostly off the write path.
 //!
 //! SQLite's automatic checkpoint runs inside the commit that grows the WAL past 1000 pages,
-//! and a checkpoint syncs the database file: one edit in about sixty paid several
-//! milliseconds for it. Instead, a WAL hook notices a large WAL and wakes a thread with its
-//! own connection, which runs a passive checkpoint (it never blocks writers or readers). When
-//! the last connection to a replica closes, SQLite checkpoints and removes the WAL as usual.
+//! copying every page and syncing the database file: one edit in about sixty paid several
+//! milliseconds for it. Instead, a WAL hook wakes a thread with its own connection once the
+//! WAL passes 1000 pages, and that thread copies pages back with passive checkpoints, which
+//! never block writers or readers. A passive checkpoint running beside a busy writer always
+//! ends a transaction behind, though, and the WAL only starts over from its beginning when it
+//! is entirely checkpointed; so past 4000 pages the writer itself checkpoints between two
+//! transactions, with little left to copy. When the last connection to a replica closes,
+//! SQLite checkpoints and removes the WAL as usual.
 
 use std::path::PathBuf;
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -13,14 +17,22 @@ use rusqlite::{Connection, OpenFlags};
 
 /// WAL size, in pages, at which a checkpoint is started.
 const CHECKPOINT_PAGES: i32 = 1000;
+/// WAL size, in pages, at which the writer checkpoints what the thread has not yet copied.
+const WRITER_PAGES: i32 = 4000;
 
 /// Registers the WAL hook on `conn` and starts the checkpoint thread for the database at
 /// `path`. The thread ends when `conn` is closed (the hook, which holds the only sender,
 /// goes with it).
 pub(crate) fn install(conn: &mut Connection, path: PathBuf) -> rusqlite::Result<()> {
     let (wake, wakes) = sync_channel::<()>(1);
-    conn.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
-        if pages >= CHECKPOINT_PAGES {
+    conn.wal_hook(Some(move |wal: &mut rusqlite::hooks::Wal, pages: i32| {
+        if pages >= WRITER_PAGES {
+            // Failing here would fail a commit that has already happened; a checkpoint that
+            // did not run is retried after the next commit.
+            if let Err(e) = wal.checkpoint() {
+                tracing::debug!(error = %e, "checkpoint after commit failed");
+            }
+        } else if pages >= CHECKPOINT_PAGES {
             // A full channel means a checkpoint is already pending.
             let _ = SyncSender::try_send(&wake, ());
         }
@@ -38,10 +50,9 @@ pub(crate) fn install(conn: &mut Connection, path: PathBuf) -> rusqlite::Result<
                     )
                     .ok();
                 }
-                if let Some(c) = &conn
-                    && let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                {
-                    tracing::debug!(error = %e, "passive checkpoint failed; SQLite retries at close");
+                let Some(c) = &conn else { continue };
+                if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "passive checkpoint failed; the writer retries");
                 }
             }
         });
