@@ -11,17 +11,21 @@
 //!
 //! - [`run`] measures one size in the current process ([`run::SizeResult`]).
 //! - [`report`] formats the tables; [`stats`] summarises latency samples; [`mem`] reads RSS.
+//!
+//! `crm-bench sync` is the sync benchmark instead: a fresh device's full sync, reconnects,
+//! live propagation with many devices, push throughput and the relay's memory ([`sync`]).
 
 mod mem;
 mod report;
 mod run;
 mod stats;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use crate::run::{Plan, SizeResult};
@@ -49,6 +53,15 @@ struct Args {
     /// Measure one size in this process and print its result as JSON (used by the parent).
     #[arg(long, hide = true, value_name = "N")]
     single: Option<usize>,
+    #[command(subcommand)]
+    command: Option<Bench>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Bench {
+    /// The sync benchmark: a fresh device's full sync, reconnects, live propagation with many
+    /// devices, push throughput and the relay's memory (`crm-bench sync --help`).
+    Sync(sync::SyncArgs),
 }
 
 /// What the figures were measured on.
@@ -85,7 +98,10 @@ struct JsonReport<'a> {
 }
 
 fn main() -> Result<()> {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if let Some(Bench::Sync(sync_args)) = args.command.take() {
+        return sync::main(sync_args);
+    }
     let plan = Plan::new(args.quick);
     if let Some(n) = args.single {
         return single(n, &args, plan);

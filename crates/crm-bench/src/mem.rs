@@ -1,4 +1,4 @@
-//! Memory use of this process, from `/proc/self/status` (Linux).
+//! Memory use of this process or another, from `/proc/PID/status` (Linux).
 
 use serde::{Deserialize, Serialize};
 
@@ -13,7 +13,16 @@ pub(crate) struct Rss {
 
 impl Rss {
     pub(crate) fn now() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        Self::read("/proc/self/status")
+    }
+
+    /// The resident set sizes of process `pid`.
+    pub(crate) fn of_pid(pid: u32) -> Self {
+        Self::read(&format!("/proc/{pid}/status"))
+    }
+
+    fn read(path: &str) -> Self {
+        let status = std::fs::read_to_string(path).unwrap_or_default();
         let field = |name: &str| {
             status
                 .lines()

@@ -27,7 +27,7 @@ pub(crate) fn header(machine: &Machine, sizes: &[usize], quick: bool) -> String 
     )
 }
 
-fn ok(pass: bool) -> &'static str {
+pub(crate) fn ok(pass: bool) -> &'static str {
     if pass { "ok" } else { "MISS" }
 }
 
@@ -62,7 +62,7 @@ pub(crate) fn mib(kib: Option<u64>) -> String {
     kib.map_or_else(|| "n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
 }
 
-fn bytes(b: u64) -> String {
+pub(crate) fn bytes(b: u64) -> String {
     if b >= 1 << 20 {
         format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64)
     } else if b >= 1 << 10 {
@@ -93,7 +93,7 @@ fn width(s: &str) -> usize {
 }
 
 /// `s` padded with spaces to `cols` terminal columns.
-fn pad(s: &str, cols: usize) -> String {
+pub(crate) fn pad(s: &str, cols: usize) -> String {
     format!("{s}{}", " ".repeat(cols.saturating_sub(width(s))))
 }
 
