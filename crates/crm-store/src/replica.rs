@@ -491,7 +491,20 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     crate::checkpoint::install(conn, path.to_path_buf())?;
+    // Query-planner statistics, so a list filtered on a rare value uses that field's index
+    // instead of walking the sort order: bounded sampling, refreshed when SQLite sees a
+    // need (at open here, and again when the store is dropped).
+    conn.pragma_update(None, "analysis_limit", 400)?;
+    conn.execute_batch("PRAGMA optimize = 0x10002;")?;
     Ok(())
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(e) = self.conn.execute_batch("PRAGMA optimize;") {
+            tracing::debug!(error = %e, "PRAGMA optimize failed");
+        }
+    }
 }
 
 pub(crate) fn doc_row(tx: &Transaction<'_>, id: RecordId) -> Result<Option<DocRow>> {
