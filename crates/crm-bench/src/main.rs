@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::run::{Plan, SizeResult};
 
-/// Foundation benchmark of the CRM replica: create, edit, list, search, disk, memory.
+/// Foundation benchmark of the CRM replica: create, edit, list, search, disk, memory. The
+/// `sync` command benchmarks sync with a relay instead.
 #[derive(Debug, Parser)]
 #[command(name = "crm-bench", version)]
 struct Args {
@@ -60,7 +61,7 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Bench {
     /// The sync benchmark: a fresh device's full sync, reconnects, live propagation with many
-    /// devices, push throughput and the relay's memory (`crm-bench sync --help`).
+    /// devices, push throughput and the relay's memory.
     Sync(sync::SyncArgs),
 }
 
