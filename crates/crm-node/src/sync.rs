@@ -156,7 +156,7 @@ async fn session(
     };
     let (mut ws, _) = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        tokio_tungstenite::connect_async(url.as_str()),
+        tokio_tungstenite::connect_async_with_config(url.as_str(), None, true),
     )
     .await
     .map_err(|_| unreachable("timed out".into()))?

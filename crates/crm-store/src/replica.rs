@@ -674,19 +674,20 @@ pub(crate) fn store_document(
 
 /// The time and author of the newest head change.
 pub(crate) fn last_change(document: &Automerge) -> LastChange {
+    // Change metadata, not whole changes: rebuilding a change from the document is costly.
     let newest = document
         .get_heads()
         .iter()
-        .filter_map(|h| document.get_change_by_hash(h))
-        .max_by_key(|c| (c.timestamp(), c.hash()));
+        .filter_map(|h| document.get_change_meta_by_hash(h))
+        .max_by_key(|c| (c.timestamp, c.hash));
     LastChange {
         at: newest
             .as_ref()
-            .and_then(|c| crm_model::millis_to_time(c.timestamp() * 1000))
+            .and_then(|c| crm_model::millis_to_time(c.timestamp * 1000))
             .map(|t| crm_model::format_time(&t)),
         by: newest
             .as_ref()
-            .and_then(|c| Author::from_message(c.message()))
+            .and_then(|c| Author::from_message(c.message.as_deref()))
             .map(|a| a.user),
     }
 }
