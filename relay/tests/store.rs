@@ -201,6 +201,7 @@ fn refused_batches_store_nothing() {
     let garbage = Envelope {
         doc_id: [9; 16],
         kind: "account".into(),
+        scope: Default::default(),
         bytes: vec![0x85, 0x6f, 0x4a, 0x83, 0, 0, 0, 0],
     };
     let err = store
@@ -396,4 +397,39 @@ fn admin_input_is_validated() {
         SqliteStore::open(&dir.path().join("missing")),
         Err(StoreError::Missing(_))
     ));
+}
+
+#[test]
+fn the_latest_pushed_scope_of_a_document_is_kept() {
+    let (dir, store) = store();
+    let ws = store.create_workspace("acme").expect("workspace").id;
+    let device = store
+        .add_device(ws, "alice", Role::Admin)
+        .expect("device")
+        .device
+        .id;
+    let mut doc = Doc::new();
+    let mut first = doc.change("name", "ACME");
+    first.scope.owner = Some([1; 16]);
+    store.store_batch(ws, device, &[first]).expect("stored");
+    let mut second = doc.change("grade", "vip");
+    second.scope.owner = Some([2; 16]);
+    second.scope.teams = vec![[3; 16], [4; 16]];
+    store.store_batch(ws, device, &[second]).expect("stored");
+    drop(store);
+    let conn = rusqlite::Connection::open(dir.path().join("relay.db")).expect("open");
+    let (owner, teams): (Option<String>, Option<String>) = conn
+        .query_row("SELECT owner, teams FROM documents", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .expect("one document");
+    assert_eq!(owner, Some(uuid::Uuid::from_bytes([2; 16]).to_string()));
+    assert_eq!(
+        teams,
+        Some(format!(
+            "{},{}",
+            uuid::Uuid::from_bytes([3; 16]),
+            uuid::Uuid::from_bytes([4; 16])
+        ))
+    );
 }

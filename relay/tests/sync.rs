@@ -127,6 +127,7 @@ async fn a_batch_with_one_invalid_change_is_refused_whole() {
             Envelope {
                 doc_id: doc.id,
                 kind: "account".into(),
+                scope: Default::default(),
                 bytes: b"not an automerge change".to_vec(),
             },
         ],

@@ -6,7 +6,7 @@ use std::time::Duration;
 use crm_model::RecordId;
 use crm_store::{RelayLink, RemoteChange, Store, StoreError, SyncCursor};
 use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing};
-use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame};
+use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame, Scope};
 use futures_util::{SinkExt, StreamExt};
 use rand::RngExt as _;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -195,6 +195,15 @@ async fn session(
                                 envelope: Envelope {
                                     doc_id: *c.doc_id.as_uuid().as_bytes(),
                                     kind: c.kind,
+                                    scope: Scope {
+                                        owner: c.owner.map(|o| *o.as_uuid().as_bytes()),
+                                        teams: c
+                                            .teams
+                                            .iter()
+                                            .take(crm_sync::MAX_SCOPE_TEAMS)
+                                            .map(|t| *t.as_uuid().as_bytes())
+                                            .collect(),
+                                    },
                                     bytes: c.bytes,
                                 },
                             })

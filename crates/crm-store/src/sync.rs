@@ -23,6 +23,9 @@ pub struct OutboxChange {
     pub doc_id: crm_model::RecordId,
     /// The record kind, for the relay's routing envelope (empty if not known yet).
     pub kind: String,
+    /// The record's owner and teams as they are now, for the relay's scope filtering.
+    pub owner: Option<crm_model::RecordId>,
+    pub teams: Vec<crm_model::RecordId>,
     pub bytes: Vec<u8>,
 }
 
@@ -32,7 +35,7 @@ impl Store {
     /// The oldest `limit` changes of the outbox.
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxChange>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT c.seq, d.id, coalesce(d.kind, ''), c.bytes FROM outbox o
+            "SELECT c.seq, d.id, coalesce(d.kind, ''), c.bytes, d.docno FROM outbox o
              JOIN changes c ON c.seq = o.seq JOIN documents d ON d.docno = c.docno
              ORDER BY o.seq LIMIT ?1",
         )?;
@@ -42,20 +45,54 @@ impl Store {
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (local_seq, id, kind, bytes) = row?;
+            let (local_seq, id, kind, bytes, docno) = row?;
             let Ok(doc_id) = id.parse() else { continue };
+            let (owner, teams) = match kind.parse::<crm_model::Kind>() {
+                Ok(k) => self.scope_of(k, docno)?,
+                Err(_) => (None, Vec::new()),
+            };
             out.push(OutboxChange {
                 local_seq,
                 doc_id,
                 kind,
+                owner,
+                teams,
                 bytes,
             });
         }
         Ok(out)
+    }
+
+    /// A record's owner and teams, from its projection.
+    fn scope_of(
+        &self,
+        kind: crm_model::Kind,
+        docno: i64,
+    ) -> Result<(Option<crm_model::RecordId>, Vec<crm_model::RecordId>)> {
+        let row: Option<(Option<String>, Option<String>)> = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT f_owner, f_teams FROM {} WHERE docno = ?1",
+                crate::schema::table(kind)
+            ))?
+            .query_row([docno], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((owner, teams)) = row else {
+            return Ok((None, Vec::new()));
+        };
+        let owner = owner.and_then(|o| o.parse().ok());
+        let teams = teams
+            .and_then(|t| serde_json::from_str::<Vec<String>>(&t).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        Ok((owner, teams))
     }
 
     /// Drops changes a relay has stored durably from the outbox.

@@ -58,3 +58,32 @@ fn create_edit_list_search_and_merge() {
     assert!(history.len() >= 4, "{history:?}");
     assert!(history[0].created);
 }
+
+#[test]
+fn outbox_changes_carry_the_record_scope() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = Store::init(dir.path(), "alice", "laptop").expect("init");
+    let mut team = Edit::new(Kind::Team);
+    team.set("name", "华南销售部").expect("valid");
+    let team = store.create(&team).expect("team").id;
+    let mut e = account("ACME");
+    e.set("teams", &team.to_string()).expect("valid");
+    let acme = store.create(&e).expect("create").id;
+    let me = store.identity().user_id.expect("own user record");
+    let outbox = store.outbox(100).expect("outbox");
+    let change = outbox
+        .iter()
+        .find(|c| c.doc_id == acme)
+        .expect("the account's change");
+    assert_eq!(change.kind, "account");
+    assert_eq!(change.owner, Some(me));
+    assert_eq!(change.teams, vec![team]);
+    store.acknowledge(&[change.local_seq]).expect("ack");
+    assert!(
+        store
+            .outbox(100)
+            .expect("outbox")
+            .iter()
+            .all(|c| c.doc_id != acme)
+    );
+}

@@ -24,6 +24,8 @@ pub const MAX_BATCH_CHANGES: usize = 1_000;
 pub const MAX_CHANGE_BYTES: usize = 2 << 20;
 /// Longest workspace name, token, kind or error message, in bytes.
 pub const MAX_TEXT_BYTES: usize = 1_024;
+/// Most teams in one record's scope.
+pub const MAX_SCOPE_TEAMS: usize = 64;
 
 /// A record (document) id: the 16 bytes of its UUID.
 pub type DocId = [u8; 16];
@@ -73,12 +75,22 @@ pub struct Welcome {
     pub resume: Resume,
 }
 
+/// The visibility scope of a record as the pushing device sees it after the change: its
+/// owner and teams (user and team record ids). The relay keeps the latest per document, so
+/// filtering what a device receives by role and scope needs no protocol change.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub owner: Option<DocId>,
+    pub teams: Vec<DocId>,
+}
+
 /// One change with its routing envelope. The relay reads only the envelope; it parses the
 /// change bytes just to validate them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Envelope {
     pub doc_id: DocId,
     pub kind: String,
+    pub scope: Scope,
     #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
@@ -194,6 +206,7 @@ impl Message {
                 limit("batch", p.changes.len(), MAX_BATCH_CHANGES)?;
                 for c in &p.changes {
                     text("kind", &c.kind)?;
+                    limit("teams", c.scope.teams.len(), MAX_SCOPE_TEAMS)?;
                     limit("change", c.bytes.len(), MAX_CHANGE_BYTES)?;
                 }
                 Ok(())
@@ -253,6 +266,10 @@ mod tests {
                 changes: vec![Envelope {
                     doc_id: [2; 16],
                     kind: "account".into(),
+                    scope: Scope {
+                        owner: Some([8; 16]),
+                        teams: vec![[9; 16]],
+                    },
                     bytes: vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3],
                 }],
             }),
@@ -324,6 +341,7 @@ mod tests {
                 .map(|_| Envelope {
                     doc_id: [0; 16],
                     kind: "account".into(),
+                    scope: Scope::default(),
                     bytes: vec![],
                 })
                 .collect(),

@@ -191,6 +191,7 @@ impl World {
                         envelope: Envelope {
                             doc_id: *c.doc_id.as_uuid().as_bytes(),
                             kind: c.kind,
+                            scope: Default::default(),
                             bytes: c.bytes,
                         },
                     })
@@ -570,6 +571,7 @@ fn a_pushed_batch_with_garbage_is_refused_whole() {
         Envelope {
             doc_id: [1; 16],
             kind: "account".into(),
+            scope: Default::default(),
             bytes: w.devices[0].store.changes_after(0, 1).expect("log")[0]
                 .change
                 .bytes
@@ -578,6 +580,7 @@ fn a_pushed_batch_with_garbage_is_refused_whole() {
         Envelope {
             doc_id: [2; 16],
             kind: "account".into(),
+            scope: Default::default(),
             bytes: b"not an automerge change".to_vec(),
         },
     ]);

@@ -67,8 +67,9 @@ CREATE TABLE devices (
 CREATE INDEX devices_by_workspace ON devices(workspace);
 
 -- Every document the relay has seen, with the workspace it belongs to (a document never
--- moves). `owner` and `teams` are the visibility scope, filled in once the relay filters by
--- role and scope; `read` then joins on this table.
+-- moves). `owner` (a user record id) and `teams` (comma-separated team record ids) are the
+-- visibility scope from the latest pushed change's envelope; a role and scope filter joins
+-- `read` on them.
 CREATE TABLE documents (
     doc_id      BLOB PRIMARY KEY,
     workspace   BLOB NOT NULL REFERENCES workspaces(id),
@@ -442,6 +443,8 @@ impl RelayStore for SqliteStore {
                 "INSERT INTO documents (doc_id, workspace, kind, first_seq, created_by)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut set_scope =
+                tx.prepare_cached("UPDATE documents SET owner = ?2, teams = ?3 WHERE doc_id = ?1")?;
             let mut insert_change = tx.prepare_cached(
                 "INSERT INTO changes
                  (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
@@ -511,6 +514,21 @@ impl RelayStore for SqliteStore {
                     device,
                     arrived_at,
                     c.envelope.bytes,
+                ])?;
+                // The latest pushed scope of a document is the one a later filter reads.
+                let scope = &c.envelope.scope;
+                let teams = (!scope.teams.is_empty()).then(|| {
+                    let ids: Vec<String> = scope
+                        .teams
+                        .iter()
+                        .map(|t| Uuid::from_bytes(*t).to_string())
+                        .collect();
+                    ids.join(",")
+                });
+                set_scope.execute(params![
+                    doc.as_slice(),
+                    scope.owner.map(|o| Uuid::from_bytes(o).to_string()),
+                    teams,
                 ])?;
                 seqs.push(head);
             }

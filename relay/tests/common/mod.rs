@@ -283,6 +283,7 @@ impl Doc {
         Envelope {
             doc_id: self.id,
             kind: "account".into(),
+            scope: Default::default(),
             bytes: change.raw_bytes().to_vec(),
         }
     }

@@ -312,6 +312,7 @@ impl Writer {
         Ok(Envelope {
             doc_id: *self.id.as_uuid().as_bytes(),
             kind: Kind::Account.as_str().to_string(),
+            scope: Default::default(),
             bytes: change.raw_bytes().to_vec(),
         })
     }
