@@ -1,45 +1,17 @@
 //! Printing: JSON for scripts, aligned tables for people. Widths count CJK characters as two
 //! columns, so Chinese names line up.
 
-use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{Cell, ContentArrangement, Table};
 use std::collections::HashMap;
 
 use crm_model::{FieldValue, Record, RecordId};
 use serde_json::Value as Json;
 
 pub(crate) fn json(value: &Json) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
-    );
+    // Encoding a JSON value cannot fail; printing failures panic in println! as usual.
+    let _ = crm_cli_support::output::json(value);
 }
 
-pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) {
-    if rows.is_empty() {
-        println!("(none)");
-        return;
-    }
-    let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic)
-        .set_header(header.iter().map(Cell::new));
-    for row in rows {
-        t.add_row(row);
-    }
-    println!("{t}");
-}
-
-/// Label/value pairs, without a header.
-pub(crate) fn pairs(rows: Vec<Vec<String>>) {
-    let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    for row in rows {
-        t.add_row(row);
-    }
-    println!("{t}");
-}
+pub(crate) use crm_cli_support::output::{pairs, table};
 
 /// A JSON value as one short line of text.
 pub(crate) fn cell(value: Option<&Json>) -> String {
@@ -137,13 +109,7 @@ pub(crate) fn record(record: &Record, titles: &HashMap<RecordId, String>) {
             format!("{} by {}", crm_model::format_time(t), record.created_by),
         ]);
     }
-    let mut t = Table::new();
-    t.load_style(UTF8_BORDERS_ONLY)
-        .set_content_arrangement(ContentArrangement::Dynamic);
-    for row in rows {
-        t.add_row(row);
-    }
-    println!("{t}");
+    pairs(rows);
     if !record.conflicts.is_empty() {
         println!(
             "{} field(s) hold concurrent values; settle with `crm resolve {} FIELD VALUE`",

@@ -105,10 +105,10 @@ pub(crate) struct SyncArgs {
     /// The crm-relay binary [default: crm-relay next to this program].
     #[arg(long, value_name = "PATH")]
     relay: Option<PathBuf>,
-    /// Turn Nagle's algorithm off on the lightweight devices' sockets (crm-node's sync driver
-    /// leaves it on, so by default they do too).
+    /// Leave Nagle's algorithm on for the lightweight devices' sockets (crm-node's sync
+    /// driver turns it off, so by default they do too).
     #[arg(long)]
-    nodelay: bool,
+    nagle: bool,
 }
 
 /// What one run does, resolved from the arguments.
@@ -343,7 +343,7 @@ fn plan(args: SyncArgs) -> Result<Plan> {
         load_runs: if args.quick { 1 } else { 3 },
         quick: args.quick,
         seed: args.seed,
-        nodelay: args.nodelay,
+        nodelay: !args.nagle,
         // The throughput measurement pushes as fast as Acks come back, which the default
         // rate limit (100 pushes a second per device) would refuse; the connection limit
         // (1000 per workspace) is the default.
