@@ -2,6 +2,7 @@
 //! indexed tables; no document is loaded.
 
 use crm_model::{FieldType, FieldValue, Kind, RecordId};
+use rusqlite::OptionalExtension;
 use rusqlite::types::Value as Sql;
 use serde_json::Value as Json;
 
@@ -394,14 +395,7 @@ impl Store {
                 continue;
             }
             let key = id.to_string();
-            let kind: Option<String> =
-                kind_of
-                    .query_row([&key], |r| r.get(0))
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        other => Err(other),
-                    })?;
+            let kind: Option<String> = kind_of.query_row([&key], |r| r.get(0)).optional()?;
             let Some(kind) = kind.and_then(|k| k.parse::<Kind>().ok()) else {
                 continue;
             };
@@ -409,11 +403,7 @@ impl Store {
                 .conn
                 .prepare_cached(&format!("SELECT title FROM {} WHERE id = ?1", table(kind)))?
                 .query_row([&key], |r| r.get(0))
-                .map(Some)
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                    other => Err(other),
-                })?;
+                .optional()?;
             if let Some(title) = title {
                 out.insert(*id, title);
             }
