@@ -99,6 +99,47 @@ pub(crate) fn pad(s: &str, cols: usize) -> String {
 
 const NAME_COLS: usize = 58;
 
+/// One row of a summary table: the figure at each size, the last/first ratio, the target.
+pub(crate) fn summary_row<T>(
+    out: &mut String,
+    results: &[T],
+    cols: usize,
+    name: &str,
+    get: &dyn Fn(&T) -> f64,
+    fmt: &dyn Fn(f64) -> String,
+    target: String,
+) {
+    let mut line = format!("  {}", pad(name, cols));
+    for r in results {
+        let _ = write!(line, " {:>12}", fmt(get(r)));
+    }
+    let ratio = match (results.first(), results.last()) {
+        (Some(first), Some(last)) if get(first) > 0.0 => get(last) / get(first),
+        _ => f64::NAN,
+    };
+    let _ = writeln!(line, " {:>9}   {target}", format!("{ratio:.2}×"));
+    out.push_str(&line);
+}
+
+/// `LIMIT  ok`, or `LIMIT  MISS at` the sizes that failed `pass`.
+pub(crate) fn summary_verdict<T>(
+    results: &[T],
+    records: impl Fn(&T) -> usize,
+    pass: &dyn Fn(&T) -> bool,
+    limit: &str,
+) -> String {
+    let misses: Vec<String> = results
+        .iter()
+        .filter(|r| !pass(r))
+        .map(|r| int(records(r) as f64))
+        .collect();
+    if misses.is_empty() {
+        format!("{limit}  ok")
+    } else {
+        format!("{limit}  MISS at {}", misses.join(", "))
+    }
+}
+
 fn latency_row(out: &mut String, name: &str, l: &Latency, target: &str, verdict: &str) {
     let _ = writeln!(
         out,
@@ -250,26 +291,10 @@ pub(crate) fn summary(results: &[SizeResult]) -> String {
                    get: &dyn Fn(&SizeResult) -> f64,
                    fmt: &dyn Fn(f64) -> String,
                    target: String| {
-        let mut line = format!("  {}", pad(name, NAME_COLS));
-        for r in results {
-            let _ = write!(line, " {:>12}", fmt(get(r)));
-        }
-        let a = get(first);
-        let ratio = if a > 0.0 { get(last) / a } else { f64::NAN };
-        let _ = writeln!(line, " {:>9}   {target}", format!("{ratio:.2}×"));
-        out.push_str(&line);
+        summary_row(&mut out, results, NAME_COLS, name, get, fmt, target)
     };
     let verdict = |pass: &dyn Fn(&SizeResult) -> bool, limit: &str| {
-        let misses: Vec<String> = results
-            .iter()
-            .filter(|r| !pass(r))
-            .map(|r| int(r.target_records as f64))
-            .collect();
-        if misses.is_empty() {
-            format!("{limit}  ok")
-        } else {
-            format!("{limit}  MISS at {}", misses.join(", "))
-        }
+        summary_verdict(results, |r| r.target_records, pass, limit)
     };
 
     row(

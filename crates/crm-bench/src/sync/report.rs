@@ -10,7 +10,7 @@ use super::{
 };
 use crate::Machine;
 use crate::mem::Rss;
-use crate::report::{bytes, int, mib, ms, ok, pad};
+use crate::report::{bytes, int, mib, ms, ok, pad, summary_row, summary_verdict};
 use crate::stats::Latency;
 
 pub(crate) fn header(machine: &Machine, plan: &Plan) -> String {
@@ -300,30 +300,13 @@ pub(crate) fn summary(results: &[SizeResult], plan: &Plan) -> String {
     }
     let _ = writeln!(head, " {:>9}   target", "last/first");
     out.push_str(&head);
-    let mut row = |name: &str,
-                   get: &dyn Fn(&SizeResult) -> f64,
-                   fmt: &dyn Fn(f64) -> String,
-                   target: String| {
-        let mut line = format!("  {}", pad(name, COLS));
-        for r in results {
-            let _ = write!(line, " {:>12}", fmt(get(r)));
-        }
-        let a = get(first);
-        let ratio = if a > 0.0 { get(last) / a } else { f64::NAN };
-        let _ = writeln!(line, " {:>9}   {target}", format!("{ratio:.2}×"));
-        out.push_str(&line);
-    };
+    let mut row =
+        |name: &str,
+         get: &dyn Fn(&SizeResult) -> f64,
+         fmt: &dyn Fn(f64) -> String,
+         target: String| { summary_row(&mut out, results, COLS, name, get, fmt, target) };
     let verdict = |pass: &dyn Fn(&SizeResult) -> bool, limit: &str| {
-        let misses: Vec<String> = results
-            .iter()
-            .filter(|r| !pass(r))
-            .map(|r| int(r.target_records as f64))
-            .collect();
-        if misses.is_empty() {
-            format!("{limit}  ok")
-        } else {
-            format!("{limit}  MISS at {}", misses.join(", "))
-        }
+        summary_verdict(results, |r| r.target_records, pass, limit)
     };
     let n = |v: f64| int(v);
     let b = |v: f64| bytes(v as u64);
