@@ -172,6 +172,15 @@ pub(crate) fn command() -> Command {
         )
 }
 
+/// A flag that may be given several times.
+fn repeated(name: &'static str, value_name: &'static str, help: &'static str) -> Arg {
+    Arg::new(name)
+        .long(name)
+        .value_name(value_name)
+        .action(ArgAction::Append)
+        .help(help)
+}
+
 fn id_arg() -> Arg {
     Arg::new("id")
         .required(true)
@@ -218,22 +227,14 @@ fn help_for(field: &FieldDef) -> String {
 
 fn field_syntax_args(cmd: Command, kind: Kind) -> Command {
     let cmd = cmd
-        .arg(
-            Arg::new("set")
-                .long("set")
-                .value_name("FIELD=VALUE")
-                .action(ArgAction::Append)
-                .help("Set a field (references take the other record's id; custom.NAME for custom fields)"),
-        )
-        .arg(
-            Arg::new("unset")
-                .long("unset")
-                .value_name("FIELD")
-                .action(ArgAction::Append)
-                .help("Clear a field"),
-        )
-        .arg(Arg::new("tag").long("tag").value_name("TAG").action(ArgAction::Append).help("Add a tag"))
-        .arg(Arg::new("untag").long("untag").value_name("TAG").action(ArgAction::Append).help("Remove a tag"))
+        .arg(repeated(
+            "set",
+            "FIELD=VALUE",
+            "Set a field (references take the other record's id; custom.NAME for custom fields)",
+        ))
+        .arg(repeated("unset", "FIELD", "Clear a field"))
+        .arg(repeated("tag", "TAG", "Add a tag"))
+        .arg(repeated("untag", "TAG", "Remove a tag"))
         .arg(
             Arg::new("notes")
                 .long("notes")
@@ -282,13 +283,9 @@ fn kind_command(kind: Kind) -> Command {
         Command::new("list")
             .about(format!("List {}", kind.plural().replace('_', " ")))
             .arg(
-                Arg::new("where")
-                    .long("where")
-                    .value_name("FIELD OP VALUE")
-                    .action(ArgAction::Append)
-                    .help("Filter, OP one of = != < <= > >= ~ (contains), e.g. amount>=10000"),
+                repeated("where", "FIELD OP VALUE", "Filter, OP one of = != < <= > >= ~ (contains), e.g. amount>=10000"),
             )
-            .arg(Arg::new("tag").long("tag").value_name("TAG").action(ArgAction::Append).help("Only records with this tag"))
+            .arg(repeated("tag", "TAG", "Only records with this tag"))
             .arg(archived_arg())
             .arg(limit_arg())
             .arg(
