@@ -58,6 +58,7 @@ pub(crate) fn command() -> Command {
                 .arg(Arg::new("device").long("device").value_name("NAME").required(true)),
         )
         .subcommands(Kind::ALL.iter().map(|k| kind_command(*k)))
+        .subcommands(crate::commands::flows::commands())
         .subcommand(
             Command::new("show")
                 .about("Show any record by id")
@@ -120,6 +121,13 @@ pub(crate) fn command() -> Command {
                         .action(ArgAction::SetTrue)
                         .help("Stay connected: apply live changes, push local ones, reconnect after failures"),
                 ),
+        )
+        .subcommand(
+            Command::new("report")
+                .about("Sales, service, marketing and activity reports; without NAME, the list of reports")
+                .arg(Arg::new("name").value_name("NAME"))
+                .arg(Arg::new("from").long("from").value_name("DATE").help("Only records dated on or after DATE (YYYY-MM-DD)"))
+                .arg(Arg::new("to").long("to").value_name("DATE").help("Only records dated on or before DATE (YYYY-MM-DD)")),
         )
         .subcommand(Command::new("status").about("The relay, the last sync, the pending outbox and the cursor"))
         .subcommand(Command::new("reindex").about("Rebuild every projection and the search index from the documents"))
@@ -341,6 +349,7 @@ fn kind_command(kind: Kind) -> Command {
                 .about("Restore an archived record")
                 .arg(id_arg()),
         )
+        .subcommands(crate::commands::flows::verbs(kind))
 }
 
 #[cfg(test)]

@@ -45,6 +45,12 @@ pub enum StoreError {
     NoConflict { id: RecordId, field: String },
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    #[error("no report named {name:?}; the reports are: {known}")]
+    UnknownReport { name: String, known: String },
+    /// A request the records' current state does not allow (converting a converted lead,
+    /// merging a record into itself, …); the message says why.
+    #[error("{0}")]
+    Rejected(String),
     #[error("record {id}: {source}")]
     Document {
         id: RecordId,
@@ -87,6 +93,8 @@ impl StoreError {
             | StoreError::MissingReference { .. }
             | StoreError::WrongReference { .. }
             | StoreError::NoConflict { .. }
+            | StoreError::UnknownReport { .. }
+            | StoreError::Rejected(_)
             | StoreError::Invalid(_) => true,
             StoreError::Document { source, .. } => matches!(**source, DocError::Invalid(_)),
             _ => false,

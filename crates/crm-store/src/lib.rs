@@ -18,11 +18,13 @@
 
 mod checkpoint;
 mod error;
+pub mod flows;
 mod history;
 mod projection;
 mod query;
 mod remote;
 mod replica;
+pub mod reports;
 mod schema;
 mod sync;
 

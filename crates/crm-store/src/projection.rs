@@ -167,6 +167,8 @@ pub(crate) fn write(
         .execute(params![docno, field, target])?;
     }
 
+    write_history(tx, docno, record)?;
+
     let conflicts: BTreeMap<&str, String> = record
         .conflicts
         .iter()
@@ -217,6 +219,38 @@ pub(crate) fn write(
             title,
             body
         ])?;
+    }
+    Ok(())
+}
+
+/// Stage/status histories are append-only lists, so a field's entries changed exactly when
+/// their count did (a concurrent entry may land mid-list: then the field's rows are rewritten).
+fn write_history(tx: &Transaction<'_>, docno: i64, record: &Record) -> Result<()> {
+    for (field, entries) in &record.history {
+        let stored: i64 = tx
+            .prepare_cached("SELECT count(*) FROM record_history WHERE docno = ?1 AND field = ?2")?
+            .query_row(params![docno, field], |r| r.get(0))?;
+        if usize::try_from(stored).ok() == Some(entries.len()) {
+            continue;
+        }
+        tx.prepare_cached("DELETE FROM record_history WHERE docno = ?1 AND field = ?2")?
+            .execute(params![docno, field])?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO record_history (docno, kind, field, pos, value, at, by, device) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (pos, e) in entries.iter().enumerate() {
+            insert.execute(params![
+                docno,
+                record.kind.as_str(),
+                field,
+                i64::try_from(pos).unwrap_or(i64::MAX),
+                e.value,
+                crm_model::format_time(&e.at),
+                e.by,
+                e.device
+            ])?;
+        }
     }
     Ok(())
 }
@@ -272,6 +306,7 @@ pub(crate) fn remove(tx: &Transaction<'_>, docno: i64, kind: Option<Kind>) -> Re
     for sql in [
         "DELETE FROM record_tags WHERE docno = ?1",
         "DELETE FROM record_refs WHERE docno = ?1",
+        "DELETE FROM record_history WHERE docno = ?1",
         "DELETE FROM conflicts WHERE docno = ?1",
         "DELETE FROM search WHERE rowid = ?1",
     ] {
@@ -331,6 +366,8 @@ mod tests {
             "SELECT tag || ' ' || docno FROM record_tags ORDER BY 1",
             "SELECT docno || ' ' || field || ' ' || target FROM record_refs ORDER BY 1",
             "SELECT docno || ' ' || field || ' ' || vals FROM conflicts ORDER BY 1",
+            "SELECT docno || ' ' || kind || ' ' || field || ' ' || pos || ' ' || value || ' ' \
+             || at || ' ' || by || ' ' || device FROM record_history ORDER BY docno, field, pos",
             "SELECT rowid || ' ' || kind || ' ' || archived || ' ' || title || ' ' || body \
              FROM search ORDER BY rowid",
         ] {
@@ -383,8 +420,10 @@ mod tests {
             }),
             edit(Kind::Account, |e| {
                 e.set("grade", "key").expect("valid");
+                e.set("lifecycle", "contacted").expect("valid");
             }),
             edit(Kind::Account, |e| {
+                e.set("lifecycle", "converted").expect("valid");
                 e.untag("vip").expect("valid");
                 e.tag("渠道").expect("valid");
             }),
@@ -402,6 +441,17 @@ mod tests {
         for e in &edits {
             a.edit(star.id, e).expect("edit");
         }
+        let stages: Vec<String> = a
+            .conn
+            .prepare(
+                "SELECT value FROM record_history WHERE field = 'lifecycle' ORDER BY docno, pos",
+            )
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        assert_eq!(stages, ["prospect", "contacted", "converted", "prospect"]);
         assert!(
             a.search("retail", None, false, 10)
                 .expect("search")

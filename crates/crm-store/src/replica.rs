@@ -60,6 +60,8 @@ pub struct Store {
     /// replica never produce two different changes with the same (actor, seq).
     actor: ActorId,
     cache: LruCache<RecordId, Automerge>,
+    /// The time local writes are stamped with, when not the wall clock (see [`Store::set_clock`]).
+    clock: Option<DateTime<Utc>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -194,6 +196,7 @@ impl Store {
             author,
             actor: ActorId::random(),
             cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),
+            clock: None,
         })
     }
 
@@ -230,8 +233,22 @@ impl Store {
     fn stamp(&self) -> Stamp<'_> {
         Stamp {
             author: &self.author,
-            now: Utc::now(),
+            now: self.now(),
         }
+    }
+
+    /// The time the next local write is stamped with: the wall clock, or the time given to
+    /// [`Store::set_clock`].
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.unwrap_or_else(Utc::now)
+    }
+
+    /// Stamps this session's local writes with `at` instead of the wall clock (`None` goes
+    /// back to the wall clock). For recording what happened earlier: sample data with a
+    /// realistic past, imports of historical records, and tests of time-based workflows. The
+    /// author is still this replica's user and device.
+    pub fn set_clock(&mut self, at: Option<DateTime<Utc>>) {
+        self.clock = at;
     }
 
     /// The kind of a stored record.
@@ -323,7 +340,7 @@ impl Store {
 
     /// Applies `edit` to record `id` as one change and returns the record as it now is.
     pub fn edit(&mut self, id: RecordId, edit: &Edit) -> Result<Record> {
-        let stamp_now = Utc::now();
+        let stamp_now = self.now();
         let author = self.author.clone();
         let mut cached = self.cache.pop(&id);
         let tx = self

@@ -75,6 +75,21 @@ CREATE TABLE record_refs (
 ) WITHOUT ROWID;
 CREATE INDEX record_refs_target ON record_refs(target);
 
+-- Stage and status histories (the A half of L+A fields), one row per entry, in list order:
+-- funnel, time-in-stage and SLA reports read them with plain SQL.
+CREATE TABLE record_history (
+    docno INTEGER NOT NULL,
+    kind  TEXT NOT NULL,
+    field TEXT NOT NULL,
+    pos   INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    at    TEXT NOT NULL,
+    by    TEXT NOT NULL,
+    device TEXT NOT NULL,
+    PRIMARY KEY (docno, field, pos)
+) WITHOUT ROWID;
+CREATE INDEX record_history_kind ON record_history(kind, field, value);
+
 CREATE TABLE conflicts (
     docno    INTEGER NOT NULL,
     field    TEXT NOT NULL,
@@ -154,7 +169,7 @@ pub(crate) fn column_type(ty: FieldType) -> &'static str {
 /// Drops every projection table (before a rebuild).
 pub(crate) fn drop_projections_sql() -> String {
     let mut sql = String::from(
-        "DROP TABLE IF EXISTS record_tags;\nDROP TABLE IF EXISTS record_refs;\nDROP TABLE IF EXISTS conflicts;\nDROP TABLE IF EXISTS search;\n",
+        "DROP TABLE IF EXISTS record_tags;\nDROP TABLE IF EXISTS record_refs;\nDROP TABLE IF EXISTS record_history;\nDROP TABLE IF EXISTS conflicts;\nDROP TABLE IF EXISTS search;\n",
     );
     for kind in Kind::ALL {
         let _ = writeln!(sql, "DROP TABLE IF EXISTS {};", table(*kind));

@@ -1,10 +1,12 @@
 //! One module per command group; `run` dispatches the parsed command line.
 
 mod demo;
+pub(crate) mod flows;
 mod history;
 mod init;
 mod merge;
 mod record;
+mod report;
 mod search;
 mod sync;
 
@@ -44,6 +46,7 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
             Ok(())
         }
         "schema" => init::schema(sub, json),
+        "report" => report::run(sub, json),
         "demo" => demo::run(sub, json),
         "seed" => demo::seed(sub, json),
         "completions" => {
@@ -58,8 +61,11 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
             );
             Ok(())
         }
-        kind => {
-            let kind: Kind = kind.parse()?;
+        name => {
+            if let Some(result) = flows::run_command(name, sub, json) {
+                return result;
+            }
+            let kind: Kind = name.parse()?;
             record::run(kind, sub, json)
         }
     }

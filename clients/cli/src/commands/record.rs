@@ -49,7 +49,8 @@ pub(crate) fn run(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
             }
             Ok(())
         }
-        other => Err(Usage(format!("unknown command {other:?}")).into()),
+        other => super::flows::run_verb(kind, other, sub, as_json)
+            .unwrap_or_else(|| Err(Usage(format!("unknown command {other:?}")).into())),
     }
 }
 

@@ -1,0 +1,1 @@
+//! Sales and activity workflows: leads, opportunities, quotes to orders, reminders.

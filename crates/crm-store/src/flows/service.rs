@@ -1,0 +1,1 @@
+//! Service, marketing and customer-management workflows: tickets and SLAs, campaigns, surveys, accounts.
