@@ -157,6 +157,7 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
         };
         for _ in 0..self.between(1, 3) {
             let contact = self.contact(&account)?;
+            self.contacts.push(contact.0);
             account.contacts.push(contact);
         }
         Ok(account)

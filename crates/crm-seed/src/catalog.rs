@@ -60,7 +60,14 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
                 "expected_revenue",
                 &(budget * self.between(3, 10)).to_string(),
             )?;
-            e.set("goal_leads", &self.between(20, 500).to_string())?;
+            // About what the campaign can bring in, so goal attainment reads as a real figure.
+            let per_campaign = i64::try_from(accounts / n / 6).unwrap_or(i64::MAX).max(2);
+            e.set(
+                "goal_leads",
+                &self
+                    .between(per_campaign / 2 + 1, per_campaign * 2)
+                    .to_string(),
+            )?;
             e.set("goal_revenue", &(budget * self.between(2, 8)).to_string())?;
             if name.is_ascii() {
                 e.set(

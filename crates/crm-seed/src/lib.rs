@@ -16,6 +16,13 @@
 //! through their stages by later edits, so their histories hold several entries. Every
 //! reference points at a record created earlier.
 //!
+//! The data tells a year of the company's life: accounts come in one after another over the
+//! past year, and every write is stamped with its simulated time (`Store::set_clock`), so
+//! deals spend days to weeks in each stage, tickets are answered in minutes or days by
+//! priority (some miss their SLA), and the reports read realistic durations. Campaigns end
+//! with results: their leads and about one contact in five are members with response
+//! statuses, and closed, rated tickets and one campaign have survey responses.
+//!
 //! The field values depend only on the seed and on the time the data is generated (with
 //! the same `rand` version: its `SmallRng` is fast but not promised to be stable across
 //! versions or platforms). Dates (close dates, due dates, ticket times) are placed relative
@@ -25,6 +32,7 @@
 mod accounts;
 mod activities;
 mod catalog;
+mod marketing;
 mod names;
 mod org;
 mod sales;
@@ -198,6 +206,68 @@ mod tests {
             crm_model::kinds::ticket::PRIORITIES,
         );
         covers(Kind::Account, "grade", crm_model::kinds::account::GRADES);
+    }
+
+    #[test]
+    fn a_year_of_history_with_campaign_results() {
+        let (_dir, mut store, report) = seeded(40, 9);
+        let mut q = ListQuery::new(Kind::Account);
+        q.limit = 1000;
+        let created: Vec<String> = store
+            .list(&q)
+            .expect("list")
+            .into_iter()
+            .filter_map(|r| r.json["created_at"].as_str().map(String::from))
+            .collect();
+        let (first, last) = (
+            created.iter().min().expect("accounts"),
+            created.iter().max().expect("accounts"),
+        );
+        let days = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .expect("a time")
+                .timestamp()
+                / 86_400
+        };
+        assert!(
+            days(last) - days(first) > 200,
+            "accounts were made over a year: {first} .. {last}"
+        );
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(last).expect("time") <= chrono::Utc::now(),
+            "nothing is stamped in the future"
+        );
+
+        let mut q = ListQuery::new(Kind::Opportunity);
+        q.limit = 1000;
+        let mut spans = 0;
+        for row in store.list(&q).expect("list") {
+            let record = store.get(row.id).expect("get");
+            let stages = record.history.get("stage").cloned().unwrap_or_default();
+            if let (Some(a), Some(b)) = (stages.first(), stages.last())
+                && (b.at - a.at).num_days() >= 3
+            {
+                spans += 1;
+            }
+        }
+        assert!(spans > 0, "no deal spent days in its stages");
+        assert!(
+            report
+                .counts
+                .get(&Kind::CampaignMember)
+                .copied()
+                .unwrap_or(0)
+                > 0
+        );
+        assert!(
+            report
+                .counts
+                .get(&Kind::SurveyResponse)
+                .copied()
+                .unwrap_or(0)
+                > 0
+        );
+        assert_eq!(report.counts.get(&Kind::Survey).copied(), Some(2));
     }
 
     #[test]

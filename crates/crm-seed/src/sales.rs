@@ -57,12 +57,6 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
             self.word(&["USD", "USD", "EUR", "GBP"])
         };
         e.set("currency", currency)?;
-        let close = if closed {
-            self.between(-300, -3)
-        } else {
-            self.between(7, 180)
-        };
-        e.set("close_date", &self.date(close))?;
         let source = self.word(lead::SOURCES);
         e.set("lead_source", source)?;
         if source == "campaign"
@@ -118,12 +112,27 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
                 .chain([open])
                 .collect(),
         };
-        let closed_at = format!("{}T10:00:00Z", self.date(close));
+        // A deal spends days to weeks in each stage, from when the account came in.
+        let mut times = Vec::with_capacity(path.len());
+        let mut at = self.clock;
+        for _ in &path {
+            times.push(at);
+            at = (at + chrono::Duration::hours(self.between(3 * 24, 30 * 24))).min(self.now);
+        }
+        let last = times.last().copied().unwrap_or(self.clock);
+        if closed {
+            e.set("close_date", &last.date_naive().to_string())?;
+        } else {
+            let days = self.between(7, 180);
+            e.set("close_date", &self.date(days))?;
+        }
+        let closed_at = crm_model::format_time(&last);
         let lost_reason = self.word(opportunity::LOST_REASONS);
         let steps = path
             .iter()
-            .map(|&s| {
-                let step = Step::new(s).with("forecast_category", forecast(s));
+            .zip(times)
+            .map(|(&s, at)| {
+                let step = Step::new(s).with("forecast_category", forecast(s)).at(at);
                 match s {
                     "closed_won" => step.with("closed_at", closed_at.clone()),
                     "closed_lost" => step
@@ -189,10 +198,12 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
             ],
         );
         e.set("source", source)?;
-        if (source == "campaign" || self.chance(0.1))
+        let mut from_campaign = None;
+        if (source == "campaign" || self.chance(0.3))
             && let Some(campaign) = self.one_of(|s| &s.campaigns)
         {
             e.set("campaign", &campaign.to_string())?;
+            from_campaign = Some(campaign);
         }
         let rating = self.word(lead::RATINGS);
         e.set("rating", rating)?;
@@ -257,8 +268,20 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
                 steps.push(Step::new(other));
             }
         }
+        let mut at = self.clock;
+        let steps = steps
+            .into_iter()
+            .map(|step| {
+                let step = step.at(at);
+                at = (at + chrono::Duration::hours(self.between(12, 10 * 24))).min(self.now);
+                step
+            })
+            .collect::<Vec<_>>();
         let moved = steps.len() > 1 && self.chance(0.5);
-        self.create_through(e, "status", steps, moved)?;
+        let id = self.create_through(e, "status", steps, moved)?.id;
+        if let Some(campaign) = from_campaign {
+            self.campaign_leads.push((campaign, id, status));
+        }
         Ok(())
     }
 }

@@ -27,6 +27,9 @@ pub(crate) enum Lang {
 pub(crate) struct Step {
     pub(crate) value: &'static str,
     pub(crate) fields: Vec<(&'static str, String)>,
+    /// When the step happened; the write is stamped with it, so histories, time in stage
+    /// and SLA reports see a realistic past. `None`: at the seeder's current clock.
+    pub(crate) at: Option<DateTime<Utc>>,
 }
 
 impl Step {
@@ -34,7 +37,13 @@ impl Step {
         Self {
             value,
             fields: Vec::new(),
+            at: None,
         }
+    }
+
+    pub(crate) fn at(mut self, at: DateTime<Utc>) -> Self {
+        self.at = Some(at);
+        self
     }
 
     pub(crate) fn with(mut self, field: &'static str, value: impl Into<String>) -> Self {
@@ -59,6 +68,14 @@ pub(crate) struct Seeder<'s, F> {
     pub(crate) campaigns: Vec<RecordId>,
     pub(crate) articles: Vec<RecordId>,
     pub(crate) accounts: Vec<RecordId>,
+    pub(crate) contacts: Vec<RecordId>,
+    /// Leads a campaign brought in: (campaign, lead, lead status).
+    pub(crate) campaign_leads: Vec<(RecordId, RecordId, &'static str)>,
+    /// Closed tickets the customer rated: (ticket, contact, score, when).
+    pub(crate) rated_tickets: Vec<(RecordId, RecordId, i64, DateTime<Utc>)>,
+    /// The simulated present while a record is made: the company's history is laid out
+    /// over the past year, account by account, and every write is stamped with it.
+    pub(crate) clock: DateTime<Utc>,
 }
 
 impl<'s, F: FnMut(Kind, Write, Duration)> Seeder<'s, F> {
@@ -77,15 +94,34 @@ impl<'s, F: FnMut(Kind, Write, Duration)> Seeder<'s, F> {
             campaigns: Vec::new(),
             articles: Vec::new(),
             accounts: Vec::new(),
+            contacts: Vec::new(),
+            campaign_leads: Vec::new(),
+            rated_tickets: Vec::new(),
+            clock: now,
         }
     }
 
     pub(crate) fn run(mut self, accounts: usize) -> Result<SeedReport> {
+        let result = self.run_inner(accounts);
+        self.store.set_clock(None);
+        result?;
+        Ok(self.report)
+    }
+
+    fn run_inner(&mut self, accounts: usize) -> Result<()> {
+        // The company started using the CRM a year ago: the organisation and catalogue
+        // first, then one account after another up to now.
+        let year = chrono::Duration::days(365);
+        let start = self.now - year - chrono::Duration::days(14);
+        self.set_clock(start);
         self.org(accounts)?;
         self.products(accounts)?;
         self.campaigns(accounts)?;
         self.articles(accounts)?;
+        let count = i32::try_from(accounts.max(1)).unwrap_or(i32::MAX);
         for i in 0..accounts {
+            let i = i32::try_from(i).unwrap_or(i32::MAX);
+            self.set_clock(self.now - year + year / count * i);
             let account = self.account()?;
             let opportunity = self.opportunity(&account)?;
             self.activities(&account, opportunity)?;
@@ -95,7 +131,16 @@ impl<'s, F: FnMut(Kind, Write, Duration)> Seeder<'s, F> {
                 self.lead(&account, opportunity)?;
             }
         }
-        Ok(self.report)
+        self.set_clock(self.now);
+        self.campaign_members()?;
+        self.surveys()?;
+        Ok(())
+    }
+
+    /// Moves the simulated present (never past the real one).
+    pub(crate) fn set_clock(&mut self, at: DateTime<Utc>) {
+        self.clock = at.min(self.now);
+        self.store.set_clock(Some(self.clock));
     }
 
     /// Creates a record, counting and timing the store call.
@@ -126,18 +171,26 @@ impl<'s, F: FnMut(Kind, Write, Duration)> Seeder<'s, F> {
         moved: bool,
     ) -> Result<Record> {
         let kind = base.kind();
+        let resume = self.clock;
         let mut steps = steps.into_iter();
         let Some(first) = steps.next() else {
             return self.create(&base);
         };
+        if let Some(at) = first.at {
+            self.set_clock(at);
+        }
         if moved {
             set_step(&mut base, field, first)?;
             let mut record = self.create(&base)?;
             for step in steps {
+                if let Some(at) = step.at {
+                    self.set_clock(at);
+                }
                 let mut e = Edit::new(kind);
                 set_step(&mut e, field, step)?;
                 record = self.edit(record.id, &e)?;
             }
+            self.set_clock(resume);
             Ok(record)
         } else {
             let mut last = first.value;
@@ -148,7 +201,9 @@ impl<'s, F: FnMut(Kind, Write, Duration)> Seeder<'s, F> {
                 last = step.value;
             }
             base.set(field, last)?;
-            self.create(&base)
+            let record = self.create(&base);
+            self.set_clock(resume);
+            record
         }
     }
 

@@ -47,9 +47,11 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
             },
         )?;
         e.set("account", &account.id.to_string())?;
+        let mut contact = None;
         if !account.contacts.is_empty() {
             let i = self.index(account.contacts.len());
             e.set("contact", &account.contacts[i].0.to_string())?;
+            contact = Some(account.contacts[i].0);
         }
         e.set("type", kind)?;
         e.set("priority", priority)?;
@@ -58,23 +60,47 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
             e.set("team", &team.to_string())?;
         }
         // Times in minutes from now, in order, none in the future.
+        // Urgent tickets are answered in minutes, low ones in days; some miss their SLA.
+        let (respond, resolve) = match priority {
+            "urgent" => ((5, 120), (60, 8 * 60)),
+            "high" => ((15, 6 * 60), (2 * 60, 2 * MINUTES_PER_DAY)),
+            "low" => (
+                (60, 3 * MINUTES_PER_DAY),
+                (MINUTES_PER_DAY, 7 * MINUTES_PER_DAY),
+            ),
+            _ => ((30, 30 * 60), (4 * 60, 4 * MINUTES_PER_DAY)),
+        };
         let opened = -self.between(30, 60 * MINUTES_PER_DAY);
-        let responded = (opened + self.between(10, MINUTES_PER_DAY)).min(-3);
-        let resolved = (responded + self.between(60, 5 * MINUTES_PER_DAY)).min(-2);
+        let responded = (opened + self.between(respond.0, respond.1)).min(-3);
+        let resolved = (responded + self.between(resolve.0, resolve.1)).min(-2);
         let closed = (resolved + self.between(60, 3 * MINUTES_PER_DAY)).min(-1);
+        let assigned_at = (opened + 2).min(responded);
+        let at = |minutes: i64| self.now + chrono::Duration::minutes(minutes);
+        let (t_opened, t_assigned, t_responded, t_resolved, t_closed) = (
+            at(opened),
+            at(assigned_at),
+            at(responded),
+            at(resolved),
+            at(closed),
+        );
         e.set("opened_at", &self.time(opened))?;
         let agent = self.agent();
         let lead_agent = self.org.agents[0].clone();
         owned_by(&mut e, if status == "new" { &lead_agent } else { &agent })?;
 
-        let assigned = Step::new("assigned").with("assignee", agent.id.to_string());
-        let working = Step::new("in_progress").with("first_response_at", self.time(responded));
+        let assigned = Step::new("assigned")
+            .with("assignee", agent.id.to_string())
+            .at(t_assigned);
+        let working = Step::new("in_progress")
+            .with("first_response_at", self.time(responded))
+            .at(t_responded);
         let resolutions = if cn(lang) {
             CN_RESOLUTIONS
         } else {
             EN_RESOLUTIONS
         };
         let mut resolved_step = Step::new("resolved")
+            .at(t_resolved)
             .with("resolved_at", self.time(resolved))
             .with("resolution", self.word(resolutions));
         if self.chance(0.4)
@@ -82,10 +108,14 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
         {
             resolved_step = resolved_step.with("articles", article.to_string());
         }
-        let mut closed_step = Step::new("closed").with("closed_at", self.time(closed));
+        let mut rating = None;
+        let mut closed_step = Step::new("closed")
+            .with("closed_at", self.time(closed))
+            .at(t_closed);
         if self.chance(0.7) {
             let score = *self.pick(&[1, 2, 3, 4, 4, 5, 5, 5]);
             closed_step = closed_step.with("satisfaction", score.to_string());
+            rating = Some(score);
             if score <= 2 {
                 closed_step = closed_step.with(
                     "satisfaction_comment",
@@ -106,18 +136,29 @@ impl<F: FnMut(Kind, Write, Duration)> Seeder<'_, F> {
                 );
             }
         }
-        let mut steps = vec![Step::new("new")];
+        let mut steps = vec![Step::new("new").at(t_opened)];
         match status {
             "new" => {}
             "assigned" => steps.push(assigned),
             "in_progress" => steps.extend([assigned, working]),
-            "pending_customer" => steps.extend([assigned, working, Step::new("pending_customer")]),
+            "pending_customer" => steps.extend([
+                assigned,
+                working,
+                Step::new("pending_customer").at(t_resolved),
+            ]),
             "resolved" => steps.extend([assigned, working, resolved_step]),
             "closed" => steps.extend([assigned, working, resolved_step, closed_step]),
-            other => steps.push(Step::new(other).with("closed_at", self.time(responded))),
+            other => steps.push(
+                Step::new(other)
+                    .with("closed_at", self.time(responded))
+                    .at(t_responded),
+            ),
         }
         let moved = steps.len() > 1 && self.chance(0.5);
-        self.create_through(e, "status", steps, moved)?;
+        let id = self.create_through(e, "status", steps, moved)?.id;
+        if let (true, Some(score), Some(contact)) = (status == "closed", rating, contact) {
+            self.rated_tickets.push((id, contact, score, t_closed));
+        }
         Ok(())
     }
 }
