@@ -14,9 +14,11 @@
 //!
 //! `crm-bench sync` is the sync benchmark instead: a fresh device's full sync, reconnects,
 //! live propagation with many devices, push throughput and the relay's memory ([`sync`]).
+//! `crm-bench reports` times every report of the catalogue on a seeded replica ([`reports`]).
 
 mod mem;
 mod report;
+mod reports;
 mod run;
 mod stats;
 mod sync;
@@ -63,6 +65,8 @@ enum Bench {
     /// The sync benchmark: a fresh device's full sync, reconnects, live propagation with many
     /// devices, push throughput and the relay's memory.
     Sync(sync::SyncArgs),
+    /// Every report of `crm report` on a seeded replica (default 50k records), timed.
+    Reports(reports::ReportArgs),
 }
 
 /// What the figures were measured on.
@@ -100,8 +104,10 @@ struct JsonReport<'a> {
 
 fn main() -> Result<()> {
     let mut args = Args::parse();
-    if let Some(Bench::Sync(sync_args)) = args.command.take() {
-        return sync::main(sync_args);
+    match args.command.take() {
+        Some(Bench::Sync(sync_args)) => return sync::main(sync_args),
+        Some(Bench::Reports(report_args)) => return reports::main(report_args),
+        None => {}
     }
     let plan = Plan::new(args.quick);
     if let Some(n) = args.single {
