@@ -20,6 +20,8 @@ pub enum StoreError {
     },
     #[error("{} is an SQLite database of another application, not a CRM replica", path.display())]
     Foreign { path: PathBuf },
+    #[error("{} is an empty file, not a CRM replica (left by an interrupted `crm init`?); move it away and run `crm init` again", path.display())]
+    EmptyFile { path: PathBuf },
     #[error(
         "the replica was written by a newer version of crm (replica format {found}, this build reads up to {supported}); upgrade crm"
     )]

@@ -140,6 +140,9 @@ impl Store {
         if !path.is_file() {
             return Err(StoreError::NotAReplica { dir: dir.into() });
         }
+        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError::EmptyFile { path });
+        }
         let mut conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,

@@ -321,6 +321,21 @@ fn open_refuses_random_bytes() {
 }
 
 #[test]
+fn open_refuses_an_empty_file_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(REPLICA_FILE);
+    std::fs::write(&path, b"").expect("empty file");
+    let err = Store::open(dir.path()).expect_err("an empty file is no replica");
+    assert!(matches!(err, StoreError::EmptyFile { .. }), "{err:?}");
+    assert!(err.to_string().contains("crm init"), "{err}");
+    assert_eq!(
+        file_bytes(&path),
+        Vec::<u8>::new(),
+        "open must not write to the file"
+    );
+}
+
+#[test]
 fn open_refuses_a_foreign_sqlite_database() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(REPLICA_FILE);
