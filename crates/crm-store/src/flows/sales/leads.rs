@@ -120,13 +120,10 @@ pub fn company_key(name: &str) -> String {
         words.pop();
     }
     let mut key = words.concat();
-    loop {
-        let Some(rest) = CJK
-            .iter()
-            .find_map(|s| key.strip_suffix(s).filter(|r| !r.is_empty()))
-        else {
-            break;
-        };
+    while let Some(rest) = CJK
+        .iter()
+        .find_map(|s| key.strip_suffix(s).filter(|r| !r.is_empty()))
+    {
         key = rest.to_string();
     }
     key
