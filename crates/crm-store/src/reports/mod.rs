@@ -7,6 +7,7 @@
 //! `crm report NAME` and the web UI's charts both run them through [`Store::report`].
 //! Derived values (weighted amounts, rates, durations) are computed here, never stored.
 
+mod activity;
 mod sales;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -148,7 +149,7 @@ pub struct ReportDef {
 }
 
 /// Every group's reports, in display order.
-const GROUPS: &[&[ReportDef]] = &[sales::REPORTS];
+const GROUPS: &[&[ReportDef]] = &[sales::REPORTS, activity::REPORTS];
 
 /// Every report, grouped and in display order.
 pub fn catalogue() -> impl Iterator<Item = &'static ReportDef> {
