@@ -7,7 +7,9 @@
 //! `crm report NAME` and the web UI's charts both run them through [`Store::report`].
 //! Derived values (weighted amounts, rates, durations) are computed here, never stored.
 
+mod marketing;
 mod sales;
+mod service;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -148,7 +150,7 @@ pub struct ReportDef {
 }
 
 /// Every group's reports, in display order.
-const GROUPS: &[&[ReportDef]] = &[sales::REPORTS];
+const GROUPS: &[&[ReportDef]] = &[sales::REPORTS, service::REPORTS, marketing::REPORTS];
 
 /// Every report, grouped and in display order.
 pub fn catalogue() -> impl Iterator<Item = &'static ReportDef> {
