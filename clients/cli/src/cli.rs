@@ -332,7 +332,12 @@ fn kind_command(kind: Kind) -> Command {
             kind,
         ))
         .subcommand(list)
-        .subcommand(Command::new("show").about("Show one record").arg(id_arg()))
+        .subcommand(
+            Command::new("show")
+                .about("Show one record")
+                .arg(id_arg())
+                .args(crate::commands::flows::show_args(kind)),
+        )
         .subcommand(field_syntax_args(
             Command::new("edit")
                 .about("Change fields, tags and notes")

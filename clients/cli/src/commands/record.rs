@@ -23,6 +23,9 @@ pub(crate) fn run(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
         "add" => add(kind, sub, as_json),
         "list" => list(kind, sub, as_json),
         "show" => {
+            if let Some(result) = super::flows::show(kind, sub, as_json) {
+                return result;
+            }
             let mut store = open(sub)?;
             let record = store.get_kind(kind, parse_id(sub, "id")?)?;
             print_record(&store, &record, as_json)
@@ -150,9 +153,21 @@ fn list(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
     q.descending = m.get_flag("desc");
     let store = open(m)?;
     let rows = store.list(&q)?;
+    let computed = super::flows::list_columns(kind, &store, &rows)?;
     if as_json {
         output::json(&json!(
-            rows.iter().map(|r| r.json.clone()).collect::<Vec<_>>()
+            rows.iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut json = r.json.clone();
+                    if let Some(obj) = json.as_object_mut() {
+                        for (key, values) in &computed {
+                            obj.insert((*key).into(), values[i].0.clone());
+                        }
+                    }
+                    json
+                })
+                .collect::<Vec<_>>()
         ));
         return Ok(());
     }
@@ -165,6 +180,7 @@ fn list(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
         .collect();
     let mut header = vec!["id", "title"];
     header.extend(columns.iter().copied());
+    header.extend(computed.iter().map(|(key, _)| *key));
     header.push("tags");
     if q.include_archived {
         header.push("archived");
@@ -188,7 +204,8 @@ fn list(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
         .collect();
     let table_rows = rows
         .iter()
-        .map(|r| {
+        .enumerate()
+        .map(|(i, r)| {
             let mut row = vec![r.id.to_string(), output::one_line(&r.title, 40)];
             row.extend(columns.iter().zip(&ref_columns).map(|(c, is_ref)| {
                 match (is_ref, r.json.get(*c).and_then(|v| v.as_str())) {
@@ -196,6 +213,7 @@ fn list(kind: Kind, m: &ArgMatches, as_json: bool) -> Result<()> {
                     _ => output::cell(r.json.get(*c)),
                 }
             }));
+            row.extend(computed.iter().map(|(_, values)| values[i].1.clone()));
             row.push(output::cell(r.json.get("tags")));
             if q.include_archived {
                 row.push(output::cell(r.json.get("archived")));

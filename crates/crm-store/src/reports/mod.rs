@@ -8,7 +8,9 @@
 //! Derived values (weighted amounts, rates, durations) are computed here, never stored.
 
 mod activity;
+mod marketing;
 mod sales;
+mod service;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -149,7 +151,12 @@ pub struct ReportDef {
 }
 
 /// Every group's reports, in display order.
-const GROUPS: &[&[ReportDef]] = &[sales::REPORTS, activity::REPORTS];
+const GROUPS: &[&[ReportDef]] = &[
+    sales::REPORTS,
+    service::REPORTS,
+    marketing::REPORTS,
+    activity::REPORTS,
+];
 
 /// Every report, grouped and in display order.
 pub fn catalogue() -> impl Iterator<Item = &'static ReportDef> {

@@ -33,3 +33,24 @@ pub(crate) fn run_verb(kind: Kind, verb: &str, m: &ArgMatches, json: bool) -> Op
 pub(crate) fn run_command(name: &str, m: &ArgMatches, json: bool) -> Option<Result<()>> {
     sales::run_command(name, m, json).or_else(|| service::run_command(name, m, json))
 }
+
+/// Extra flags of `crm KIND show`.
+pub(crate) fn show_args(kind: Kind) -> Vec<clap::Arg> {
+    service::show_args(kind)
+}
+
+/// Runs `crm KIND show` for kinds that show more than the record, or `None`.
+pub(crate) fn show(kind: Kind, m: &ArgMatches, json: bool) -> Option<Result<()>> {
+    service::show(kind, m, json)
+}
+
+/// Computed columns `crm KIND list` adds (e.g. a ticket's SLA clocks): (key, per row the
+/// JSON value and the table cell).
+#[allow(clippy::type_complexity, reason = "a list of named columns of cells")]
+pub(crate) fn list_columns(
+    kind: Kind,
+    store: &crm_store::Store,
+    rows: &[crm_store::ListRow],
+) -> Result<Vec<(&'static str, Vec<(serde_json::Value, String)>)>> {
+    service::list_columns(kind, store, rows)
+}
