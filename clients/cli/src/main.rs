@@ -31,6 +31,15 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    // `crm … | head` must end quietly, not panic on the closed pipe: one-shot commands take
+    // the default SIGPIPE action. The long-running ones (a server, a sync loop) keep Rust's
+    // default of ignoring it, so a peer closing a socket never kills them.
+    if !matches!(
+        matches.subcommand_name(),
+        Some("serve" | "demo" | "sync" | "merge-from")
+    ) {
+        sigpipe::reset();
+    }
     match commands::run(&matches) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
