@@ -59,6 +59,8 @@ pub enum StoreError {
     DocumentMismatch { id: RecordId, claimed: String },
     #[error("unreadable projection value {0:?}; rebuild the projections with `crm reindex`")]
     CorruptProjection(String),
+    #[error("cannot merge: {reason}")]
+    CannotMerge { reason: String },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{}: {source}", path.display())]
@@ -87,6 +89,7 @@ impl StoreError {
             | StoreError::MissingReference { .. }
             | StoreError::WrongReference { .. }
             | StoreError::NoConflict { .. }
+            | StoreError::CannotMerge { .. }
             | StoreError::Invalid(_) => true,
             StoreError::Document { source, .. } => matches!(**source, DocError::Invalid(_)),
             _ => false,
