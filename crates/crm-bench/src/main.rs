@@ -14,7 +14,9 @@
 //!
 //! `crm-bench sync` is the sync benchmark instead: a fresh device's full sync, reconnects,
 //! live propagation with many devices, push throughput and the relay's memory ([`sync`]).
+//! `crm-bench import` times a 100k-row CSV import and duplicate detection ([`import`]).
 
+mod import;
 mod mem;
 mod report;
 mod run;
@@ -63,6 +65,9 @@ enum Bench {
     /// The sync benchmark: a fresh device's full sync, reconnects, live propagation with many
     /// devices, push throughput and the relay's memory.
     Sync(sync::SyncArgs),
+    /// The import benchmark: a 100k-row CSV import (time, memory) and duplicate detection
+    /// over 50k accounts.
+    Import(import::ImportArgs),
 }
 
 /// What the figures were measured on.
@@ -100,8 +105,10 @@ struct JsonReport<'a> {
 
 fn main() -> Result<()> {
     let mut args = Args::parse();
-    if let Some(Bench::Sync(sync_args)) = args.command.take() {
-        return sync::main(sync_args);
+    match args.command.take() {
+        Some(Bench::Sync(sync_args)) => return sync::main(sync_args),
+        Some(Bench::Import(import_args)) => return import::main(import_args),
+        None => {}
     }
     let plan = Plan::new(args.quick);
     if let Some(n) = args.single {

@@ -100,12 +100,12 @@ pub fn name_key(name: &str) -> String {
         .chars()
         .filter(|c| c.is_alphanumeric() || *c == '&')
         .collect();
-    loop {
-        let Some(suffix) = COMPANY_SUFFIXES.iter().find(|s| {
-            !s.is_ascii() && key.ends_with(*s) && key.chars().count() > s.chars().count()
-        }) else {
-            break;
-        };
+    // The longest suffix the key ends with goes, unless it is the whole name.
+    while let Some(suffix) = COMPANY_SUFFIXES
+        .iter()
+        .find(|s| !s.is_ascii() && key.ends_with(*s))
+        && key.len() > suffix.len()
+    {
         key.truncate(key.len() - suffix.len());
     }
     key
