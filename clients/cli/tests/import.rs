@@ -60,7 +60,10 @@ impl Replica {
             String::from_utf8_lossy(&out.stderr)
         );
         let err = String::from_utf8(out.stderr).expect("utf-8");
-        assert!(err.starts_with("error") && err.trim_end().lines().count() == 1, "{err}");
+        assert!(
+            err.starts_with("error") && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
         err
     }
 }
@@ -80,7 +83,14 @@ fn import_dry_run_templates_errors_export_and_round_trip() {
     let file_s = file.to_str().expect("utf-8 path");
 
     // The dry run plans every row and writes nothing.
-    let plan = r.json(&["import", "account", file_s, "--dry-run", "--save-template", "erp"]);
+    let plan = r.json(&[
+        "import",
+        "account",
+        file_s,
+        "--dry-run",
+        "--save-template",
+        "erp",
+    ]);
     assert_eq!(plan["summary"]["created"], 2, "{plan}");
     assert_eq!(plan["summary"]["errors"], 1);
     assert_eq!(plan["summary"]["duplicates"], 1);
@@ -89,12 +99,23 @@ fn import_dry_run_templates_errors_export_and_round_trip() {
     assert_eq!(plan["rows"][1]["errors"][0]["column"], "邮箱");
     assert_eq!(plan["rows"][2]["action"], "duplicate");
     assert!(r.path().join("import-templates/erp.json").is_file());
-    assert_eq!(r.json(&["account", "list"]).as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        r.json(&["account", "list"]).as_array().map(Vec::len),
+        Some(0)
+    );
 
     // The real run, with the saved template and an explicit error report.
     let errors = r.path().join("errors.csv");
     let errors_s = errors.to_str().expect("utf-8 path");
-    let done = r.json(&["import", "account", file_s, "--template", "erp", "--errors", errors_s]);
+    let done = r.json(&[
+        "import",
+        "account",
+        file_s,
+        "--template",
+        "erp",
+        "--errors",
+        errors_s,
+    ]);
     assert_eq!(done["summary"]["created"], 2, "{done}");
     let report = std::fs::read_to_string(&errors).expect("report");
     assert!(report.contains("3,邮箱,bad-email,"), "{report}");
@@ -111,10 +132,16 @@ fn import_dry_run_templates_errors_export_and_round_trip() {
     // Export as CSV with a BOM, then import it into a second replica: same records.
     let out = r.path().join("export.csv");
     let out_s = out.to_str().expect("utf-8 path");
-    r.ok(&["export", "account", "--format", "csv", "--bom", "--output", out_s]);
+    r.ok(&[
+        "export", "account", "--format", "csv", "--bom", "--output", out_s,
+    ]);
     let csv = std::fs::read_to_string(&out).expect("export");
     assert!(csv.starts_with('\u{FEFF}'));
-    assert!(csv.lines().next().is_some_and(|h| h.contains(",name,") && h.contains("emails")));
+    assert!(
+        csv.lines()
+            .next()
+            .is_some_and(|h| h.contains(",name,") && h.contains("emails"))
+    );
     let other = Replica::new("bob", "phone");
     let back = other.json(&["import", "account", out_s]);
     assert_eq!(back["summary"]["created"], 2, "{back}");
@@ -129,7 +156,14 @@ fn import_dry_run_templates_errors_export_and_round_trip() {
         n
     };
     assert_eq!(names(&other.json(&["account", "list"])), names(&accounts));
-    let json = r.ok(&["export", "account", "--format", "json", "--where", "industry=零售"]);
+    let json = r.ok(&[
+        "export",
+        "account",
+        "--format",
+        "json",
+        "--where",
+        "industry=零售",
+    ]);
     let rows: Value = serde_json::from_str(&json).expect("json export");
     assert_eq!(rows.as_array().map(Vec::len), Some(1));
 
@@ -139,7 +173,10 @@ fn import_dry_run_templates_errors_export_and_round_trip() {
     r.fails(&["import", "account", file_s, "--template", "missing"], 2);
     r.fails(&["import", "contact", file_s], 2);
     r.fails(&["export", "account", "--where", "colour=red"], 2);
-    assert_eq!(r.json(&["account", "list"]).as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        r.json(&["account", "list"]).as_array().map(Vec::len),
+        Some(2)
+    );
 }
 
 #[test]
@@ -147,11 +184,29 @@ fn two_devices_create_the_same_customer_offline_then_find_and_merge_it() {
     let laptop = Replica::new("alice", "laptop");
     let phone = Replica::new("bob", "phone");
     let a = laptop
-        .ok(&["account", "add", "--name", "Northwind Traders Ltd", "--set", "emails=sales@northwind.com", "--industry", "wholesale"])
+        .ok(&[
+            "account",
+            "add",
+            "--name",
+            "Northwind Traders Ltd",
+            "--set",
+            "emails=sales@northwind.com",
+            "--industry",
+            "wholesale",
+        ])
         .trim()
         .to_string();
     let b = phone
-        .ok(&["account", "add", "--name", "northwind traders", "--website", "northwind.com", "--set", "phones=+86 21 5555 0000"])
+        .ok(&[
+            "account",
+            "add",
+            "--name",
+            "northwind traders",
+            "--website",
+            "northwind.com",
+            "--set",
+            "phones=+86 21 5555 0000",
+        ])
         .trim()
         .to_string();
     let contact = phone
@@ -160,7 +215,11 @@ fn two_devices_create_the_same_customer_offline_then_find_and_merge_it() {
         .to_string();
     // The phone's copy is imported too, from a file, on the phone.
     let file = phone.path().join("more.csv");
-    std::fs::write(&file, "name,email\nNORTHWIND TRADERS INC.,sales@northwind.com\n").expect("write");
+    std::fs::write(
+        &file,
+        "name,email\nNORTHWIND TRADERS INC.,sales@northwind.com\n",
+    )
+    .expect("write");
     let imported = phone.json(&["import", "account", file.to_str().expect("path")]);
     // It matches b by name, so it is skipped as a duplicate.
     assert_eq!(imported["summary"]["duplicates"], 1, "{imported}");
@@ -189,8 +248,17 @@ fn two_devices_create_the_same_customer_offline_then_find_and_merge_it() {
     assert_eq!(laptop.json(&["show", &contact])["account"], a.as_str());
     // The loser's history is still there, with the merge as its last change.
     let history = laptop.json(&["history", &b]);
-    assert!(history.as_array().is_some_and(|h| h.len() >= 2), "{history}");
-    assert_eq!(laptop.json(&["duplicates", "account"]).as_array().map(Vec::len), Some(0));
+    assert!(
+        history.as_array().is_some_and(|h| h.len() >= 2),
+        "{history}"
+    );
+    assert_eq!(
+        laptop
+            .json(&["duplicates", "account"])
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
 
     // The merge syncs back to the phone as ordinary changes.
     phone.ok(&["merge-from", laptop.path().to_str().expect("path")]);

@@ -39,8 +39,12 @@ pub(crate) struct ImportArgs {
     dir: Option<std::path::PathBuf>,
 }
 
-const CITIES: &[&str] = &["深圳", "上海", "北京", "杭州", "成都", "广州", "南京", "武汉"];
-const TRADES: &[&str] = &["贸易", "科技", "物流", "电子", "食品", "建材", "医疗", "教育"];
+const CITIES: &[&str] = &[
+    "深圳", "上海", "北京", "杭州", "成都", "广州", "南京", "武汉",
+];
+const TRADES: &[&str] = &[
+    "贸易", "科技", "物流", "电子", "食品", "建材", "医疗", "教育",
+];
 const INDUSTRIES: &[&str] = &["retail", "software", "logistics", "manufacturing", "food"];
 
 /// The i-th generated account: name, email, phone, website, industry.
@@ -59,14 +63,20 @@ fn account(i: usize) -> [String; 5] {
     [
         name,
         format!("contact{i}@example{}.cn", i % 97),
-        format!("+86 {} {:04} {:04}", 130 + i % 60, (i / 10_000) % 10_000, i % 10_000),
+        format!(
+            "+86 {} {:04} {:04}",
+            130 + i % 60,
+            (i / 10_000) % 10_000,
+            i % 10_000
+        ),
         format!("www.company{i}.cn"),
         INDUSTRIES[i % INDUSTRIES.len()].to_string(),
     ]
 }
 
 fn write_csv(path: &Path, rows: usize) -> Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let file =
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::new(file);
     writeln!(w, "公司名称,邮箱,电话,网址,行业,备注")?;
     for i in 0..rows {
@@ -103,16 +113,25 @@ pub(crate) fn main(args: ImportArgs) -> Result<()> {
             dir.clone()
         }
         None => {
-            temp = tempfile::Builder::new().prefix("crm-bench-import-").tempdir()?;
+            temp = tempfile::Builder::new()
+                .prefix("crm-bench-import-")
+                .tempdir()?;
             temp.path().to_path_buf()
         }
     };
 
-    println!("crm-bench import: {} CSV rows, duplicate detection over {} accounts", args.rows, args.accounts);
+    println!(
+        "crm-bench import: {} CSV rows, duplicate detection over {} accounts",
+        args.rows, args.accounts
+    );
     let csv = dir.join("accounts.csv");
     write_csv(&csv, args.rows)?;
     let size = std::fs::metadata(&csv)?.len();
-    println!("file: {} ({:.1} MiB)", csv.display(), size as f64 / 1_048_576.0);
+    println!(
+        "file: {} ({:.1} MiB)",
+        csv.display(),
+        size as f64 / 1_048_576.0
+    );
 
     let replica = dir.join("import-replica");
     let mut store = Store::init(&replica, "bench", "bench").context("creating the replica")?;
@@ -157,7 +176,11 @@ pub(crate) fn main(args: ImportArgs) -> Result<()> {
     );
     println!(
         "target: ≤ {IMPORT_SECONDS:.0} s for 100k rows with flat memory → {}",
-        if seconds <= IMPORT_SECONDS * args.rows as f64 / 100_000.0 { "met" } else { "MISSED" }
+        if seconds <= IMPORT_SECONDS * args.rows as f64 / 100_000.0 {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     drop(store);
 
@@ -211,7 +234,11 @@ pub(crate) fn main(args: ImportArgs) -> Result<()> {
     );
     println!(
         "target: ≤ {DEDUP_SECONDS:.0} s over 50k accounts → {}",
-        if median <= DEDUP_SECONDS { "met" } else { "MISSED" }
+        if median <= DEDUP_SECONDS {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     Ok(())
 }

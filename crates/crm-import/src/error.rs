@@ -17,7 +17,9 @@ pub enum ImportError {
         path.display()
     )]
     UnknownFileEncoding { path: PathBuf, offset: usize },
-    #[error("unknown encoding {0:?}; use a WHATWG label such as utf-8, gbk, gb18030, big5, shift_jis, windows-1252")]
+    #[error(
+        "unknown encoding {0:?}; use a WHATWG label such as utf-8, gbk, gb18030, big5, shift_jis, windows-1252"
+    )]
     UnknownEncoding(String),
     #[error("{}: unsupported file type; import reads .csv (also .txt, .tsv) and .xlsx, .xlsm, .xls, .ods", path.display())]
     UnsupportedFile { path: PathBuf },
@@ -40,8 +42,13 @@ pub enum ImportError {
     #[error("--map {0:?}: expected COLUMN=FIELD")]
     BadMapping(String),
     #[error("--map {column:?}: the file has no such column; its columns are: {}", columns.join(", "))]
-    NoSuchColumn { column: String, columns: Vec<String> },
-    #[error("{target:?} is not a field of {kind}; use a field name, tags, notes, custom.NAME or - to skip the column (fields: {known})")]
+    NoSuchColumn {
+        column: String,
+        columns: Vec<String>,
+    },
+    #[error(
+        "{target:?} is not a field of {kind}; use a field name, tags, notes, custom.NAME or - to skip the column (fields: {known})"
+    )]
     NoSuchField {
         kind: crm_model::Kind,
         target: String,

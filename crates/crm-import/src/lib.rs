@@ -23,7 +23,5 @@ mod synonyms;
 pub use error::{ImportError, Result};
 pub use mapping::{Mapping, Target, Template, load_template, save_template, templates_dir};
 pub use report::ErrorReport;
-pub use run::{
-    Action, DEFAULT_BATCH_ROWS, ImportOptions, RowError, RowOutcome, Summary, import,
-};
+pub use run::{Action, DEFAULT_BATCH_ROWS, ImportOptions, RowError, RowOutcome, Summary, import};
 pub use source::{Row, Source, SourceOptions};

@@ -115,14 +115,11 @@ impl Mapping {
         }
         let find = |columns: &[(String, Target)], column: &str| {
             let wanted = column.trim();
-            columns
-                .iter()
-                .position(|(h, _)| h == wanted)
-                .or_else(|| {
-                    columns
-                        .iter()
-                        .position(|(h, _)| normalize_header(h) == normalize_header(wanted))
-                })
+            columns.iter().position(|(h, _)| h == wanted).or_else(|| {
+                columns
+                    .iter()
+                    .position(|(h, _)| normalize_header(h) == normalize_header(wanted))
+            })
         };
         if let Some(t) = template {
             for (column, target) in &t.columns {
@@ -195,11 +192,7 @@ fn auto_target(kind: Kind, header: &str) -> Target {
     // The common fields (owner, teams, merged_into) hold ids of this workspace's users, teams
     // and records; a file's column of that name (an export of another replica, a name) is
     // only imported when mapped explicitly.
-    if let Some(f) = schema
-        .fields
-        .iter()
-        .find(|f| normalize_header(f.name) == h)
-    {
+    if let Some(f) = schema.fields.iter().find(|f| normalize_header(f.name) == h) {
         return Target::Field(f);
     }
     if let Some(custom) = header.trim().strip_prefix("custom.")
@@ -280,12 +273,11 @@ pub fn save_template(data_dir: &Path, name: &str, template: &Template) -> Result
         move |source| ImportError::Io { path, source }
     };
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-    let text = serde_json::to_string_pretty(template).map_err(|source| {
-        ImportError::BadTemplate {
+    let text =
+        serde_json::to_string_pretty(template).map_err(|source| ImportError::BadTemplate {
             path: path.clone(),
             source,
-        }
-    })?;
+        })?;
     let tmp = dir.join(format!(".{name}.json.tmp"));
     std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))?;
@@ -308,14 +300,26 @@ mod tests {
     fn chinese_and_english_headers_map_automatically() {
         let m = Mapping::build(
             Kind::Account,
-            &headers(&["公司名称", "邮箱", "电话", "手机", "网址", "行业", "备注", "标签", "传真"]),
+            &headers(&[
+                "公司名称",
+                "邮箱",
+                "电话",
+                "手机",
+                "网址",
+                "行业",
+                "备注",
+                "标签",
+                "传真",
+            ]),
             None,
             &[],
         )
         .expect("mapping");
         assert_eq!(
             targets(&m),
-            ["name", "emails", "phones", "phones", "website", "industry", "notes", "tags", "-"]
+            [
+                "name", "emails", "phones", "phones", "website", "industry", "notes", "tags", "-"
+            ]
         );
         let lead = Mapping::build(
             Kind::Lead,

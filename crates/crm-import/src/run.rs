@@ -343,7 +343,12 @@ fn plan_row(
 }
 
 /// The row's edit, the record it describes (for its title and keys) and its problems.
-fn build(kind: Kind, mapping: &Mapping, n: usize, cells: &[String]) -> (Edit, Record, Vec<RowError>) {
+fn build(
+    kind: Kind,
+    mapping: &Mapping,
+    n: usize,
+    cells: &[String],
+) -> (Edit, Record, Vec<RowError>) {
     let mut errors = Vec::new();
     let mut edit = Edit::new(kind);
     // Cells per target, with their columns: set fields may be filled by several columns.
@@ -434,7 +439,10 @@ fn build(kind: Kind, mapping: &Mapping, n: usize, cells: &[String]) -> (Edit, Re
                 row: n,
                 column,
                 value: String::new(),
-                reason: format!("{} is required for a {kind} but the cell is empty", field.name),
+                reason: format!(
+                    "{} is required for a {kind} but the cell is empty",
+                    field.name
+                ),
             });
         }
     }

@@ -104,7 +104,10 @@ impl Source {
 
     /// Bytes read and the file's size (spreadsheets: rows read and rows).
     pub fn progress(&self) -> (u64, u64) {
-        (self.read.load(Ordering::Relaxed).min(self.total), self.total)
+        (
+            self.read.load(Ordering::Relaxed).min(self.total),
+            self.total,
+        )
     }
 
     /// The next data row; blank rows are skipped.
@@ -139,7 +142,9 @@ impl Source {
                         cells: cells
                             .iter()
                             .enumerate()
-                            .map(|(i, c)| cell_text(c).map_err(|e| cell_error(&self.headers, i, &e)))
+                            .map(|(i, c)| {
+                                cell_text(c).map_err(|e| cell_error(&self.headers, i, &e))
+                            })
                             .collect(),
                     }
                 }

@@ -45,7 +45,10 @@ pub(crate) const SYNONYMS: &[(&[&str], &[&str])] = &[
         ],
     ),
     (&["first_name"], &["first name", "given name", "名"]),
-    (&["last_name"], &["last name", "surname", "family name", "姓"]),
+    (
+        &["last_name"],
+        &["last name", "surname", "family name", "姓"],
+    ),
     (
         &["email", "emails"],
         &[
@@ -85,9 +88,15 @@ pub(crate) const SYNONYMS: &[(&[&str], &[&str])] = &[
         ],
     ),
     (&["industry"], &["sector", "行业", "所属行业"]),
-    (&["title"], &["job title", "position", "职位", "职务", "头衔"]),
+    (
+        &["title"],
+        &["job title", "position", "职位", "职务", "头衔"],
+    ),
     (&["department"], &["dept", "部门"]),
-    (&["source"], &["lead source", "来源", "线索来源", "客户来源"]),
+    (
+        &["source"],
+        &["lead source", "来源", "线索来源", "客户来源"],
+    ),
     (
         &["billing_address"],
         &["address", "地址", "公司地址", "办公地址"],
@@ -99,10 +108,7 @@ pub(crate) const SYNONYMS: &[(&[&str], &[&str])] = &[
     (&["annual_revenue"], &["revenue", "年收入", "营业额"]),
     (&["short_name"], &["abbreviation", "简称"]),
     (&["description"], &["描述", "简介"]),
-    (
-        &["birthday"],
-        &["date of birth", "dob", "生日", "出生日期"],
-    ),
+    (&["birthday"], &["date of birth", "dob", "生日", "出生日期"]),
     (&["grade"], &["客户等级", "等级"]),
     (&["type"], &["类型", "客户类型"]),
     (&["size"], &["规模", "公司规模"]),
@@ -111,7 +117,9 @@ pub(crate) const SYNONYMS: &[(&[&str], &[&str])] = &[
     (&["tags"], &["tags", "tag", "labels", "label", "标签"]),
     (
         &["notes"],
-        &["notes", "note", "remarks", "remark", "comment", "comments", "备注", "说明"],
+        &[
+            "notes", "note", "remarks", "remark", "comment", "comments", "备注", "说明",
+        ],
     ),
 ];
 

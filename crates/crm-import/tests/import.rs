@@ -28,7 +28,9 @@ fn run(
     let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let mapping = Mapping::build(kind, src.headers(), None, &overrides)?;
     let mut rows = Vec::new();
-    let summary = import(store, &mut src, &mapping, &options, |o, _| rows.push(o.clone()))?;
+    let summary = import(store, &mut src, &mapping, &options, |o, _| {
+        rows.push(o.clone())
+    })?;
     Ok((summary, rows))
 }
 
@@ -58,14 +60,19 @@ fn a_gbk_file_with_chinese_headers_imports_its_good_rows_and_reports_the_rest() 
     // A record already in the replica, matched by domain.
     let mut existing = Edit::new(Kind::Account);
     existing.set("name", "Northwind").expect("valid");
-    existing.set("website", "https://northwind.com/").expect("valid");
+    existing
+        .set("website", "https://northwind.com/")
+        .expect("valid");
     let existing = store.create(&existing).expect("create");
 
     let (gbk, _, unmappable) = encoding_rs::GBK.encode(MESSY);
     assert!(!unmappable);
     let file = dir.path().join("客户.csv");
     std::fs::write(&file, &gbk).expect("write");
-    assert!(std::str::from_utf8(&gbk).is_err(), "the fixture must not be UTF-8");
+    assert!(
+        std::str::from_utf8(&gbk).is_err(),
+        "the fixture must not be UTF-8"
+    );
 
     let outbox = store.outbox_len().expect("outbox");
     let (summary, rows) = run(
@@ -90,11 +97,18 @@ fn a_gbk_file_with_chinese_headers_imports_its_good_rows_and_reports_the_rest() 
     assert_eq!(by_row(3).errors[0].column, "邮箱");
     assert_eq!(by_row(3).errors[0].value, "not-an-email");
     assert_eq!(by_row(4).action, Action::Error);
-    assert!(by_row(4).errors[0].reason.contains("name"), "{:?}", by_row(4));
+    assert!(
+        by_row(4).errors[0].reason.contains("name"),
+        "{:?}",
+        by_row(4)
+    );
     // Same email (any case) and same name (spaces, legal form) as row 2.
     assert_eq!(by_row(5).action, Action::Duplicate);
     assert!(
-        by_row(5).detail.as_deref().is_some_and(|d| d.contains("row 2")),
+        by_row(5)
+            .detail
+            .as_deref()
+            .is_some_and(|d| d.contains("row 2")),
         "{:?}",
         by_row(5)
     );
@@ -107,10 +121,11 @@ fn a_gbk_file_with_chinese_headers_imports_its_good_rows_and_reports_the_rest() 
         account_names(&store),
         ["Northwind", "上海海鸥物流", "深圳星光贸易有限公司"]
     );
-    let star = store
-        .get(by_row(2).id.expect("created id"))
-        .expect("get");
-    assert_eq!(star.get("website"), Some(&FieldValue::Text("star.cn".into())));
+    let star = store.get(by_row(2).id.expect("created id")).expect("get");
+    assert_eq!(
+        star.get("website"),
+        Some(&FieldValue::Text("star.cn".into()))
+    );
     assert_eq!(star.get("industry"), Some(&FieldValue::Text("零售".into())));
     assert_eq!(star.notes, "老客户");
     assert_eq!(store.history(star.id).expect("history").len(), 1);
@@ -198,7 +213,10 @@ fn missing_columns_and_unknown_encodings_stop_before_any_row() {
         ImportOptions::default(),
     )
     .expect_err("no name column");
-    assert!(matches!(err, ImportError::MissingRequired { field: "name", .. }));
+    assert!(matches!(
+        err,
+        ImportError::MissingRequired { field: "name", .. }
+    ));
     assert!(err.to_string().contains("--map"), "{err}");
     assert!(err.is_invalid_input());
 
@@ -213,7 +231,10 @@ fn missing_columns_and_unknown_encodings_stop_before_any_row() {
         ImportOptions::default(),
     )
     .expect_err("unknown encoding");
-    assert!(matches!(err, ImportError::UnknownFileEncoding { .. }), "{err}");
+    assert!(
+        matches!(err, ImportError::UnknownFileEncoding { .. }),
+        "{err}"
+    );
     // Named explicitly, the same file reads.
     let (summary, _) = run(
         &mut store,
@@ -263,7 +284,10 @@ fn update_existing_merges_rows_into_the_matching_records() {
     assert_eq!((summary.updated, summary.created), (1, 1), "{rows:#?}");
     assert_eq!(rows[0].id, Some(wang.id));
     let merged = store.get(wang.id).expect("get");
-    assert_eq!(merged.get("title"), Some(&FieldValue::Text("采购经理".into())));
+    assert_eq!(
+        merged.get("title"),
+        Some(&FieldValue::Text("采购经理".into()))
+    );
     assert_eq!(
         merged.get("phones"),
         Some(&FieldValue::Set(["138 0013 8000".to_string()].into()))
@@ -292,7 +316,11 @@ fn a_bad_reference_fails_its_row_at_write_time_and_the_others_are_kept() {
     )
     .expect("import");
     assert_eq!((summary.created, summary.errors), (1, 2), "{rows:#?}");
-    assert!(rows[0].errors[0].reason.contains("no such record"), "{:?}", rows[0]);
+    assert!(
+        rows[0].errors[0].reason.contains("no such record"),
+        "{:?}",
+        rows[0]
+    );
     assert_eq!(store.count(Kind::Contact, true).expect("count"), 1);
 }
 
@@ -304,7 +332,9 @@ fn a_workbook_with_several_sheets_reads_the_named_one() {
     {
         let sheet = book.add_worksheet();
         sheet.set_name("说明").expect("name");
-        sheet.write_string(0, 0, "本工作簿包含客户数据").expect("write");
+        sheet
+            .write_string(0, 0, "本工作簿包含客户数据")
+            .expect("write");
     }
     {
         let sheet = book.add_worksheet();
@@ -316,7 +346,9 @@ fn a_workbook_with_several_sheets_reads_the_named_one() {
         sheet.write_number(1, 1, 120.0).expect("write");
         sheet.write_number(1, 2, 13_800_138_000.0).expect("write");
         sheet.write_string(1, 3, "yunfan.cn").expect("write");
-        sheet.write_string(2, 0, "Bad Employees Ltd").expect("write");
+        sheet
+            .write_string(2, 0, "Bad Employees Ltd")
+            .expect("write");
         sheet.write_string(2, 1, "many").expect("write");
     }
     book.save(&path).expect("save");

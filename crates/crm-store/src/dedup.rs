@@ -137,11 +137,7 @@ pub fn phone_digits(phone: &str) -> Option<String> {
 /// Emails, phones and domains come from every field of those types; the name key from the
 /// title, with the account a contact belongs to, so two people called 王芳 at different
 /// companies are not flagged.
-pub fn record_keys(
-    kind: Kind,
-    title: &str,
-    values: &dyn Fn(&str) -> Vec<String>,
-) -> Vec<DedupKey> {
+pub fn record_keys(kind: Kind, title: &str, values: &dyn Fn(&str) -> Vec<String>) -> Vec<DedupKey> {
     let mut keys = Vec::new();
     for field in kind.schema().all_fields() {
         let key_kind = match field.ty {
@@ -216,7 +212,10 @@ impl Store {
     /// different keys (A and B share an email, B and C a phone) form one group.
     pub fn duplicate_groups(&self, kind: Kind) -> Result<Vec<DuplicateGroup>> {
         let (members, keys): (Vec<_>, Vec<_>) = self
-            .dedup_keys(kind)?.into_iter().map(|k| (k.member, k.keys)).unzip();
+            .dedup_keys(kind)?
+            .into_iter()
+            .map(|k| (k.member, k.keys))
+            .unzip();
         Ok(group(kind, members, keys))
     }
 
@@ -331,8 +330,7 @@ fn group(
                 .collect();
             shared.sort();
             shared.dedup();
-            let mut group: Vec<DuplicateMember> =
-                ix.iter().map(|&i| members[i].clone()).collect();
+            let mut group: Vec<DuplicateMember> = ix.iter().map(|&i| members[i].clone()).collect();
             group.sort_by(|a, b| (&a.created_at, a.id).cmp(&(&b.created_at, b.id)));
             DuplicateGroup {
                 kind,

@@ -43,7 +43,9 @@ impl Store {
     ) -> Result<MergeReport> {
         let invalid = |reason: String| StoreError::CannotMerge { reason };
         if losers.is_empty() {
-            return Err(invalid("name at least one record to merge into the survivor".into()));
+            return Err(invalid(
+                "name at least one record to merge into the survivor".into(),
+            ));
         }
         let loser_set: BTreeSet<RecordId> = losers.iter().copied().collect();
         if loser_set.len() != losers.len() || loser_set.contains(&survivor) {
@@ -120,10 +122,7 @@ impl Store {
             let mut edit = Edit::new(loser.kind);
             edit.set_value("merged_into", FieldValue::Ref(survivor))?;
             edit.archive(true);
-            ops.push(BatchOp::Edit {
-                id: loser.id,
-                edit,
-            });
+            ops.push(BatchOp::Edit { id: loser.id, edit });
         }
         self.write_atomic(&ops)?;
         Ok(report)
@@ -177,22 +176,27 @@ fn survivor_edit(
                     union.extend(
                         items
                             .iter()
-                            .filter(|s| s.parse::<RecordId>().map_or(true, |id| !is_merge_party(&id)))
+                            .filter(|s| {
+                                s.parse::<RecordId>()
+                                    .map_or(true, |id| !is_merge_party(&id))
+                            })
                             .cloned(),
                     );
                 }
             }
             // The survivor's own references to a loser would point at itself after the merge.
-            union.retain(|s| s.parse::<RecordId>().map_or(true, |id| !losers.contains(&id)));
+            union.retain(|s| {
+                s.parse::<RecordId>()
+                    .map_or(true, |id| !losers.contains(&id))
+            });
             if union != before {
                 edit.set_value(field.name, FieldValue::Set(union))?;
                 report.fields_taken.push(field.name.to_string());
             }
             continue;
         }
-        let points_at_party = |v: &FieldValue| {
-            matches!(v, FieldValue::Ref(id) if is_merge_party(id))
-        };
+        let points_at_party =
+            |v: &FieldValue| matches!(v, FieldValue::Ref(id) if is_merge_party(id));
         let chosen = match taken.get(field.name) {
             Some(loser) => loser.get(field.name),
             None if mine.is_none() => merged

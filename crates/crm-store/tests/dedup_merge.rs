@@ -48,7 +48,11 @@ fn records_created_offline_on_two_devices_form_a_group_and_merge_keeping_history
     let deal = create(
         &mut phone,
         Kind::Opportunity,
-        &[("name", "2026 续约"), ("account", &b_id), ("amount", "12000")],
+        &[
+            ("name", "2026 续约"),
+            ("account", &b_id),
+            ("amount", "12000"),
+        ],
     );
     // An unrelated account is never grouped.
     create(&mut laptop, Kind::Account, &[("name", "Northwind Traders")]);
@@ -79,8 +83,14 @@ fn records_created_offline_on_two_devices_form_a_group_and_merge_keeping_history
 
     let survivor = laptop.get(a).expect("survivor");
     // Kept its own values, filled the empty ones, united sets and tags, appended notes.
-    assert_eq!(survivor.get("industry"), Some(&FieldValue::Text("retail".into())));
-    assert_eq!(survivor.get("website"), Some(&FieldValue::Text("star.cn".into())));
+    assert_eq!(
+        survivor.get("industry"),
+        Some(&FieldValue::Text("retail".into()))
+    );
+    assert_eq!(
+        survivor.get("website"),
+        Some(&FieldValue::Text("star.cn".into()))
+    );
     assert_eq!(
         survivor.get("emails"),
         Some(&FieldValue::Set(
@@ -88,7 +98,11 @@ fn records_created_offline_on_two_devices_form_a_group_and_merge_keeping_history
         ))
     );
     assert!(survivor.tags.contains("展会"));
-    assert!(survivor.notes.contains("在深圳展会上认识"), "{}", survivor.notes);
+    assert!(
+        survivor.notes.contains("在深圳展会上认识"),
+        "{}",
+        survivor.notes
+    );
     assert!(!survivor.archived);
 
     // The loser is archived and points at the survivor; its history is all still there.
@@ -108,7 +122,12 @@ fn records_created_offline_on_two_devices_form_a_group_and_merge_keeping_history
     assert_eq!(laptop.list(&q).expect("list").len(), 1);
 
     // No group is left, and the merge is ordinary changes: the phone gets it by syncing.
-    assert!(laptop.duplicate_groups(Kind::Account).expect("groups").is_empty());
+    assert!(
+        laptop
+            .duplicate_groups(Kind::Account)
+            .expect("groups")
+            .is_empty()
+    );
     phone.merge_from(&laptop).expect("sync back");
     assert!(phone.get(b).expect("loser on phone").archived);
     assert_eq!(
@@ -117,7 +136,9 @@ fn records_created_offline_on_two_devices_form_a_group_and_merge_keeping_history
     );
 
     // Merging again is refused with a reason.
-    let again = laptop.merge_records(a, &[b], &[]).expect_err("merged already");
+    let again = laptop
+        .merge_records(a, &[b], &[])
+        .expect_err("merged already");
     assert!(matches!(again, StoreError::CannotMerge { .. }), "{again}");
     let own = laptop.merge_records(a, &[a], &[]).expect_err("self");
     assert!(own.is_invalid_input());
@@ -160,11 +181,19 @@ fn take_chooses_a_losers_value_and_self_references_are_dropped() {
 fn grouping_50_accounts_with_shared_keys_is_transitive() {
     let (_dir, mut store) = replica("alice", "laptop");
     // x shares an email with y, y a phone with z: one group of three.
-    let x = create(&mut store, Kind::Account, &[("name", "X1"), ("emails", "a@x.cn")]);
+    let x = create(
+        &mut store,
+        Kind::Account,
+        &[("name", "X1"), ("emails", "a@x.cn")],
+    );
     let y = create(
         &mut store,
         Kind::Account,
-        &[("name", "Y2"), ("emails", "a@x.cn"), ("phones", "0755 1234 5678")],
+        &[
+            ("name", "Y2"),
+            ("emails", "a@x.cn"),
+            ("phones", "0755 1234 5678"),
+        ],
     );
     let z = create(
         &mut store,
@@ -172,7 +201,11 @@ fn grouping_50_accounts_with_shared_keys_is_transitive() {
         &[("name", "Z3"), ("phones", "+86 755 1234 5678")],
     );
     for i in 0..50 {
-        create(&mut store, Kind::Account, &[("name", &format!("Unique {i}"))]);
+        create(
+            &mut store,
+            Kind::Account,
+            &[("name", &format!("Unique {i}"))],
+        );
     }
     let groups = store.duplicate_groups(Kind::Account).expect("groups");
     assert_eq!(groups.len(), 1, "{groups:#?}");

@@ -74,18 +74,38 @@ pub(crate) fn duplicates(m: &ArgMatches, as_json: bool) -> Result<()> {
             .join(", ");
         for (j, member) in g.members.iter().enumerate() {
             rows.push(vec![
-                if j == 0 { (i + 1).to_string() } else { String::new() },
-                if j == 0 { g.kind.to_string() } else { String::new() },
+                if j == 0 {
+                    (i + 1).to_string()
+                } else {
+                    String::new()
+                },
+                if j == 0 {
+                    g.kind.to_string()
+                } else {
+                    String::new()
+                },
                 member.id.to_string(),
                 output::one_line(&member.title, 40),
                 member.created_at.clone().unwrap_or_default(),
                 member.created_by.clone().unwrap_or_default(),
-                if j == 0 { output::one_line(&shared, 60) } else { String::new() },
+                if j == 0 {
+                    output::one_line(&shared, 60)
+                } else {
+                    String::new()
+                },
             ]);
         }
     }
     output::table(
-        &["group", "kind", "id", "title", "created", "by", "shared keys"],
+        &[
+            "group",
+            "kind",
+            "id",
+            "title",
+            "created",
+            "by",
+            "shared keys",
+        ],
         rows,
     );
     println!(

@@ -60,10 +60,9 @@ pub(crate) fn command() -> Command {
                 .help("Write to FILE instead of stdout"),
         )
         .arg(
-            Arg::new("bom")
-                .long("bom")
-                .action(ArgAction::SetTrue)
-                .help("Start the CSV with a UTF-8 byte-order mark (so Excel reads Chinese text right)"),
+            Arg::new("bom").long("bom").action(ArgAction::SetTrue).help(
+                "Start the CSV with a UTF-8 byte-order mark (so Excel reads Chinese text right)",
+            ),
         )
 }
 
@@ -76,19 +75,26 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
     for w in m.get_many::<String>("where").into_iter().flatten() {
         q.filters.push(Filter::parse(w)?);
     }
-    q.tags = m.get_many::<String>("tag").into_iter().flatten().cloned().collect();
+    q.tags = m
+        .get_many::<String>("tag")
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
     q.include_archived = m.get_flag("archived");
     q.sort = Some("created_at".into());
     q.limit = PAGE;
     let store = open(m)?;
     // Check the filters before creating the output file.
-    store.list(&ListQuery { limit: 0, ..q.clone() })?;
+    store.list(&ListQuery {
+        limit: 0,
+        ..q.clone()
+    })?;
     let out: Box<dyn Write> = match m.get_one::<String>("output") {
         Some(path) => {
             let path = PathBuf::from(path);
             Box::new(
-                File::create(&path)
-                    .with_context(|| format!("cannot create {}", path.display()))?,
+                File::create(&path).with_context(|| format!("cannot create {}", path.display()))?,
             )
         }
         None => Box::new(std::io::stdout().lock()),
@@ -162,7 +168,10 @@ mod tests {
 
     #[test]
     fn cells_are_flat_text() {
-        assert_eq!(super::cell(Some(&json!(["a@x.cn", "b@x.cn"]))), "a@x.cn, b@x.cn");
+        assert_eq!(
+            super::cell(Some(&json!(["a@x.cn", "b@x.cn"]))),
+            "a@x.cn, b@x.cn"
+        );
         assert_eq!(super::cell(Some(&json!(12))), "12");
         assert_eq!(super::cell(Some(&json!("深圳"))), "深圳");
         assert_eq!(super::cell(None), "");

@@ -109,13 +109,18 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
         Some(name) => Some(crm_import::load_template(&dir, name, kind).map_err(classify)?),
         None => None,
     };
-    let overrides: Vec<String> = m.get_many::<String>("map").into_iter().flatten().cloned().collect();
+    let overrides: Vec<String> = m
+        .get_many::<String>("map")
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
     let mapping =
         Mapping::build(kind, source.headers(), template.as_ref(), &overrides).map_err(classify)?;
     let saved = match m.get_one::<String>("save-template") {
-        Some(name) => Some(
-            crm_import::save_template(&dir, name, &mapping.to_template()).map_err(classify)?,
-        ),
+        Some(name) => {
+            Some(crm_import::save_template(&dir, name, &mapping.to_template()).map_err(classify)?)
+        }
         None => None,
     };
     let options = ImportOptions {
@@ -136,36 +141,42 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
     let mut shown: Vec<RowOutcome> = Vec::new();
     let mut creates_shown = 0;
     let mut n = 0u64;
-    let summary = crm_import::import(&mut store, &mut source, &mapping, &options, |outcome, src| {
-        n += 1;
-        if n.is_multiple_of(256) {
-            bar.set_position(src.progress().0);
-        }
-        if !outcome.errors.is_empty() && report_failure.is_none() {
-            if report.is_none() {
-                match ErrorReport::create(&default_errors) {
-                    Ok(r) => report = Some(r),
-                    Err(e) => report_failure = Some(e),
+    let summary = crm_import::import(
+        &mut store,
+        &mut source,
+        &mapping,
+        &options,
+        |outcome, src| {
+            n += 1;
+            if n.is_multiple_of(256) {
+                bar.set_position(src.progress().0);
+            }
+            if !outcome.errors.is_empty() && report_failure.is_none() {
+                if report.is_none() {
+                    match ErrorReport::create(&default_errors) {
+                        Ok(r) => report = Some(r),
+                        Err(e) => report_failure = Some(e),
+                    }
+                }
+                if let Some(r) = report.as_mut()
+                    && let Err(e) = r.add(outcome)
+                {
+                    report_failure = Some(e);
                 }
             }
-            if let Some(r) = report.as_mut()
-                && let Err(e) = r.add(outcome)
-            {
-                report_failure = Some(e);
+            let keep = if as_json {
+                options.dry_run || outcome.action != Action::Create
+            } else if outcome.action == Action::Create {
+                creates_shown += 1;
+                options.dry_run && creates_shown <= SHOWN_CREATES
+            } else {
+                options.dry_run || outcome.action != Action::Unchanged
+            };
+            if keep {
+                shown.push(outcome.clone());
             }
-        }
-        let keep = if as_json {
-            options.dry_run || outcome.action != Action::Create
-        } else if outcome.action == Action::Create {
-            creates_shown += 1;
-            options.dry_run && creates_shown <= SHOWN_CREATES
-        } else {
-            options.dry_run || outcome.action != Action::Unchanged
-        };
-        if keep {
-            shown.push(outcome.clone());
-        }
-    });
+        },
+    );
     bar.finish_and_clear();
     let summary = summary.map_err(classify)?;
     if let Some(e) = report_failure {
@@ -218,7 +229,10 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
             .collect();
         output::table(&["row", "action", "title", "detail"], rows);
         if options.dry_run && summary.created > SHOWN_CREATES {
-            println!("… and {} more rows to create", summary.created - SHOWN_CREATES);
+            println!(
+                "… and {} more rows to create",
+                summary.created - SHOWN_CREATES
+            );
         }
     }
     let verb = if options.dry_run { "would be" } else { "were" };
@@ -262,8 +276,10 @@ fn progress_bar(source: &Source, as_json: bool) -> ProgressBar {
     }
     let (_, total) = source.progress();
     let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{spinner} importing [{bar:40}] {percent}% {elapsed_precise} (eta {eta})")
-        .map(|s| s.progress_chars("=> "));
+    let style = ProgressStyle::with_template(
+        "{spinner} importing [{bar:40}] {percent}% {elapsed_precise} (eta {eta})",
+    )
+    .map(|s| s.progress_chars("=> "));
     if let Ok(style) = style {
         bar.set_style(style);
     }
@@ -280,4 +296,3 @@ mod tests {
         );
     }
 }
-
