@@ -169,6 +169,10 @@ pub(crate) fn command() -> Command {
                         .help("How many accounts to seed (contacts, deals, activities and tickets scale with it)"),
                 ),
         )
+        .subcommand(crate::commands::import::command())
+        .subcommand(crate::commands::export::command())
+        .subcommand(crate::commands::dedup::duplicates_command())
+        .subcommand(crate::commands::dedup::merge_command())
         .subcommand(
             Command::new("completions")
                 .about("Print shell completions")

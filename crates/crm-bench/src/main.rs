@@ -15,7 +15,9 @@
 //! `crm-bench sync` is the sync benchmark instead: a fresh device's full sync, reconnects,
 //! live propagation with many devices, push throughput and the relay's memory ([`sync`]).
 //! `crm-bench reports` times every report of the catalogue on a seeded replica ([`reports`]).
+//! `crm-bench import` times a 100k-row CSV import and duplicate detection ([`import`]).
 
+mod import;
 mod mem;
 mod report;
 mod reports;
@@ -67,6 +69,9 @@ enum Bench {
     Sync(sync::SyncArgs),
     /// Every report of `crm report` on a seeded replica (default 50k records), timed.
     Reports(reports::ReportArgs),
+    /// The import benchmark: a 100k-row CSV import (time, memory) and duplicate detection
+    /// over 50k accounts.
+    Import(import::ImportArgs),
 }
 
 /// What the figures were measured on.
@@ -107,6 +112,7 @@ fn main() -> Result<()> {
     match args.command.take() {
         Some(Bench::Sync(sync_args)) => return sync::main(sync_args),
         Some(Bench::Reports(report_args)) => return reports::main(report_args),
+        Some(Bench::Import(import_args)) => return import::main(import_args),
         None => {}
     }
     let plan = Plan::new(args.quick);

@@ -67,6 +67,8 @@ pub enum StoreError {
     DocumentMismatch { id: RecordId, claimed: String },
     #[error("unreadable projection value {0:?}; rebuild the projections with `crm reindex`")]
     CorruptProjection(String),
+    #[error("cannot merge: {reason}")]
+    CannotMerge { reason: String },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("{}: {source}", path.display())]
@@ -97,6 +99,7 @@ impl StoreError {
             | StoreError::NoConflict { .. }
             | StoreError::UnknownReport { .. }
             | StoreError::Rejected(_)
+            | StoreError::CannotMerge { .. }
             | StoreError::Invalid(_) => true,
             StoreError::Document { source, .. } => matches!(**source, DocError::Invalid(_)),
             _ => false,

@@ -13,24 +13,37 @@
 //!   [`Store::conflicts`]) or, for one record, from its document ([`Store::get`],
 //!   [`Store::history`]).
 //!
+//! - Bulk writes ([`Store::write_batch`], [`Store::write_atomic`]) write many records in one
+//!   transaction, each still its own change; [`Store::duplicate_groups`] finds likely
+//!   duplicates by normalised keys and [`Store::merge_records`] merges them.
+//!
 //! Documents are never all in memory: a bounded cache holds the few most recently used, and
 //! is checked against the stored heads so another process's writes are never overwritten.
 
+mod batch;
 mod checkpoint;
+mod dedup;
 mod error;
 pub mod flows;
 mod history;
 mod projection;
 mod query;
+mod record_merge;
 mod remote;
 mod replica;
 pub mod reports;
 mod schema;
 mod sync;
 
+pub use batch::{BatchOp, Written};
+pub use dedup::{
+    DedupKey, DuplicateGroup, DuplicateMember, KeyKind, KeyedRecord, name_key, phone_digits,
+    record_keys,
+};
 pub use error::{Result, StoreError};
 pub use history::{FieldChange, TimelineEntry};
 pub use query::{Cmp, Conflict, Filter, ListQuery, ListRow, SearchHit};
+pub use record_merge::MergeReport;
 pub use remote::{ApplyReport, LoggedChange, RemoteChange};
 pub use replica::{Identity, REPLICA_FILE, Store};
 pub use sync::{OutboxChange, RelayLink, SyncCursor};

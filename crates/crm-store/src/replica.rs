@@ -54,12 +54,12 @@ pub(crate) struct DocRow {
 pub struct Store {
     pub(crate) conn: Connection,
     dir: PathBuf,
-    identity: Identity,
-    author: Author,
+    pub(crate) identity: Identity,
+    pub(crate) author: Author,
     /// Every store session writes under its own actor id, so two processes writing the same
     /// replica never produce two different changes with the same (actor, seq).
-    actor: ActorId,
-    cache: LruCache<RecordId, Automerge>,
+    pub(crate) actor: ActorId,
+    pub(crate) cache: LruCache<RecordId, Automerge>,
     /// The time local writes are stamped with, when not the wall clock (see [`Store::set_clock`]).
     clock: Option<DateTime<Utc>>,
 }
@@ -233,13 +233,6 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
     }
 
-    fn stamp(&self) -> Stamp<'_> {
-        Stamp {
-            author: &self.author,
-            now: self.now(),
-        }
-    }
-
     /// The time the next local write is stamped with: the wall clock, or the time given to
     /// [`Store::set_clock`].
     pub fn now(&self) -> DateTime<Utc> {
@@ -273,110 +266,37 @@ impl Store {
     /// Creates a record from `edit` and returns it. Gives new tickets, quotes, contracts and
     /// orders a provisional number and new records the local user as owner, unless given.
     pub fn create(&mut self, edit: &Edit) -> Result<Record> {
-        let kind = edit.kind();
-        let schema = kind.schema();
-        let given = |name: &str| {
-            edit.ops()
-                .iter()
-                .any(|op| matches!(op, crm_model::Op::Set(f, _) if f.name == name))
-        };
-        let has_owner = given("owner");
-        let has_number = given("number");
-        let mut edit = edit.clone();
-        if let (Some(user_id), false, true) = (
-            self.identity.user_id,
-            has_owner,
-            kind != Kind::User && kind != Kind::Team,
-        ) {
-            edit.set("owner", &user_id.to_string())?;
-        }
-        let id = RecordId::new();
-        let stamp = self.stamp();
-        let author = stamp.author.clone();
-        let now = stamp.now;
-        let actor = self.actor.clone();
+        let now = self.now();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        if let (Some(prefix), false) = (schema.number_prefix, has_number) {
-            let key = format!("next_number.{prefix}");
-            let n: i64 = tx
-                .query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| {
-                    r.get::<_, String>(0)
-                })
-                .optional()?
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1);
-            tx.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-                params![key, (n + 1).to_string()],
-            )?;
-            edit.set("number", &format!("{prefix}-{}-{n}", author.device))?;
-        }
-        check_references(&tx, &edit)?;
-        let mut document = doc::create(
-            id,
-            &edit,
-            Stamp {
-                author: &author,
-                now,
-            },
-            actor,
-        )
-        .map_err(|source| StoreError::doc(id, source))?;
-        tx.execute(
-            "INSERT INTO documents (id, kind, heads, updated_at) VALUES (?1, ?2, x'', ?3)",
-            params![id.to_string(), kind.as_str(), crm_model::format_time(&now)],
+        let (record, document) = create_in(
+            &tx,
+            edit,
+            self.identity.user_id,
+            &self.author,
+            &self.actor,
+            now,
         )?;
-        let docno = tx.last_insert_rowid();
-        let row = DocRow {
-            docno,
-            id,
-            kind: Some(kind.as_str().into()),
-            heads: Vec::new(),
-        };
-        let record = persist_local(&tx, &row, &mut document, now)?;
         tx.commit()?;
-        self.cache.put(id, document);
+        self.cache.put(record.id, document);
         Ok(record)
     }
 
     /// Applies `edit` to record `id` as one change and returns the record as it now is.
     pub fn edit(&mut self, id: RecordId, edit: &Edit) -> Result<Record> {
-        let stamp_now = self.now();
-        let author = self.author.clone();
-        let mut cached = self.cache.pop(&id);
+        let now = self.now();
+        let cached = self.cache.pop(&id);
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let row = doc_row(&tx, id)?.ok_or(StoreError::NotFound(id))?;
-        let kind = row_kind(id, &row)?;
-        if kind != edit.kind() {
-            return Err(StoreError::WrongKind {
-                id,
-                expected: edit.kind(),
-                found: kind,
-            });
-        }
-        check_references(&tx, edit)?;
-        let mut document = load(&tx, id, &row, cached.take(), &self.actor)?;
-        let changed = doc::apply_edit(
-            &mut document,
-            edit,
-            Stamp {
-                author: &author,
-                now: stamp_now,
-            },
-        )
-        .map_err(|source| StoreError::doc(id, source))?;
-        let record = if changed.is_some() {
-            let record = persist_local(&tx, &row, &mut document, stamp_now)?;
+        let (record, document, changed) =
+            edit_in(&tx, id, edit, cached, &self.author, &self.actor, now)?;
+        if changed {
             tx.commit()?;
-            record
         } else {
             drop(tx);
-            doc::read(&document, None).map_err(|source| StoreError::doc(id, source))?
-        };
+        }
         self.cache.put(id, document);
         Ok(record)
     }
@@ -733,6 +653,99 @@ pub(crate) fn project(tx: &Transaction<'_>, row: &DocRow, document: &Automerge) 
             projection::remove(tx, row.docno, None)?;
             Ok(false)
         }
+    }
+}
+
+/// Creates a record inside `tx` (see [`Store::create`]): numbering, owner, reference checks,
+/// the document, its change, outbox entry and projection. Returns the record and its document.
+pub(crate) fn create_in(
+    tx: &Transaction<'_>,
+    edit: &Edit,
+    user_id: Option<RecordId>,
+    author: &Author,
+    actor: &ActorId,
+    now: DateTime<Utc>,
+) -> Result<(Record, Automerge)> {
+    let kind = edit.kind();
+    let schema = kind.schema();
+    let given = |name: &str| {
+        edit.ops()
+            .iter()
+            .any(|op| matches!(op, crm_model::Op::Set(f, _) if f.name == name))
+    };
+    let has_owner = given("owner");
+    let has_number = given("number");
+    let mut edit = edit.clone();
+    if let (Some(user_id), false, true) =
+        (user_id, has_owner, kind != Kind::User && kind != Kind::Team)
+    {
+        edit.set("owner", &user_id.to_string())?;
+    }
+    let id = RecordId::new();
+    if let (Some(prefix), false) = (schema.number_prefix, has_number) {
+        let key = format!("next_number.{prefix}");
+        let n: i64 = tx
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([&key], |r| r.get::<_, String>(0))
+            .optional()?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+            .execute(params![key, (n + 1).to_string()])?;
+        edit.set("number", &format!("{prefix}-{}-{n}", author.device))?;
+    }
+    check_references(tx, &edit)?;
+    let mut document = doc::create(id, &edit, Stamp { author, now }, actor.clone())
+        .map_err(|source| StoreError::doc(id, source))?;
+    tx.prepare_cached(
+        "INSERT INTO documents (id, kind, heads, updated_at) VALUES (?1, ?2, x'', ?3)",
+    )?
+    .execute(params![
+        id.to_string(),
+        kind.as_str(),
+        crm_model::format_time(&now)
+    ])?;
+    let docno = tx.last_insert_rowid();
+    let row = DocRow {
+        docno,
+        id,
+        kind: Some(kind.as_str().into()),
+        heads: Vec::new(),
+    };
+    let record = persist_local(tx, &row, &mut document, now)?;
+    Ok((record, document))
+}
+
+/// Applies `edit` to record `id` inside `tx` (see [`Store::edit`]). Returns the record, its
+/// document and whether anything changed (when nothing did, nothing was written).
+pub(crate) fn edit_in(
+    tx: &Transaction<'_>,
+    id: RecordId,
+    edit: &Edit,
+    cached: Option<Automerge>,
+    author: &Author,
+    actor: &ActorId,
+    now: DateTime<Utc>,
+) -> Result<(Record, Automerge, bool)> {
+    let row = doc_row(tx, id)?.ok_or(StoreError::NotFound(id))?;
+    let kind = row_kind(id, &row)?;
+    if kind != edit.kind() {
+        return Err(StoreError::WrongKind {
+            id,
+            expected: edit.kind(),
+            found: kind,
+        });
+    }
+    check_references(tx, edit)?;
+    let mut document = load(tx, id, &row, cached, actor)?;
+    let changed = doc::apply_edit(&mut document, edit, Stamp { author, now })
+        .map_err(|source| StoreError::doc(id, source))?;
+    if changed.is_some() {
+        let record = persist_local(tx, &row, &mut document, now)?;
+        Ok((record, document, true))
+    } else {
+        let record = doc::read(&document, None).map_err(|source| StoreError::doc(id, source))?;
+        Ok((record, document, false))
     }
 }
 

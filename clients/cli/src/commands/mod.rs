@@ -1,8 +1,11 @@
 //! One module per command group; `run` dispatches the parsed command line.
 
+pub(crate) mod dedup;
 mod demo;
 pub(crate) mod flows;
+pub(crate) mod export;
 mod history;
+pub(crate) mod import;
 mod init;
 mod merge;
 mod record;
@@ -49,6 +52,10 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         "report" => report::run(sub, json),
         "demo" => demo::run(sub, json),
         "seed" => demo::seed(sub, json),
+        "import" => import::run(sub, json),
+        "export" => export::run(sub),
+        "duplicates" => dedup::duplicates(sub, json),
+        "merge" => dedup::merge(sub, json),
         "completions" => {
             let shell = *sub
                 .get_one::<clap_complete::Shell>("shell")
