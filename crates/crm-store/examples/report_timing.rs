@@ -33,7 +33,12 @@ fn time<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let dir = args.next().ok_or("usage: report_timing DATA_DIR [RUNS]")?;
-    let runs: usize = args.next().map(|r| r.parse()).transpose()?.unwrap_or(7);
+    let runs: usize = args
+        .next()
+        .map(|r| r.parse())
+        .transpose()?
+        .unwrap_or(7)
+        .max(1);
     let store = Store::open(std::path::Path::new(&dir))?;
     let total: u64 = crm_model::Kind::ALL
         .iter()
@@ -55,7 +60,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     println!("lead duplicate check        {ms:>8.2} ms");
     let now = chrono::Utc::now();
-    let ms = time(runs, || store.reminders(now, chrono::Duration::days(7), None));
+    let ms = time(runs, || {
+        store.reminders(now, chrono::Duration::days(7), None)
+    });
     println!("reminders (everyone, 7d)    {ms:>8.2} ms");
     let today = now.date_naive();
     let ms = time(runs, || store.birthdays(today, 30));
