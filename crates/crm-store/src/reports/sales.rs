@@ -472,18 +472,20 @@ fn cycle_length(store: &Store, def: &ReportDef, params: &ReportParams) -> Result
 /// their average length, and the deals in the stage now with the average time since they
 /// entered it (until the report's `now`).
 fn time_in_stage(store: &Store, def: &ReportDef, params: &ReportParams) -> Result<Report> {
-    let (range, mut args) = date_range("o.created_at", params);
+    let (range, range_args) = date_range("o.created_at", params);
     let sql = format!(
-        "WITH stays AS ( \
-             SELECT h.value AS stage, julianday(h.at) AS began, \
-                    julianday(lead(h.at) OVER (PARTITION BY h.docno ORDER BY h.pos)) AS ended \
-             FROM record_history h JOIN rec_opportunity o ON o.docno = h.docno \
-             WHERE h.field = 'stage' AND h.kind = 'opportunity' AND o.archived = 0{range}) \
-         SELECT stage, count(ended), avg(ended - began), count(*) - count(ended), \
-                avg(CASE WHEN ended IS NULL THEN julianday(?) - began END) \
-         FROM stays GROUP BY stage"
+        "SELECT h.value, count(n.at), avg(julianday(n.at) - julianday(h.at)), \
+                count(*) - count(n.at), \
+                avg(CASE WHEN n.at IS NULL THEN julianday(?) - julianday(h.at) END) \
+         FROM record_history h \
+         JOIN rec_opportunity o ON o.docno = h.docno \
+         LEFT JOIN record_history n \
+             ON n.docno = h.docno AND n.field = h.field AND n.pos = h.pos + 1 \
+         WHERE h.kind = 'opportunity' AND h.field = 'stage' AND o.archived = 0{range} \
+         GROUP BY h.value"
     );
-    args.push(crm_model::format_time(&params.now));
+    let mut args = vec![crm_model::format_time(&params.now)];
+    args.extend(range_args);
     let mut by_stage = HashMap::new();
     let mut stmt = store.conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {

@@ -139,12 +139,14 @@ fn phone_digits(column: &str) -> String {
     sql
 }
 
-/// Two phone keys match when equal, or when the shorter (8+ digits) ends the longer: the same
-/// number with and without its country code.
+/// Two phone keys (?1) match when equal, or when the shorter (8+ digits) ends the longer: the
+/// same number with and without its country code. A cheap test first keeps the digit
+/// extraction to the values that end in the key's last digit (?2), or in no digit at all.
 fn phone_match(column: &str) -> String {
     let d = phone_digits(column);
     format!(
-        "({d} = ?1 OR (length(?1) >= 8 AND length({d}) >= 8 AND \
+        "(substr({column}, -1) = ?2 OR substr({column}, -1) NOT GLOB '[0-9]') AND \
+         ({d} = ?1 OR (length(?1) >= 8 AND length({d}) >= 8 AND \
          (substr({d}, -length(?1)) = ?1 OR substr(?1, -length({d})) = {d})))"
     )
 }
@@ -174,9 +176,11 @@ impl Store {
                 found.push(m);
             }
         };
-        let rows = |sql: &str, arg: &str| -> Result<Vec<(String, String, String)>> {
+        let rows = |sql: &str, args: &[&str]| -> Result<Vec<(String, String, String)>> {
             let mut stmt = self.conn.prepare_cached(sql)?;
-            let rows = stmt.query_map([arg], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         };
         let parse = |s: &str| -> Result<RecordId> {
@@ -211,7 +215,7 @@ impl Store {
                 ),
             ];
             for (kind, sql) in queries {
-                for (id, title, value) in rows(&sql, &email)? {
+                for (id, title, value) in rows(&sql, &[&email])? {
                     push(DuplicateMatch {
                         kind,
                         id: parse(&id)?,
@@ -249,7 +253,8 @@ impl Store {
                 ),
             ];
             for (kind, sql) in queries {
-                for (id, title, value) in rows(&sql, &key)? {
+                let last = &key[key.len() - 1..];
+                for (id, title, value) in rows(&sql, &[&key, last])? {
                     push(DuplicateMatch {
                         kind,
                         id: parse(&id)?,
@@ -282,7 +287,7 @@ impl Store {
                 ),
             ];
             for (kind, sql) in queries {
-                for (id, title, value) in rows(&sql, &probe)? {
+                for (id, title, value) in rows(&sql, &[&probe])? {
                     if company_key(&value) == key {
                         push(DuplicateMatch {
                             kind,
