@@ -47,7 +47,8 @@ pub(super) const REPORTS: &[ReportDef] = &[
         group: "sales",
         title: "Sales cycle length",
         about: "Days from created to closed_at of closed deals, won and lost: average, \
-                shortest, longest; by closed date",
+                shortest, longest (deals closed before their record was created, i.e. \
+                imported history, are counted apart); by closed date",
         run: cycle_length,
     },
     ReportDef {
@@ -393,7 +394,10 @@ fn win_rate_by_team(store: &Store, def: &ReportDef, params: &ReportParams) -> Re
 fn cycle_length(store: &Store, def: &ReportDef, params: &ReportParams) -> Result<Report> {
     let (range, args) = date_range("f_closed_at", params);
     let sql = format!(
-        "SELECT f_stage, count(*), avg(d), min(d), max(d) FROM ( \
+        "SELECT f_stage, sum(d >= 0), avg(CASE WHEN d >= 0 THEN d END), \
+                min(CASE WHEN d >= 0 THEN d END), max(CASE WHEN d >= 0 THEN d END), \
+                sum(d < 0) \
+         FROM ( \
              SELECT f_stage, julianday(f_closed_at) - julianday(created_at) AS d \
              FROM rec_opportunity \
              WHERE archived = 0 AND f_stage IN ('closed_won', 'closed_lost') \
@@ -411,11 +415,14 @@ fn cycle_length(store: &Store, def: &ReportDef, params: &ReportParams) -> Result
                 r.get::<_, Option<f64>>(3)?,
                 r.get::<_, Option<f64>>(4)?,
             ),
+            r.get::<_, i64>(5)?,
         ))
     })?;
+    let mut before_created = 0;
     for row in rows {
-        let (stage, figures) = row?;
+        let (stage, figures, early) = row?;
         by_outcome.insert(stage, figures);
+        before_created += early;
     }
     let mut report = Report::new(
         def,
@@ -451,6 +458,12 @@ fn cycle_length(store: &Store, def: &ReportDef, params: &ReportParams) -> Result
             Unit::Days,
             round2((n_all > 0).then(|| sum_all / n_all as f64)),
         ),
+        figure(
+            "closed_before_created",
+            "Left out: closed before the record was created (imported history)",
+            Unit::Count,
+            json!(before_created),
+        ),
     ];
     Ok(report)
 }
@@ -459,18 +472,20 @@ fn cycle_length(store: &Store, def: &ReportDef, params: &ReportParams) -> Result
 /// their average length, and the deals in the stage now with the average time since they
 /// entered it (until the report's `now`).
 fn time_in_stage(store: &Store, def: &ReportDef, params: &ReportParams) -> Result<Report> {
-    let (range, mut args) = date_range("o.created_at", params);
+    let (range, range_args) = date_range("o.created_at", params);
     let sql = format!(
-        "WITH stays AS ( \
-             SELECT h.value AS stage, julianday(h.at) AS began, \
-                    julianday(lead(h.at) OVER (PARTITION BY h.docno ORDER BY h.pos)) AS ended \
-             FROM record_history h JOIN rec_opportunity o ON o.docno = h.docno \
-             WHERE h.field = 'stage' AND h.kind = 'opportunity' AND o.archived = 0{range}) \
-         SELECT stage, count(ended), avg(ended - began), count(*) - count(ended), \
-                avg(CASE WHEN ended IS NULL THEN julianday(?) - began END) \
-         FROM stays GROUP BY stage"
+        "SELECT h.value, count(n.at), avg(julianday(n.at) - julianday(h.at)), \
+                count(*) - count(n.at), \
+                avg(CASE WHEN n.at IS NULL THEN julianday(?) - julianday(h.at) END) \
+         FROM record_history h \
+         JOIN rec_opportunity o ON o.docno = h.docno \
+         LEFT JOIN record_history n \
+             ON n.docno = h.docno AND n.field = h.field AND n.pos = h.pos + 1 \
+         WHERE h.kind = 'opportunity' AND h.field = 'stage' AND o.archived = 0{range} \
+         GROUP BY h.value"
     );
-    args.push(crm_model::format_time(&params.now));
+    let mut args = vec![crm_model::format_time(&params.now)];
+    args.extend(range_args);
     let mut by_stage = HashMap::new();
     let mut stmt = store.conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), |r| {
@@ -1017,6 +1032,7 @@ mod tests {
         );
         assert_eq!(row(&r, "outcome", "closed_lost")["average"], json!(10.0));
         assert_eq!(r["summary"]["average"], json!(9.0));
+        assert_eq!(r["summary"]["closed_before_created"], json!(0));
 
         // alice: A won (1000.00), B lost; bob: E won (500.00).
         let r = run(&d, "win-rate-by-owner");
@@ -1112,5 +1128,29 @@ mod tests {
         assert_eq!(row(&r, "source", "unspecified")["leads"], json!(1));
         assert_eq!(r["summary"]["conversion"], json!(0.5));
         assert_eq!(r["summary"]["won_amount"], json!(100_000));
+    }
+
+    #[test]
+    fn cycle_length_leaves_out_deals_closed_before_they_were_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Store::init(dir.path(), "alice", "laptop").expect("init");
+        s.set_clock(Some(day(10)));
+        for closed_at in ["2026-01-21T00:00:00Z", "2026-01-02T00:00:00Z"] {
+            let mut e = Edit::new(Kind::Opportunity);
+            e.set("name", "imported").expect("valid");
+            e.set("stage", "closed_won").expect("valid");
+            e.set("closed_at", closed_at).expect("valid");
+            s.create(&e).expect("create");
+        }
+        // Created day 10: one closed day 20 (10 days), one closed day 1 (before it existed).
+        let params = ReportParams {
+            now: day(30),
+            from: None,
+            to: None,
+        };
+        let r = s.report("cycle-length", &params).expect("report").to_json();
+        assert_eq!(r["rows"][0]["deals"], 1);
+        assert_eq!(r["rows"][0]["average"], 10.0);
+        assert_eq!(r["summary"]["closed_before_created"], 1);
     }
 }

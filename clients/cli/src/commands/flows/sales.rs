@@ -337,9 +337,12 @@ fn capture(m: &ArgMatches, json: bool) -> Result<()> {
     }
 }
 
+/// The matches on one line: the first five, then how many more.
 fn describe_matches(matches: &[DuplicateMatch]) -> String {
-    matches
+    const SHOWN: usize = 5;
+    let mut parts: Vec<String> = matches
         .iter()
+        .take(SHOWN)
         .map(|d| {
             format!(
                 "{} {} ({}) by {} {}",
@@ -350,8 +353,11 @@ fn describe_matches(matches: &[DuplicateMatch]) -> String {
                 output::one_line(&d.value, 40)
             )
         })
-        .collect::<Vec<_>>()
-        .join("; ")
+        .collect();
+    if matches.len() > SHOWN {
+        parts.push(format!("and {} more", matches.len() - SHOWN));
+    }
+    parts.join("; ")
 }
 
 fn assign(m: &ArgMatches, json: bool) -> Result<()> {

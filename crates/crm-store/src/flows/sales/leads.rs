@@ -139,13 +139,15 @@ fn phone_digits(column: &str) -> String {
     sql
 }
 
-/// Two phone keys match when equal, or when the shorter (8+ digits) ends the longer: the same
-/// number with and without its country code.
+/// Two phone keys (?2) match when equal, or when the shorter (8+ digits) ends the longer: the
+/// same number with and without its country code. A cheap test first keeps the digit
+/// extraction to the values that end in the key's last digit (?3), or in no digit at all.
 fn phone_match(column: &str) -> String {
     let d = phone_digits(column);
     format!(
-        "({d} = ?1 OR (length(?1) >= 8 AND length({d}) >= 8 AND \
-         (substr({d}, -length(?1)) = ?1 OR substr(?1, -length({d})) = {d})))"
+        "(substr({column}, -1) = ?3 OR substr({column}, -1) NOT GLOB '[0-9]') AND \
+         ({d} = ?2 OR (length(?2) >= 8 AND length({d}) >= 8 AND \
+         (substr({d}, -length(?2)) = ?2 OR substr(?2, -length({d})) = {d})))"
     )
 }
 
@@ -160,141 +162,123 @@ fn edit_text<'a>(edit: &'a Edit, field: &str) -> Option<&'a str> {
 impl Store {
     /// Live leads, contacts and accounts that match by normalised email, phone digits or
     /// company name ([`company_key`]). Each record is listed once, with the first thing that
-    /// matched. Plain SQL over the projections; the company comparison narrows candidates in
-    /// SQL and compares keys here.
+    /// matched (email, then phone, then company). Plain SQL over the projections, one scan
+    /// per kind; the company comparison narrows candidates in SQL and compares keys here.
     pub fn lead_duplicates(
         &self,
         email: Option<&str>,
         phone: Option<&str>,
         company: Option<&str>,
     ) -> Result<Vec<DuplicateMatch>> {
-        let mut found: Vec<DuplicateMatch> = Vec::new();
-        let mut push = |m: DuplicateMatch| {
-            if !found.iter().any(|f| f.id == m.id) {
-                found.push(m);
-            }
-        };
-        let rows = |sql: &str, arg: &str| -> Result<Vec<(String, String, String)>> {
-            let mut stmt = self.conn.prepare_cached(sql)?;
-            let rows = stmt.query_map([arg], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        };
-        let parse = |s: &str| -> Result<RecordId> {
-            s.parse()
-                .map_err(|_| StoreError::CorruptProjection(s.to_string()))
-        };
-        let live = "archived = 0 AND f_merged_into IS NULL";
-        if let Some(email) = email
+        let email = email
             .map(|e| e.trim().to_lowercase())
-            .filter(|e| !e.is_empty())
-        {
-            let queries = [
-                (
-                    Kind::Lead,
-                    format!(
-                        "SELECT id, title, f_email FROM rec_lead WHERE {live} AND f_email = ?1"
-                    ),
-                ),
-                (
-                    Kind::Contact,
-                    format!(
-                        "SELECT c.id, c.title, e.value FROM rec_contact c, json_each(c.f_emails) e \
-                         WHERE c.{live} AND e.value = ?1"
-                    ),
-                ),
-                (
-                    Kind::Account,
-                    format!(
-                        "SELECT a.id, a.title, e.value FROM rec_account a, json_each(a.f_emails) e \
-                         WHERE a.{live} AND e.value = ?1"
-                    ),
-                ),
-            ];
-            for (kind, sql) in queries {
-                for (id, title, value) in rows(&sql, &email)? {
-                    push(DuplicateMatch {
-                        kind,
-                        id: parse(&id)?,
-                        title,
-                        on: "email",
-                        value,
-                    });
-                }
-            }
+            .filter(|e| !e.is_empty());
+        let phone = phone.map(phone_key).filter(|k| k.len() >= 5);
+        let last_digit = phone.as_ref().map(|k| k[k.len() - 1..].to_string());
+        let company = company.map(company_key).filter(|k| !k.is_empty());
+        // Candidates contain the key's first characters (case-folded, spaces removed); the
+        // full comparison is on the normalised key.
+        let probe: Option<String> = company.as_ref().map(|k| k.chars().take(4).collect());
+        if email.is_none() && phone.is_none() && company.is_none() {
+            return Ok(Vec::new());
         }
-        if let Some(key) = phone.map(phone_key).filter(|k| k.len() >= 5) {
-            let queries = [
-                (
-                    Kind::Lead,
+        // ?1 email, ?2 phone digits, ?3 the phone's last digit, ?4 company probe. Each hit
+        // column is NULL unless its value matched.
+        let set_hit = |column: &str, test: &str, given: &str| {
+            format!(
+                "CASE WHEN {given} IS NULL THEN NULL ELSE \
+                 (SELECT x.value FROM json_each({column}) x WHERE {test} LIMIT 1) END"
+            )
+        };
+        let company_hit = |column: &str| {
+            format!(
+                "CASE WHEN ?4 IS NOT NULL AND {column} IS NOT NULL \
+                 AND instr(lower(replace({column}, ' ', '')), ?4) > 0 THEN {column} END"
+            )
+        };
+        let queries: [(Kind, [String; 3]); 3] = [
+            (
+                Kind::Lead,
+                [
+                    "CASE WHEN f_email = ?1 THEN f_email END".to_string(),
                     format!(
-                        "SELECT id, title, f_phone FROM rec_lead WHERE {live} AND f_phone IS NOT NULL AND {}",
+                        "CASE WHEN ?2 IS NOT NULL AND f_phone IS NOT NULL AND {} THEN f_phone END",
                         phone_match("f_phone")
                     ),
-                ),
-                (
-                    Kind::Contact,
-                    format!(
-                        "SELECT c.id, c.title, p.value FROM rec_contact c, json_each(c.f_phones) p \
-                         WHERE c.{live} AND {}",
-                        phone_match("p.value")
-                    ),
-                ),
-                (
-                    Kind::Account,
-                    format!(
-                        "SELECT a.id, a.title, p.value FROM rec_account a, json_each(a.f_phones) p \
-                         WHERE a.{live} AND {}",
-                        phone_match("p.value")
-                    ),
-                ),
-            ];
-            for (kind, sql) in queries {
-                for (id, title, value) in rows(&sql, &key)? {
-                    push(DuplicateMatch {
+                    company_hit("f_company_name"),
+                ],
+            ),
+            (
+                Kind::Contact,
+                [
+                    set_hit("f_emails", "x.value = ?1", "?1"),
+                    set_hit("f_phones", &phone_match("x.value"), "?2"),
+                    // Contacts have no company name; ?4 named so every statement takes
+                    // the same parameters.
+                    "CASE WHEN ?4 IS NULL THEN NULL END".to_string(),
+                ],
+            ),
+            (
+                Kind::Account,
+                [
+                    set_hit("f_emails", "x.value = ?1", "?1"),
+                    set_hit("f_phones", &phone_match("x.value"), "?2"),
+                    company_hit("f_name"),
+                ],
+            ),
+        ];
+        let mut found: Vec<DuplicateMatch> = Vec::new();
+        for (kind, hits) in queries {
+            let sql = format!(
+                "SELECT id, title, h1, h2, h3 FROM ( \
+                     SELECT id, title, {} AS h1, {} AS h2, {} AS h3 \
+                     FROM {} WHERE archived = 0 AND f_merged_into IS NULL) \
+                 WHERE h1 IS NOT NULL OR h2 IS NOT NULL OR h3 IS NOT NULL",
+                hits[0],
+                hits[1],
+                hits[2],
+                crate::schema::table(kind)
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(rusqlite::params![email, phone, last_digit, probe], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, title, email_hit, phone_hit, company_hit) = row?;
+                let company_hit =
+                    company_hit.filter(|name| company.as_deref() == Some(&company_key(name)));
+                let (on, value) = match (email_hit, phone_hit, company_hit) {
+                    (Some(v), _, _) => ("email", v),
+                    (None, Some(v), _) => ("phone", v),
+                    (None, None, Some(v)) => ("company", v),
+                    (None, None, None) => continue,
+                };
+                let id: RecordId = id
+                    .parse()
+                    .map_err(|_| StoreError::CorruptProjection(id.clone()))?;
+                if !found.iter().any(|f| f.id == id) {
+                    found.push(DuplicateMatch {
                         kind,
-                        id: parse(&id)?,
+                        id,
                         title,
-                        on: "phone",
+                        on,
                         value,
                     });
                 }
             }
         }
-        if let Some(key) = company.map(company_key).filter(|k| !k.is_empty()) {
-            // Candidates contain the key's first characters (case-folded, spaces removed);
-            // the full comparison is on the normalised key.
-            let probe: String = key.chars().take(4).collect();
-            let queries = [
-                (
-                    Kind::Account,
-                    format!(
-                        "SELECT id, title, f_name FROM rec_account WHERE {live} \
-                         AND instr(lower(replace(f_name, ' ', '')), ?1) > 0"
-                    ),
-                ),
-                (
-                    Kind::Lead,
-                    format!(
-                        "SELECT id, title, f_company_name FROM rec_lead WHERE {live} \
-                         AND f_company_name IS NOT NULL \
-                         AND instr(lower(replace(f_company_name, ' ', '')), ?1) > 0"
-                    ),
-                ),
-            ];
-            for (kind, sql) in queries {
-                for (id, title, value) in rows(&sql, &probe)? {
-                    if company_key(&value) == key {
-                        push(DuplicateMatch {
-                            kind,
-                            id: parse(&id)?,
-                            title,
-                            on: "company",
-                            value,
-                        });
-                    }
-                }
-            }
-        }
+        // Email matches first, then phone, then company, as the check reads.
+        found.sort_by_key(|m| {
+            ["email", "phone", "company"]
+                .iter()
+                .position(|o| *o == m.on)
+        });
         Ok(found)
     }
 
