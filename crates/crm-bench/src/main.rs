@@ -12,11 +12,14 @@
 //! - [`run`] measures one size in the current process ([`run::SizeResult`]).
 //! - [`report`] formats the tables; [`stats`] summarises latency samples; [`mem`] reads RSS.
 //!
+//! `crm-bench reports` times every report of the catalogue ([`reports`]).
+//!
 //! `crm-bench sync` is the sync benchmark instead: a fresh device's full sync, reconnects,
 //! live propagation with many devices, push throughput and the relay's memory ([`sync`]).
 
 mod mem;
 mod report;
+mod reports;
 mod run;
 mod stats;
 mod sync;
@@ -63,6 +66,9 @@ enum Bench {
     /// The sync benchmark: a fresh device's full sync, reconnects, live propagation with many
     /// devices, push throughput and the relay's memory.
     Sync(sync::SyncArgs),
+    /// Every report of `crm report` on a replica of about 50k records, against the 200 ms
+    /// target.
+    Reports(reports::ReportsArgs),
 }
 
 /// What the figures were measured on.
@@ -102,6 +108,9 @@ fn main() -> Result<()> {
     let mut args = Args::parse();
     if let Some(Bench::Sync(sync_args)) = args.command.take() {
         return sync::main(sync_args);
+    }
+    if let Some(Bench::Reports(report_args)) = args.command.take() {
+        return reports::main(report_args);
     }
     let plan = Plan::new(args.quick);
     if let Some(n) = args.single {
