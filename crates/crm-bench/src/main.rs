@@ -106,11 +106,10 @@ struct JsonReport<'a> {
 
 fn main() -> Result<()> {
     let mut args = Args::parse();
-    if let Some(Bench::Sync(sync_args)) = args.command.take() {
-        return sync::main(sync_args);
-    }
-    if let Some(Bench::Reports(report_args)) = args.command.take() {
-        return reports::main(report_args);
+    match args.command.take() {
+        Some(Bench::Sync(sync_args)) => return sync::main(sync_args),
+        Some(Bench::Reports(report_args)) => return reports::main(report_args),
+        None => {}
     }
     let plan = Plan::new(args.quick);
     if let Some(n) = args.single {
