@@ -276,6 +276,12 @@ fn sla_policy_is_a_workspace_setting_that_syncs() {
     assert_eq!(breached[0]["id"], t.as_str());
     let list = b.json(&["ticket", "list"]);
     assert_eq!(list[0]["sla"]["first_response"]["breached"], true);
+    assert!(
+        b.ok(&["ticket", "list"]).contains("1st ⚠"),
+        "the table shows it"
+    );
+    assert!(b.ok(&["ticket", "show", &t]).contains("BREACHED"));
+    assert!(b.ok(&["ticket", "sla"]).contains("overdue"));
     let report = b.json(&["report", "sla-breaches"]);
     assert_eq!(report["rows"][0]["priority"], "urgent");
     assert_eq!(report["rows"][0]["first_response_breaches"], 1);

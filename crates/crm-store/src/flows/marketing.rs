@@ -61,6 +61,10 @@ impl Store {
     /// Everything is checked before anything is written: every id must be a lead or contact,
     /// none may be a member already or be given twice, and the campaign must be planned or
     /// active. Returns the new member records.
+    ///
+    /// One record per member: if the process dies midway, the members made so far exist, and
+    /// a re-run is refused naming every id that is already a member (all of them at once),
+    /// so the rest can be added without them.
     pub fn add_campaign_members(
         &mut self,
         campaign: RecordId,
@@ -79,6 +83,7 @@ impl Store {
             return Err(StoreError::Rejected("no members given".into()));
         }
         let mut seen = std::collections::BTreeSet::new();
+        let mut already = Vec::new();
         let mut check = self.conn.prepare_cached(
             "SELECT id FROM rec_campaign_member WHERE archived = 0 AND f_campaign = ?1 AND f_member = ?2",
         )?;
@@ -98,12 +103,21 @@ impl Store {
                     .query_row([campaign.to_string(), m.to_string()], |r| r.get(0))
                     .optional()?
             };
-            if let Some(existing) = existing {
-                return Err(StoreError::Rejected(format!(
-                    "{m} is already a member of campaign {} (member record {existing})",
-                    name(&c)
-                )));
+            if existing.is_some() {
+                already.push(m.to_string());
             }
+        }
+        if !already.is_empty() {
+            return Err(StoreError::Rejected(format!(
+                "{} already a member of campaign {}: {}; add the others without them",
+                if already.len() == 1 {
+                    "this is"
+                } else {
+                    "these are"
+                },
+                name(&c),
+                already.join(", ")
+            )));
         }
         drop(check);
         // Validate the status once, before the first write.
@@ -268,7 +282,24 @@ mod tests {
         let err = store
             .add_campaign_members(c, &[contact], None)
             .expect_err("duplicate");
-        assert!(err.to_string().contains("already a member"), "{err}");
+        assert!(
+            err.to_string().contains("already a member")
+                && err.to_string().contains(&contact.to_string()),
+            "{err}"
+        );
+        let newcomer = make(&mut store, Kind::Contact, &[("last_name", "李")]);
+        let err = store
+            .add_campaign_members(c, &[lead, newcomer, contact], None)
+            .expect_err("two already members");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&lead.to_string()) && msg.contains(&contact.to_string()),
+            "{msg}"
+        );
+        assert_eq!(store.count(Kind::CampaignMember, true).expect("count"), 2);
+        store
+            .add_campaign_members(c, &[newcomer], None)
+            .expect("the rest");
         let m = store
             .set_member_status(added[0].id, "responded")
             .expect("respond");

@@ -443,4 +443,46 @@ mod tests {
         assert!(store.set_sla("critical", Some(10), None).is_err());
         assert!(store.set_sla("low", None, None).is_err());
     }
+
+    #[test]
+    fn ticket_clocks_list_open_tickets_nearest_due_first() {
+        let (_d, mut store) = store();
+        // Opened at 09:00: low (first response due 2 days later), urgent (due 10:00), high
+        // (answered at 09:30; resolution due a day later), and an urgent one resolved and
+        // closed.
+        store.set_clock(Some(t(9, 0)));
+        let low = ticket(&mut store, "low");
+        let urgent = ticket(&mut store, "urgent");
+        let high = ticket(&mut store, "high");
+        let done = ticket(&mut store, "urgent");
+        store.set_clock(Some(t(9, 30)));
+        store.respond_ticket(high, None).expect("respond");
+        store.resolve_ticket(done, "ok", &[]).expect("resolve");
+        store.close_ticket(done).expect("close");
+        store.set_clock(None);
+        // At 11:00 the urgent ticket's first response (due 10:00) is an hour late.
+        let clocks = store.ticket_clocks(false, false, t(11, 0)).expect("clocks");
+        let ids: Vec<RecordId> = clocks.iter().map(|c| c.id).collect();
+        // Running clocks' nearest due: urgent 10:00, high tomorrow 09:00 (resolution; its
+        // first response is met), low in 2 days; the closed ticket is left out.
+        assert_eq!(ids, [urgent, high, low]);
+        assert!(clocks[0].sla.breached());
+        assert_eq!(
+            clocks[0]
+                .sla
+                .first_response
+                .as_ref()
+                .and_then(|c| c.minutes_left),
+            Some(-60)
+        );
+        let breached = store.ticket_clocks(true, false, t(11, 0)).expect("clocks");
+        assert_eq!(breached.iter().map(|c| c.id).collect::<Vec<_>>(), [urgent]);
+        let all = store.ticket_clocks(false, true, t(11, 0)).expect("clocks");
+        assert_eq!(all.len(), 4);
+        assert_eq!(all[3].id, done, "stopped clocks last");
+        assert!(
+            !all[3].sla.breached(),
+            "answered and resolved within 30 min"
+        );
+    }
 }

@@ -405,18 +405,26 @@ impl Store {
         Ok(ticket_sla(&record.to_json(), &policy, self.now()))
     }
 
-    /// Every ticket with a running or stopped clock, most urgent due time first; with
-    /// `breached_only`, only those past a target. One query over the projection.
+    /// Open tickets (new, assigned, in progress, pending the customer) with their clocks,
+    /// the nearest due time first; with `include_closed` also resolved and closed ones (their
+    /// clocks stopped); with `breached_only`, only those past a target. One query over the
+    /// projection.
     pub fn ticket_clocks(
         &self,
         breached_only: bool,
+        include_closed: bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<TicketClocks>> {
         let policy = self.sla_policy()?;
-        let mut stmt = self.conn.prepare_cached(
+        let statuses = if include_closed {
+            "'new', 'assigned', 'in_progress', 'pending_customer', 'resolved', 'closed'"
+        } else {
+            "'new', 'assigned', 'in_progress', 'pending_customer'"
+        };
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, json FROM rec_ticket WHERE archived = 0 AND f_opened_at IS NOT NULL \
-             AND (f_status IS NULL OR f_status NOT IN ('rejected', 'duplicate'))",
-        )?;
+             AND f_status IN ({statuses})"
+        ))?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
@@ -456,7 +464,7 @@ impl Store {
     }
 }
 
-/// A priority's value from a record, for messages.
+/// A text or enum field's value.
 pub(crate) fn text<'a>(record: &'a Record, field: &str) -> Option<&'a str> {
     match record.get(field) {
         Some(FieldValue::Text(s)) => Some(s.as_str()),

@@ -67,12 +67,18 @@ pub(super) fn verbs(kind: Kind) -> Vec<Command> {
                 .about("Close a resolved ticket")
                 .arg(ticket_arg()),
             Command::new("sla")
-                .about("Tickets with their SLA clocks (due times and breaches, computed now)")
+                .about("Open tickets with their SLA clocks (due times and breaches, computed now)")
                 .arg(
                     Arg::new("breached")
                         .long("breached")
                         .action(ArgAction::SetTrue)
                         .help("Only tickets past a target"),
+                )
+                .arg(
+                    Arg::new("all")
+                        .long("all")
+                        .action(ArgAction::SetTrue)
+                        .help("Also resolved and closed tickets (stopped clocks)"),
                 ),
         ],
         Kind::Campaign => {
@@ -494,7 +500,7 @@ fn sla_summary(s: &TicketSla) -> String {
 
 fn ticket_clocks(m: &ArgMatches, json: bool) -> Result<()> {
     let store = open(m)?;
-    let clocks = store.ticket_clocks(m.get_flag("breached"), store.now())?;
+    let clocks = store.ticket_clocks(m.get_flag("breached"), m.get_flag("all"), store.now())?;
     if json {
         output::json(&json!(clocks));
         return Ok(());
