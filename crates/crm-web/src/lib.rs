@@ -1,0 +1,105 @@
+//! The web UI of a device node: server-rendered HTML over one replica, a small JSON API for
+//! the page's own JavaScript, and live updates over server-sent events.
+//!
+//! - [`Config`] says which replica to serve and how requests are authenticated; [`app`]
+//!   builds the axum `Router` over an [`AppState`]; [`serve`] runs it on a listener the caller
+//!   bound until a shutdown future resolves.
+//! - Reads come from the replica's projections (lists, board, queue, dashboard, reports);
+//!   only the record page loads one document. Writes go through `crm_store::Store` with a
+//!   `crm_model::Edit`, exactly like the CLI, so they are ordinary attributed Automerge
+//!   changes that sync.
+//! - A `Store` is not `Sync`: each request borrows one from a small pool on a blocking thread.
+//! - A watcher polls the replica's `data_version` and the change log, and pushes an SSE event
+//!   naming the changed records to every open page, whoever made the change (this node, the
+//!   CLI, or the sync driver applying a colleague's change).
+//!
+//! # Contract (what the browser tests and other clients may rely on)
+//!
+//! ## Process
+//!
+//! `crm [--data-dir D] serve [--listen ADDR] [--token T] [--open]` serves replica `D`.
+//! `--listen` defaults to `127.0.0.1:7878`; port 0 picks a free port. Once listening it prints
+//! exactly one line on stdout, `serving http://ADDR/` (ADDR is the bound address, e.g.
+//! `127.0.0.1:41234`), and flushes it; logs go to stderr. A non-loopback ADDR without
+//! `--token` is refused (exit code 2). When the replica has joined a relay (`crm join`), the
+//! node syncs in the background (`crm_node::sync::watch`). SIGTERM or Ctrl-C stops it
+//! gracefully (exit code 0). `crm demo` ends by serving the demo laptop replica the same way
+//! (and prints the same `serving http://ADDR/` line) unless `--no-serve` is given or stdout
+//! is not a terminal.
+//!
+//! ## Authentication and CSRF
+//!
+//! - With `--token T`, every request must carry it: header `Authorization: Bearer T`, cookie
+//!   `crm_token=T`, or query `?token=T` (which sets the cookie and redirects to the same URL
+//!   without it). Otherwise: 401.
+//! - Every page carries `<meta name="csrf-token" content="...">`; every form has a hidden
+//!   input `_csrf`; every `POST` must carry the token (form field `_csrf` or header
+//!   `X-CSRF-Token`) and, when the request has an `Origin` header, its host must equal the
+//!   `Host` header. Otherwise: 403 and nothing is stored.
+//!
+//! ## Pages (GET, HTML; add `fragment=1` to get only the `<main>` content)
+//!
+//! | route | page |
+//! | --- | --- |
+//! | `/` | dashboard |
+//! | `/k/{kind}` | list of a kind (`account`, `contact`, `opportunity`, …). Query: `q` (full-text search within the kind), `f.FIELD=value` (equality filter on a filterable field), `tag`, `sort` (a field, `title`, `created_at`, `updated_at`), `desc=1`, `page` (1-based, 50 rows a page), `archived=1` (include archived) |
+//! | `/k/{kind}/new` | new-record form (POST to the same URL creates; success → 303 to `/r/{id}`; validation error → 422 with the form re-rendered and nothing stored) |
+//! | `/r/{id}` | record page |
+//! | `/search?q=` | search across kinds |
+//! | `/board` | pipeline board of open opportunities by stage |
+//! | `/tickets` | ticket queue; query `status`, `priority`, `assignee` (a user id or `me`), `all=1` (include closed) |
+//! | `/reports` | funnel (count and amount per stage) and forecast by close month, as inline SVG |
+//! | `/events` | `text/event-stream`; event `change` with data `{"version":N,"ids":["…"],"all":bool}` (`all` when too many records changed to list) |
+//! | `/assets/app.js`, `/assets/app.css` | our own script and stylesheet |
+//!
+//! ## JSON API (POST, JSON body, header `X-CSRF-Token`; answers `{"ok":true,...}` or a 4xx
+//! with `{"ok":false,"error":"one line","field":"NAME"|null}`, nothing stored on error)
+//!
+//! | route | body | does |
+//! | --- | --- | --- |
+//! | `/api/r/{id}/field` | `{"field":F,"value":V}` | sets field F from text V as the CLI's `--set F=V` (empty V unsets) |
+//! | `/api/r/{id}/resolve` | `{"field":F,"value":V}` | settles the conflict on F with V |
+//! | `/api/r/{id}/archive` | `{"archived":bool}` | archives or restores |
+//! | `/api/r/{id}/tags` | `{"add":T}` or `{"remove":T}` | adds or removes a tag |
+//! | `/api/r/{id}/notes` | `{"text":S}` | replaces the notes (merged as text: a diff, not an overwrite) |
+//! | `/api/board/move` | `{"id":ID,"stage":S}` | moves an opportunity to stage S |
+//! | `/api/tickets/{id}/assign` | `{"assignee":USER_ID or "me"}` | assigns a ticket (status `assigned` when it was `new`) |
+//! | `/api/tickets/{id}/resolve` | `{"resolution":S}` (optional) | status `resolved`, `resolved_at` now |
+//! | `GET /api/status` | – | `{"state":"live"|"offline"|"local","relay":URL|null,"pending":N,"last_sync":T|null}` |
+//!
+//! ## `data-testid` hooks
+//!
+//! - Every page: `nav-dashboard`, `nav-board`, `nav-tickets`, `nav-reports`, `nav-KIND`
+//!   (sidebar links); `sync-status` (attribute `data-state` = `live`, `offline` or `local`;
+//!   contains `pending-count`); `global-search` (input `q`). `<main id="main">` holds the page
+//!   and carries `data-version`, the replica's change count when it was rendered.
+//! - List `/k/{kind}`: `list-table`; one `row-ID` (`<tr>`) per record, its title a link
+//!   `<a data-testid="link-ID" href="/r/ID">`; `list-total` (number of records of the kind);
+//!   form `list-filters` with input `q` (`list-search`), a select `f.FIELD` per enum filter
+//!   (`filter-FIELD`), checkbox `archived`; `page-next`, `page-prev`; `new-record` link.
+//! - New-record form: `<form data-testid="record-form">` with one input/select/textarea
+//!   per field, `name` = the field's name, `data-testid="input-NAME"`; submit button
+//!   `form-submit`; on error `form-error` (summary) and `field-error-NAME` beside the field.
+//! - Record page: `record-title`; `archived-badge` when archived; `archive-button` /
+//!   `restore-button`; per field a row `field-row-NAME` whose value element is
+//!   `field-NAME` (text of the value; click it, or its `edit-NAME` button, to edit in place);
+//!   the editor is `editor-NAME` (input or select; Enter or `save-NAME` saves, Escape
+//!   cancels); a failed save shows `field-error-NAME` and keeps the editor open. A field with
+//!   concurrent values shows `conflict-NAME` listing each value with a button
+//!   `resolve-NAME-I` (I = 0, 1, …; attribute `data-value` holds the value) that keeps that
+//!   value. Tags: `tags`, one `tag-TAG` chip each with `untag-TAG`, input `tag-input`
+//!   (Enter adds). Notes: textarea `notes-editor`, button `notes-save`, text `notes-saved`
+//!   after saving. Timeline: `timeline` with one `timeline-entry` per change. Related:
+//!   `related` with a section `related-KIND` per kind, links `link-ID`.
+//! - Board `/board`: one `board-column-STAGE` per stage, each with `column-count-STAGE`
+//!   (number of cards) and `column-total-STAGE` (sum of amounts, digits with `,` grouping and
+//!   two decimals); cards `card-ID` (draggable onto a column; also a select
+//!   `card-stage-ID` that moves the card on change).
+//! - Tickets `/tickets`: `ticket-row-ID` with `ticket-status-ID`, `ticket-assignee-ID`, a
+//!   select `assign-ID` (users) and a button `resolve-ID`; `sla-breach` class and testid
+//!   `sla-ID` on breached tickets.
+//! - Dashboard `/`: `dash-pipeline` (rows `dash-stage-STAGE`), `dash-tasks`
+//!   (`reminder` items when a reminder is due), `dash-tickets` (`dash-priority-P` with
+//!   `sla-breaches-P`), `dash-activity`, `dash-sync`.
+//! - Reports `/reports`: `<svg data-testid="funnel-chart">` with one `funnel-STAGE` bar
+//!   each; `<svg data-testid="forecast-chart">`.
