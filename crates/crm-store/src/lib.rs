@@ -17,6 +17,7 @@
 //! is checked against the stored heads so another process's writes are never overwritten.
 
 mod checkpoint;
+pub mod dashboard;
 mod error;
 mod history;
 mod projection;
