@@ -65,12 +65,12 @@
 //! | `/api/board/move` | `{"id":ID,"stage":S}` | moves an opportunity to stage S |
 //! | `/api/tickets/{id}/assign` | `{"assignee":USER_ID or "me"}` | assigns a ticket (status `assigned` when it was `new`) |
 //! | `/api/tickets/{id}/resolve` | `{"resolution":S}` (optional) | status `resolved`, `resolved_at` now |
-//! | `GET /api/status` | – | `{"state":"live"|"offline"|"local","relay":URL|null,"pending":N,"last_sync":T|null}` |
+//! | `GET /api/status` | – | `{"state":"live"|"connecting"|"offline"|"local","relay":URL|null,"pending":N,"last_sync":T|null,"html":…}` |
 //!
 //! ## `data-testid` hooks
 //!
 //! - Every page: `nav-dashboard`, `nav-board`, `nav-tickets`, `nav-reports`, `nav-KIND`
-//!   (sidebar links); `sync-status` (attribute `data-state` = `live`, `offline` or `local`;
+//!   (sidebar links); `sync-status` (attribute `data-state` = `live`, `connecting`, `offline` or `local`;
 //!   contains `pending-count`); `global-search` (input `q`). `<main id="main">` holds the page
 //!   and carries `data-version`, the replica's change count when it was rendered.
 //! - List `/k/{kind}`: `list-table`; one `row-ID` (`<tr>`) per record, its title a link
@@ -88,8 +88,8 @@
 //!   concurrent values shows `conflict-NAME` listing each value with a button
 //!   `resolve-NAME-I` (I = 0, 1, …; attribute `data-value` holds the value) that keeps that
 //!   value. Tags: `tags`, one `tag-TAG` chip each with `untag-TAG`, input `tag-input`
-//!   (Enter adds). Notes: textarea `notes-editor`, button `notes-save`, text `notes-saved`
-//!   after saving. Timeline: `timeline` with one `timeline-entry` per change. Related:
+//!   (Enter adds). Notes: textarea `notes-editor`, button `notes-save`; `notes-state` reads
+//!   `Saved` after saving. Timeline: `timeline` with one `timeline-entry` per change. Related:
 //!   `related` with a section `related-KIND` per kind, links `link-ID`.
 //! - Board `/board`: one `board-column-STAGE` per stage, each with `column-count-STAGE`
 //!   (number of cards) and `column-total-STAGE` (sum of amounts, digits with `,` grouping and
@@ -103,3 +103,110 @@
 //!   `sla-breaches-P`), `dash-activity`, `dash-sync`.
 //! - Reports `/reports`: `<svg data-testid="funnel-chart">` with one `funnel-STAGE` bar
 //!   each; `<svg data-testid="forecast-chart">`.
+
+mod api;
+mod charts;
+mod edits;
+mod error;
+mod layout;
+mod live;
+mod pages;
+mod security;
+mod state;
+mod sync;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+pub use error::WebError;
+pub use state::{AppState, Config};
+pub use sync::SyncStatus;
+
+const APP_JS: &str = include_str!("../assets/app.js");
+const APP_CSS: &str = include_str!("../assets/app.css");
+
+async fn app_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        APP_JS,
+    )
+}
+
+async fn app_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        APP_CSS,
+    )
+}
+
+/// The web UI's routes over `state`, with the token, CSRF and header guards.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(pages::dashboard::handler))
+        .route("/k/{kind}", get(pages::list::handler))
+        .route(
+            "/k/{kind}/new",
+            get(pages::form::show).post(pages::form::create),
+        )
+        .route("/r/{id}", get(pages::record::handler))
+        .route("/search", get(pages::search::handler))
+        .route("/board", get(pages::board::handler))
+        .route("/tickets", get(pages::tickets::handler))
+        .route("/reports", get(pages::reports::handler))
+        .route("/events", get(live::events))
+        .route("/assets/app.js", get(app_js))
+        .route("/assets/app.css", get(app_css))
+        .route("/api/status", get(api::status))
+        .route("/api/suggest", get(api::suggest))
+        .route("/api/r/{id}/field", post(api::set))
+        .route("/api/r/{id}/resolve", post(api::resolve))
+        .route("/api/r/{id}/archive", post(api::archive))
+        .route("/api/r/{id}/tags", post(api::tags))
+        .route("/api/r/{id}/notes", post(api::notes))
+        .route("/api/board/move", post(api::move_card))
+        .route("/api/tickets/{id}/assign", post(api::assign))
+        .route("/api/tickets/{id}/resolve", post(api::resolve_ticket))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::require_csrf,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::require_token,
+        ))
+        .layer(axum::middleware::from_fn(security::security_headers))
+        .layer(DefaultBodyLimit::max(security::MAX_BODY))
+        .with_state(state)
+}
+
+/// Serves the web UI on `listener` until `shutdown` resolves: starts the live-update
+/// watcher and, when configured and joined, the background sync; stops both on the way out.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), WebError> {
+    live::start(&state)?;
+    sync::start(&state)?;
+    let stopping = state.clone();
+    let result = axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // End the event streams, or the graceful shutdown would wait for them forever.
+            stopping.shutdown();
+        })
+        .await;
+    state.shutdown();
+    result.map_err(|e| WebError::Internal(format!("the web server failed: {e}")))
+}
