@@ -6,6 +6,7 @@ mod init;
 mod merge;
 mod record;
 mod search;
+mod serve;
 mod sync;
 
 use std::path::PathBuf;
@@ -46,6 +47,7 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         "schema" => init::schema(sub, json),
         "demo" => demo::run(sub, json),
         "seed" => demo::seed(sub, json),
+        "serve" => serve::run(sub, json),
         "completions" => {
             let shell = *sub
                 .get_one::<clap_complete::Shell>("shell")
