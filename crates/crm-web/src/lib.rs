@@ -114,6 +114,8 @@ mod pages;
 mod security;
 mod state;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 

@@ -26,12 +26,7 @@ pub(crate) fn run(m: &ArgMatches, _as_json: bool) -> Result<()> {
     if let Some(t) = &token {
         check_token(t)?;
     }
-    if !addr.ip().is_loopback() && token.is_none() {
-        return Err(Usage(format!(
-            "{addr} is reachable from other machines; pass --token SECRET (every request must then carry it) or listen on 127.0.0.1"
-        ))
-        .into());
-    }
+    check_exposure(addr, token.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -117,6 +112,17 @@ fn parse_listen(listen: &str) -> Result<SocketAddr> {
     Ok(addrs.next().ok_or_else(bad)?)
 }
 
+/// Refuses to serve beyond loopback without a token.
+fn check_exposure(addr: SocketAddr, token: Option<&str>) -> Result<()> {
+    if !addr.ip().is_loopback() && token.is_none() {
+        return Err(Usage(format!(
+            "{addr} is reachable from other machines; pass --token SECRET (every request must then carry it) or listen on 127.0.0.1"
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 fn check_token(token: &str) -> Result<()> {
     if token.len() < 12
         || !token
@@ -167,5 +173,10 @@ mod tests {
         assert!(check_token("short").is_err());
         assert!(check_token("a-long-enough-secret").is_ok());
         assert!(check_token("has space in it!").is_err());
+        let lan: SocketAddr = "0.0.0.0:7878".parse().expect("addr");
+        let lo: SocketAddr = "127.0.0.1:7878".parse().expect("addr");
+        assert!(check_exposure(lan, None).is_err());
+        assert!(check_exposure(lan, Some("a-long-enough-secret")).is_ok());
+        assert!(check_exposure(lo, None).is_ok());
     }
 }

@@ -173,7 +173,7 @@ fn render(store: &mut Store, record: &Record) -> Result<Markup, WebError> {
                                     @if entry.created {
                                         div.what { "created the record" }
                                     }
-                                    @for c in entry.changes.iter().filter(|c| !entry.created || c.field == "archived") {
+                                    @for c in entry.changes.iter().filter(|_| !entry.created) {
                                         div.what {
                                             span.field-name { (humanize(&c.field)) } ": "
                                             span.old { (clip(&value_text(&c.old))) }
