@@ -23,11 +23,12 @@ pub(crate) fn form_fields(kind: Kind) -> Vec<&'static FieldDef> {
     schema
         .all_fields()
         .filter(|f| {
-            f.default != Some("now")
-                && !(f.name == "number" && schema.number_prefix.is_some())
-                && !matches!(f.ty, FieldType::List | FieldType::Answers)
-                && !matches!(f.name, "teams" | "merged_into")
-                && !(f.rule == MergeRule::Append)
+            let skipped = f.default == Some("now")
+                || (f.name == "number" && schema.number_prefix.is_some())
+                || matches!(f.ty, FieldType::List | FieldType::Answers)
+                || matches!(f.name, "teams" | "merged_into")
+                || f.rule == MergeRule::Append;
+            !skipped
         })
         .collect()
 }
