@@ -314,4 +314,9 @@
   enhance();
   connect();
   setInterval(refreshStatus, 10000);
+  // Reminders fall due with time, not with a change: the dashboard re-reads itself.
+  setInterval(() => {
+    const m = main();
+    if (m && m.dataset.page === 'dashboard') refresh(false);
+  }, 30000);
 })();
