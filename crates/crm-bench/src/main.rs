@@ -14,12 +14,16 @@
 //!
 //! `crm-bench sync` is the sync benchmark instead: a fresh device's full sync, reconnects,
 //! live propagation with many devices, push throughput and the relay's memory ([`sync`]).
+//!
+//! `crm-bench web` benchmarks the web UI: list and record page server time and live-update
+//! latency over a seeded replica ([`web`]).
 
 mod mem;
 mod report;
 mod run;
 mod stats;
 mod sync;
+mod web;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -63,6 +67,8 @@ enum Bench {
     /// The sync benchmark: a fresh device's full sync, reconnects, live propagation with many
     /// devices, push throughput and the relay's memory.
     Sync(sync::SyncArgs),
+    /// The web UI benchmark: list and record page server time, live-update latency.
+    Web(web::WebArgs),
 }
 
 /// What the figures were measured on.
@@ -100,8 +106,10 @@ struct JsonReport<'a> {
 
 fn main() -> Result<()> {
     let mut args = Args::parse();
-    if let Some(Bench::Sync(sync_args)) = args.command.take() {
-        return sync::main(sync_args);
+    match args.command.take() {
+        Some(Bench::Sync(sync_args)) => return sync::main(sync_args),
+        Some(Bench::Web(web_args)) => return web::main(web_args),
+        None => {}
     }
     let plan = Plan::new(args.quick);
     if let Some(n) = args.single {
