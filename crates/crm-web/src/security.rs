@@ -89,6 +89,24 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a `Host` header names this machine (`localhost`, `127.0.0.1:8080`, `[::1]:80`).
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The access-token guard: a no-op unless the node was started with `--token`.
 pub(crate) async fn require_token(
     State(state): State<AppState>,
@@ -96,6 +114,18 @@ pub(crate) async fn require_token(
     next: Next,
 ) -> Response {
     let Some(expected) = state.config().token.clone() else {
+        // Without a token the node only serves loopback. A page of another site that
+        // rebinds its DNS name to 127.0.0.1 still sends its own name as Host: refuse it.
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .map(|h| h.to_str().unwrap_or(""));
+        if host.is_some_and(|h| !is_loopback_host(h)) {
+            return WebError::Forbidden(
+                "unknown Host; open the UI at the address `crm serve` printed".into(),
+            )
+            .into_response();
+        }
         return next.run(req).await;
     };
     let headers = req.headers();
@@ -213,6 +243,27 @@ mod tests {
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abc", "abd"));
         assert!(!same_secret("abc", "abcd"));
+    }
+
+    #[test]
+    fn only_loopback_hosts_pass_without_a_token() {
+        for ok in [
+            "localhost",
+            "127.0.0.1:7878",
+            "[::1]:80",
+            "LOCALHOST:1",
+            "app.localhost",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:7878",
+            "10.0.0.2:7878",
+            "127.0.0.1.evil.example",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -98,6 +98,12 @@ async fn a_list_renders_from_the_projection() {
     // A fragment is only <main>.
     let (_, fragment) = f.get("/k/account?fragment=1").await;
     assert!(fragment.starts_with("<main"), "{fragment}");
+    // DNS rebinding: another site's name resolving to 127.0.0.1.
+    let rebound = Request::get("/k/account")
+        .header(header::HOST, "evil.example:7878")
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(f.send(rebound).await.0, StatusCode::FORBIDDEN);
     let (status, _) = f.get("/k/spaceship").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
