@@ -31,7 +31,8 @@
 //!
 //! - With `--token T`, every request must carry it: header `Authorization: Bearer T`, cookie
 //!   `crm_token=T`, or query `?token=T` (which sets the cookie and redirects to the same URL
-//!   without it). Otherwise: 401.
+//!   without it). Otherwise: 401. Without `--token`, a request whose `Host` is not a
+//!   loopback name (`localhost`, `127.0.0.1`, `[::1]`, any port) gets 403 (DNS rebinding).
 //! - Every page carries `<meta name="csrf-token" content="...">`; every form has a hidden
 //!   input `_csrf`; every `POST` must carry the token (form field `_csrf` or header
 //!   `X-CSRF-Token`) and, when the request has an `Origin` header, its host must equal the
