@@ -231,7 +231,15 @@ fn field_row(
     users: &[(RecordId, String)],
 ) -> Markup {
     let value = json.get(f.name);
-    let text = value.map(value_text).unwrap_or_default();
+    // References are edited by name (the server resolves names back to ids).
+    let text = match (f.ty, value) {
+        (FieldType::Ref(kinds), Some(v)) if kinds != [Kind::User] => refs_in(f, v)
+            .first()
+            .and_then(|id| titles.get(id).cloned())
+            .unwrap_or_else(|| value_text(v)),
+        (_, Some(v)) => value_text(v),
+        (_, None) => String::new(),
+    };
     let can_edit = editable(f);
     html! {
         div.field-row.has-conflict[conflict.is_some()] data-testid=(format!("field-row-{}", f.name)) data-field=(f.name) {
