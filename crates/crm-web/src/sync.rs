@@ -170,7 +170,13 @@ async fn probe(state: AppState, relay: String) {
                 }
             }
         }
-        state.update_status(|s| s.reachable = Some(reachable));
+        state.update_status(|s| {
+            s.reachable = Some(reachable);
+            // Until the driver catches up again after an outage, the state is "connecting".
+            if !reachable {
+                s.caught_up_at = None;
+            }
+        });
         tokio::select! {
             () = tokio::time::sleep(PROBE_EVERY) => {}
             _ = stopping.wait_for(|s| *s) => return,
