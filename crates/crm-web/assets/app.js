@@ -213,6 +213,11 @@
       });
       return;
     }
+    const assignMe = t.closest('.js-assign-me');
+    if (assignMe) {
+      act(api('/api/tickets/' + assignMe.dataset.id + '/assign', { assignee: 'me' }), 'Assigned to you');
+      return;
+    }
     const resolveTicket = t.closest('.js-resolve-ticket');
     if (resolveTicket) {
       act(api('/api/tickets/' + resolveTicket.dataset.id + '/resolve', {}), 'Ticket resolved');

@@ -219,6 +219,18 @@ fn kind_actions(record: &Record) -> Markup {
                 }
             }
         }
+        Kind::Ticket => {
+            let status = record.get("status").map(crm_model::FieldValue::display);
+            let open = !status
+                .as_deref()
+                .is_some_and(|s| crm_store::dashboard::CLOSED_TICKET_STATUSES.contains(&s));
+            html! {
+                @if open {
+                    button.js-assign-me type="button" data-id=(record.id) data-testid="assign-me" { "Assign to me" }
+                    button.js-resolve-ticket.primary type="button" data-id=(record.id) data-testid=(format!("resolve-{}", record.id)) { "Resolve" }
+                }
+            }
+        }
         _ => html! {},
     }
 }
@@ -371,7 +383,12 @@ fn related_view(
                             }
                         }
                         @if items.len() > PER_KIND {
-                            li.muted { "and " (items.len() - PER_KIND) " more" }
+                            @let field = items.first().map_or("", |r| r.field.as_str());
+                            @if kind.schema().field(field).is_some_and(|f| f.filter) {
+                                li { a href=(format!("/k/{}?f.{field}={}", kind.as_str(), record.id)) { "all " (items.len()) " →" } }
+                            } @else {
+                                li.muted { "and " (items.len() - PER_KIND) " more" }
+                            }
                         }
                     }
                 }
