@@ -56,11 +56,14 @@ impl LiveEvent {
 /// Starts the watcher thread; it ends when the state shuts down.
 pub(crate) fn start(state: &AppState) -> Result<(), crate::error::WebError> {
     let store = Store::open(&state.config().data_dir)?;
+    // The baseline is taken before the server accepts anyone: every later commit is news.
+    let version = store.data_version()?;
+    let seq = store.change_log_head()?;
     let state = state.clone();
     std::thread::Builder::new()
         .name("crm-web-live".into())
         .spawn(move || {
-            if let Err(e) = watch(&state, &store) {
+            if let Err(e) = watch(&state, &store, version, seq) {
                 tracing::error!(error = %e, "live updates stopped");
             }
         })
@@ -68,9 +71,12 @@ pub(crate) fn start(state: &AppState) -> Result<(), crate::error::WebError> {
     Ok(())
 }
 
-fn watch(state: &AppState, store: &Store) -> Result<(), crm_store::StoreError> {
-    let mut version = store.data_version()?;
-    let mut seq = store.change_log_head()?;
+fn watch(
+    state: &AppState,
+    store: &Store,
+    mut version: i64,
+    mut seq: i64,
+) -> Result<(), crm_store::StoreError> {
     while !state.is_shut_down() {
         std::thread::sleep(POLL);
         let now = store.data_version()?;

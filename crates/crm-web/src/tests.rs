@@ -465,8 +465,7 @@ async fn a_change_by_another_process_reaches_the_event_stream_and_shutdown_ends_
         .await
         .expect("write");
     read_until(&mut stream, "text/event-stream", Duration::from_secs(10)).await;
-    // Give the watcher its first poll so it has a baseline, then write as the CLI would.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The watcher took its baseline before the server accepted us: write as the CLI would.
     let account = f.account;
     let dir = f.dir.path().to_path_buf();
     let written = tokio::task::spawn_blocking(move || {
