@@ -43,7 +43,7 @@
 //! | route | page |
 //! | --- | --- |
 //! | `/` | dashboard |
-//! | `/k/{kind}` | list of a kind (`account`, `contact`, `opportunity`, …). Query: `q` (full-text search within the kind), `f.FIELD=value` (equality filter on a filterable field), `tag`, `sort` (a field, `title`, `created_at`, `updated_at`), `desc=1`, `page` (1-based, 50 rows a page), `archived=1` (include archived) |
+//! | `/k/{kind}` | list of a kind (`account`, `contact`, `opportunity`, …). Query: `q` (full-text search within the kind), `f.FIELD=value` (filter on a filterable field: equality, or a case-insensitive part for free-text fields such as `industry`), `tag`, `sort` (a field, `title`, `created_at`, `updated_at`), `desc=1`, `page` (1-based, 50 rows a page), `archived=1` (include archived) |
 //! | `/k/{kind}/new` | new-record form (POST to the same URL creates; success → 303 to `/r/{id}`; validation error → 422 with the form re-rendered and nothing stored) |
 //! | `/r/{id}` | record page |
 //! | `/search?q=` | search across kinds |
@@ -76,8 +76,8 @@
 //!   and carries `data-version`, the replica's change count when it was rendered.
 //! - List `/k/{kind}`: `list-table`; one `row-ID` (`<tr>`) per record, its title a link
 //!   `<a data-testid="link-ID" href="/r/ID">`; `list-total` (number of records of the kind);
-//!   form `list-filters` with input `q` (`list-search`), a select `f.FIELD` per enum filter
-//!   (`filter-FIELD`), checkbox `archived`; `page-next`, `page-prev`; `new-record` link.
+//!   form `list-filters` with input `q` (`list-search`), a select `f.FIELD` per enum or user
+//!   filter and a text input `f.FIELD` per free-text filter (both `filter-FIELD`), checkbox `archived`; `page-next`, `page-prev`; `new-record` link.
 //! - New-record form: `<form data-testid="record-form">` with one input/select/textarea
 //!   per field, `name` = the field's name, `data-testid="input-NAME"`; submit button
 //!   `form-submit`; on error `form-error` (summary) and `field-error-NAME` beside the field.
@@ -92,6 +92,7 @@
 //!   (Enter adds). Notes: textarea `notes-editor`, button `notes-save`; `notes-state` reads
 //!   `Saved` after saving. Timeline: `timeline` with one `timeline-entry` per change. Related:
 //!   `related` with a section `related-KIND` per kind, links `link-ID`.
+//!   A ticket's page also has `assign-me` and `resolve-ID` buttons.
 //! - Board `/board`: one `board-column-STAGE` per stage, each with `column-count-STAGE`
 //!   (number of cards) and `column-total-STAGE` (sum of amounts, digits with `,` grouping and
 //!   two decimals); cards `card-ID` (draggable onto a column; also a select

@@ -25,6 +25,7 @@ fn fixture(token: Option<&str>) -> Fixture {
     let mut e = Edit::new(Kind::Account);
     e.set("name", "深圳星光贸易有限公司").expect("name");
     e.set("grade", "vip").expect("grade");
+    e.set("industry", "Automotive parts").expect("industry");
     let account = store.create(&e).expect("create").id;
     let state = AppState::new(Config {
         data_dir: dir.path().to_path_buf(),
@@ -90,6 +91,8 @@ async fn a_list_renders_from_the_projection() {
     // Filters and search narrow it.
     let (_, none) = f.get("/k/account?f.grade=low").await;
     assert!(!none.contains(&format!("row-{}", f.account)));
+    let (_, part) = f.get("/k/account?f.industry=MOTIVE").await;
+    assert!(part.contains(&format!("row-{}", f.account)), "free text matches a part");
     let (_, hit) = f.get("/k/account?q=%E6%98%9F%E5%85%89").await;
     assert!(
         hit.contains(&format!("row-{}", f.account)),

@@ -63,9 +63,15 @@ fn filters(kind: Kind, params: &Params) -> Result<Vec<Filter>, WebError> {
             .field(name)
             .filter(|f| f.filter)
             .ok_or_else(|| WebError::invalid(format!("{kind} has no filter {name:?}"), None))?;
+        // Free text (industry, source, …) matches a part; everything else the whole value.
+        let cmp = if field.ty == FieldType::Text && !field.title {
+            Cmp::Contains
+        } else {
+            Cmp::Eq
+        };
         out.push(Filter {
             field: field.name.into(),
-            cmp: Cmp::Eq,
+            cmp,
             value: v.trim().to_string(),
         });
     }
@@ -73,12 +79,19 @@ fn filters(kind: Kind, params: &Params) -> Result<Vec<Filter>, WebError> {
 }
 
 fn matches(row: &ListRow, filters: &[Filter], tags: &[String]) -> bool {
-    let value_is = |field: &str, want: &str| match row.json.get(field) {
-        Some(Json::Array(items)) => items.iter().any(|i| value_text(i) == want),
-        Some(v) => value_text(v) == want,
-        None => false,
+    let value_is = |field: &str, want: &str, cmp: Cmp| {
+        let hit = |v: &Json| match cmp {
+            Cmp::Contains => value_text(v).to_lowercase().contains(&want.to_lowercase()),
+            _ => value_text(v) == want,
+        };
+        match row.json.get(field) {
+            Some(Json::Array(items)) => items.iter().any(hit),
+            Some(v) => hit(v),
+            None => false,
+        }
     };
-    filters.iter().all(|f| value_is(&f.field, &f.value)) && tags.iter().all(|t| value_is("tags", t))
+    filters.iter().all(|f| value_is(&f.field, &f.value, f.cmp))
+        && tags.iter().all(|t| value_is("tags", t, Cmp::Eq))
 }
 
 /// The rows of one page and whether there is a next one.
@@ -246,6 +259,12 @@ fn filter_select(f: &FieldDef, params: &Params, users: &[(RecordId, String)]) ->
             .iter()
             .map(|(id, t)| (id.to_string(), t.clone()))
             .collect(),
+        FieldType::Text if !f.title => {
+            return html! {
+                input type="text" name=(name) value=(current) placeholder=(humanize(f.name))
+                    aria-label=(humanize(f.name)) data-testid=(format!("filter-{}", f.name)) .filter-text;
+            };
+        }
         _ => return html! {},
     };
     html! {
