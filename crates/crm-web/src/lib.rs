@@ -50,7 +50,7 @@
 //! | `/board` | pipeline board of open opportunities by stage |
 //! | `/tickets` | ticket queue; query `status`, `priority`, `assignee` (a user id or `me`), `all=1` (include closed) |
 //! | `/reports` | funnel (count and amount per stage) and forecast by close month, as inline SVG |
-//! | `/events` | `text/event-stream`; event `change` with data `{"version":N,"ids":["…"],"all":bool}` (`all` when too many records changed to list) |
+//! | `/events` | `text/event-stream`; event `change` with data `{"version":N,"ids":["…"],"all":bool}` (`all` when too many records changed to list); event `status` when the sync status changed |
 //! | `/assets/app.js`, `/assets/app.css` | our own script and stylesheet |
 //!
 //! ## JSON API (POST, JSON body, header `X-CSRF-Token`; answers `{"ok":true,...}` or a 4xx
@@ -66,6 +66,7 @@
 //! | `/api/board/move` | `{"id":ID,"stage":S}` | moves an opportunity to stage S |
 //! | `/api/tickets/{id}/assign` | `{"assignee":USER_ID or "me"}` | assigns a ticket (status `assigned` when it was `new`) |
 //! | `/api/tickets/{id}/resolve` | `{"resolution":S}` (optional) | status `resolved`, `resolved_at` now |
+//! | `GET /api/suggest?kind=K&q=T` | – | `{"items":[{"id","title","kind"}]}`: records named like T, for reference inputs (which accept a record's exact name or its id) |
 //! | `GET /api/status` | – | `{"state":"live"|"connecting"|"offline"|"local","relay":URL|null,"pending":N,"last_sync":T|null,"html":…}` |
 //!
 //! ## `data-testid` hooks
