@@ -92,7 +92,10 @@ async fn a_list_renders_from_the_projection() {
     let (_, none) = f.get("/k/account?f.grade=low").await;
     assert!(!none.contains(&format!("row-{}", f.account)));
     let (_, part) = f.get("/k/account?f.industry=MOTIVE").await;
-    assert!(part.contains(&format!("row-{}", f.account)), "free text matches a part");
+    assert!(
+        part.contains(&format!("row-{}", f.account)),
+        "free text matches a part"
+    );
     let (_, hit) = f.get("/k/account?q=%E6%98%9F%E5%85%89").await;
     assert!(
         hit.contains(&format!("row-{}", f.account)),
