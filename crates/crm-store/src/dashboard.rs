@@ -407,6 +407,46 @@ impl Store {
         Ok(out)
     }
 
+    /// The display titles of many records at once (a list page's references): one query for
+    /// their kinds and one per kind, instead of two per id. Unknown ids are left out.
+    pub fn titles_batch(&self, ids: &[RecordId]) -> Result<HashMap<RecordId, String>> {
+        let mut wanted: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        wanted.sort();
+        wanted.dedup();
+        let mut out = HashMap::new();
+        for chunk in wanted.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let mut by_kind: HashMap<Kind, Vec<String>> = HashMap::new();
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT id, kind FROM documents WHERE kind IS NOT NULL AND id IN ({marks})"
+            ))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(chunk), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (id, kind) = row?;
+                if let Ok(kind) = kind.parse::<Kind>() {
+                    by_kind.entry(kind).or_default().push(id);
+                }
+            }
+            for (kind, kind_ids) in by_kind {
+                let marks = vec!["?"; kind_ids.len()].join(",");
+                let mut stmt = self.conn.prepare(&format!(
+                    "SELECT id, title FROM {} WHERE id IN ({marks})",
+                    table(kind)
+                ))?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(&kind_ids), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })?;
+                for row in rows {
+                    let (id, title) = row?;
+                    out.insert(parse_id(&id)?, title);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The position of the newest change in the local change log (0 when empty).
     pub fn change_log_head(&self) -> Result<i64> {
         Ok(self
@@ -539,6 +579,12 @@ mod tests {
         assert!(!changed.truncated);
         let again = s.changed_since(changed.seq, 10).expect("again");
         assert!(again.ids.is_empty());
+        let titles = s
+            .titles_batch(&[account.id, contact.id, account.id, RecordId::new()])
+            .expect("titles");
+        assert_eq!(titles.len(), 2);
+        assert_eq!(titles[&contact.id], "王芳");
+        assert_eq!(titles[&account.id], "深圳星光贸易有限公司");
         let rows = s.rows_by_id(Kind::Contact, &[contact.id]).expect("rows");
         assert_eq!(rows[0].title, "王芳");
     }

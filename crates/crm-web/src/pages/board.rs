@@ -60,7 +60,7 @@ fn render(store: &Store, params: &Params) -> Result<Markup, WebError> {
         );
         columns.push((*stage, rows));
     }
-    let titles = store.titles(&account_ids)?;
+    let titles = store.titles_batch(&account_ids)?;
     let open_total: i64 = totals
         .iter()
         .filter(|t| !t.stage.starts_with("closed"))

@@ -151,7 +151,7 @@ fn render(store: &Store, kind: Kind, params: &Params) -> Result<Markup, WebError
                 .collect::<Vec<_>>()
         })
         .collect();
-    let titles = store.titles(&refs)?;
+    let titles = store.titles_batch(&refs)?;
     let users = users(store)?;
     let path = format!("/k/{}", kind.as_str());
     let sort = given(params, "sort");

@@ -64,7 +64,7 @@ fn render(store: &mut Store, record: &Record) -> Result<Markup, WebError> {
         Vec::new()
     };
     refs.extend(campaigns.iter().copied());
-    let mut titles = store.titles(&refs)?;
+    let mut titles = store.titles_batch(&refs)?;
     let users = users(store)?;
     for (id, t) in &users {
         titles.entry(*id).or_insert_with(|| t.clone());

@@ -115,7 +115,7 @@ fn render(store: &Store, params: &Params) -> Result<Markup, WebError> {
         .iter()
         .filter_map(|r| r.json.get("account")?.as_str()?.parse().ok())
         .collect();
-    let titles = store.titles(&accounts)?;
+    let titles = store.titles_batch(&accounts)?;
     let policy = SlaPolicy::default();
     let now = Utc::now();
     let load = store.ticket_load(&policy, now)?;
