@@ -161,6 +161,12 @@ pub(crate) fn command() -> Command {
                         .help("Keep the demo relay running until Ctrl-C"),
                 )
                 .arg(
+                    Arg::new("no-web")
+                        .long("no-web")
+                        .action(ArgAction::SetTrue)
+                        .help("Don't end with the web UI served on the laptop (it is skipped anyway when stdout is not a terminal or with --json)"),
+                )
+                .arg(
                     Arg::new("accounts")
                         .long("accounts")
                         .value_name("N")
@@ -173,6 +179,35 @@ pub(crate) fn command() -> Command {
         .subcommand(crate::commands::export::command())
         .subcommand(crate::commands::dedup::duplicates_command())
         .subcommand(crate::commands::dedup::merge_command())
+        .subcommand(
+            Command::new("serve")
+                .about("Serve the web UI over this replica (syncing in the background when it has joined a relay)")
+                .arg(
+                    Arg::new("listen")
+                        .long("listen")
+                        .value_name("ADDR")
+                        .help("Address to listen on; port 0 picks a free one [default: 127.0.0.1:7878]"),
+                )
+                .arg(
+                    Arg::new("token")
+                        .long("token")
+                        .value_name("SECRET")
+                        .env("CRM_WEB_TOKEN")
+                        .help("Access token every request must carry (required beyond loopback)"),
+                )
+                .arg(
+                    Arg::new("open")
+                        .long("open")
+                        .action(ArgAction::SetTrue)
+                        .help("Open the UI in the desktop's browser"),
+                )
+                .arg(
+                    Arg::new("no-sync")
+                        .long("no-sync")
+                        .action(ArgAction::SetTrue)
+                        .help("Don't sync with the relay in the background"),
+                ),
+        )
         .subcommand(
             Command::new("completions")
                 .about("Print shell completions")

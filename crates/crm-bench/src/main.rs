@@ -18,6 +18,9 @@
 //! live propagation with many devices, push throughput and the relay's memory ([`sync`]).
 //! `crm-bench reports` times every report of the catalogue on a seeded replica ([`reports`]).
 //! `crm-bench import` times a 100k-row CSV import and duplicate detection ([`import`]).
+//!
+//! `crm-bench web` benchmarks the web UI: list and record page server time and live-update
+//! latency over a seeded replica ([`web`]).
 
 mod import;
 mod mem;
@@ -26,6 +29,7 @@ mod reports;
 mod run;
 mod stats;
 mod sync;
+mod web;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -75,6 +79,8 @@ enum Bench {
     /// The import benchmark: a 100k-row CSV import (time, memory) and duplicate detection
     /// over 50k accounts.
     Import(import::ImportArgs),
+    /// The web UI benchmark: list and record page server time, live-update latency.
+    Web(web::WebArgs),
 }
 
 /// What the figures were measured on.
@@ -116,6 +122,7 @@ fn main() -> Result<()> {
         Some(Bench::Sync(sync_args)) => return sync::main(sync_args),
         Some(Bench::Reports(report_args)) => return reports::main(report_args),
         Some(Bench::Import(import_args)) => return import::main(import_args),
+        Some(Bench::Web(web_args)) => return web::main(web_args),
         None => {}
     }
     let plan = Plan::new(args.quick);

@@ -22,6 +22,7 @@
 
 mod batch;
 mod checkpoint;
+pub mod dashboard;
 mod dedup;
 mod error;
 pub mod flows;

@@ -107,7 +107,7 @@ impl Store {
                 edit: survivor_edit,
             });
         }
-        for id in self.referrers(&loser_set)? {
+        for id in self.referring_ids(&loser_set)? {
             if id == survivor || loser_set.contains(&id) {
                 continue;
             }
@@ -129,7 +129,7 @@ impl Store {
     }
 
     /// Records holding a reference to any of `targets`, from the references index.
-    fn referrers(&self, targets: &BTreeSet<RecordId>) -> Result<Vec<RecordId>> {
+    fn referring_ids(&self, targets: &BTreeSet<RecordId>) -> Result<Vec<RecordId>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT d.id FROM record_refs r JOIN documents d ON d.docno = r.docno \
              WHERE r.target = ?1",

@@ -2,6 +2,7 @@
 //! laptop seeded with a realistic sample company and an empty phone — syncs both through the
 //! relay, shows a change travelling from the phone to the laptop, and prints what to try next.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -124,6 +125,8 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let total: u64 = counts.iter().map(|(_, n)| n).sum();
 
+    // Interactive runs end with the web UI on the laptop; scripts (--json, a pipe) don't.
+    let web = !as_json && !m.get_flag("no-web") && std::io::stdout().is_terminal();
     if as_json {
         output::json(&json!({
             "data_dir": base.display().to_string(),
@@ -186,7 +189,7 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
             "  crm --data-dir {} status          # the phone",
             phone.dir.display()
         );
-        if !m.get_flag("serve") {
+        if !m.get_flag("serve") && !web {
             println!(
                 "  {relay_bin} --data {} serve --listen {addr}   # bring the relay back, then: crm sync",
                 relay_dir.display()
@@ -194,7 +197,20 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
         }
     }
 
-    if m.get_flag("serve") {
+    if web {
+        drop(phone);
+        let listener =
+            match rt.block_on(tokio::net::TcpListener::bind(super::serve::DEFAULT_LISTEN)) {
+                Ok(l) => l,
+                Err(_) => rt
+                    .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+                    .context("cannot open a port for the web UI")?,
+            };
+        println!(
+            "\nThe web UI serves the laptop replica, syncing live with the relay at {url}; Ctrl-C stops both."
+        );
+        super::serve::serve_on(&rt, listener, &laptop.dir, None, true, true)?;
+    } else if m.get_flag("serve") {
         println!("\nThe relay is running at {url}; Ctrl-C to stop it.");
         rt.block_on(async {
             let _ = tokio::signal::ctrl_c().await;

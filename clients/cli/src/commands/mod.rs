@@ -2,8 +2,8 @@
 
 pub(crate) mod dedup;
 mod demo;
-pub(crate) mod flows;
 pub(crate) mod export;
+pub(crate) mod flows;
 mod history;
 pub(crate) mod import;
 mod init;
@@ -11,6 +11,7 @@ mod merge;
 mod record;
 mod report;
 mod search;
+mod serve;
 mod sync;
 
 use std::path::PathBuf;
@@ -56,6 +57,7 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         "export" => export::run(sub),
         "duplicates" => dedup::duplicates(sub, json),
         "merge" => dedup::merge(sub, json),
+        "serve" => serve::run(sub, json),
         "completions" => {
             let shell = *sub
                 .get_one::<clap_complete::Shell>("shell")
