@@ -49,7 +49,7 @@ const INDUSTRIES: &[&str] = &["retail", "software", "logistics", "manufacturing"
 
 /// The i-th generated account: name, email, phone, website, industry.
 fn account(i: usize) -> [String; 5] {
-    let name = if i % 3 == 0 {
+    let name = if i.is_multiple_of(3) {
         format!("Company {i} Trading Ltd")
     } else {
         format!(
@@ -57,7 +57,7 @@ fn account(i: usize) -> [String; 5] {
             CITIES[i % CITIES.len()],
             i,
             TRADES[(i / 7) % TRADES.len()],
-            if i % 2 == 0 { "" } else { "服务" }
+            if i.is_multiple_of(2) { "" } else { "服务" }
         )
     };
     [

@@ -56,9 +56,13 @@ pub struct Source {
     total: u64,
 }
 
+/// The CSV reader over the file, counted and decoded to UTF-8.
+type CsvReader = csv::Reader<DecodeReaderBytes<CountingReader<BufReader<File>>, Vec<u8>>>;
+
 enum Inner {
     Csv {
-        reader: csv::Reader<DecodeReaderBytes<CountingReader<BufReader<File>>, Vec<u8>>>,
+        // Boxed: the reader's buffers make this variant far larger than the other.
+        reader: Box<CsvReader>,
         record: csv::ByteRecord,
         number: usize,
         transcoded: bool,
@@ -234,9 +238,9 @@ pub(crate) fn detect(sample: &[u8], complete: bool) -> std::result::Result<Detec
         });
     }
     match std::str::from_utf8(sample) {
-        Ok(_) => return Ok(Detected::Utf8),
+        Ok(_) => Ok(Detected::Utf8),
         // A multi-byte character cut by the end of the sample is fine.
-        Err(e) if e.error_len().is_none() && !complete => return Ok(Detected::Utf8),
+        Err(e) if e.error_len().is_none() && !complete => Ok(Detected::Utf8),
         Err(e) => {
             let offset = e.valid_up_to();
             let mut decoder = encoding_rs::GB18030.new_decoder_without_bom_handling();
@@ -336,7 +340,7 @@ fn open_csv(path: &Path, options: &SourceOptions) -> Result<Source> {
         headers,
         description: description.to_string(),
         inner: Inner::Csv {
-            reader,
+            reader: Box::new(reader),
             record,
             number: 1,
             transcoded,

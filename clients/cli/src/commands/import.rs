@@ -235,9 +235,9 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
             );
         }
     }
-    let verb = if options.dry_run { "would be" } else { "were" };
+    let verb = if options.dry_run { " would give" } else { "" };
     println!(
-        "{} rows of {} ({}): {} {verb} created, {} updated, {} unchanged, {} skipped as duplicates, {} rejected",
+        "{} rows of {} ({}){verb}: {} created, {} updated, {} unchanged, {} skipped as duplicates, {} rejected",
         summary.rows,
         file.display(),
         summary.source,
