@@ -107,6 +107,9 @@ impl From<StoreError> for WebError {
                 message: e.to_string(),
             },
             StoreError::WrongKind { .. } => WebError::invalid(e.to_string(), None),
+            // Any other mistake in the request (an unknown report, a step the record's state
+            // does not allow, …) is the caller's, not the replica's.
+            other if other.is_invalid_input() => WebError::invalid(other.to_string(), None),
             other => WebError::Store(other),
         }
     }

@@ -133,6 +133,28 @@ async fn every_page_renders() {
 }
 
 #[tokio::test]
+async fn the_reports_page_runs_every_report_of_the_catalogue() {
+    let f = fixture(None);
+    let (_, page) = f.get("/reports").await;
+    for def in crm_store::reports::catalogue() {
+        assert!(
+            page.contains(&format!("/reports?report={}", def.name)),
+            "{} is linked",
+            def.name
+        );
+        let (status, body) = f.get(&format!("/reports?report={}", def.name)).await;
+        assert_eq!(status, StatusCode::OK, "{}: {body}", def.name);
+        assert!(
+            body.contains(&format!("data-testid=\"report-{}\"", def.name)),
+            "{}",
+            def.name
+        );
+    }
+    let (status, _) = f.get("/reports?report=no-such-report").await;
+    assert!(status.is_client_error(), "{status}");
+}
+
+#[tokio::test]
 async fn writes_without_the_csrf_token_are_refused_and_store_nothing() {
     let f = fixture(None);
     let before = f.store().change_log_head().expect("head");
