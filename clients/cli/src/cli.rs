@@ -171,7 +171,7 @@ pub(crate) fn command() -> Command {
                         .long("accounts")
                         .value_name("N")
                         .value_parser(clap::value_parser!(usize))
-                        .default_value("300")
+                        .default_value("500")
                         .help("How many accounts to seed (contacts, deals, activities and tickets scale with it)"),
                 ),
         )
