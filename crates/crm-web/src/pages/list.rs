@@ -109,13 +109,19 @@ fn rows(
         .collect();
     if let Some(q) = given(params, "q") {
         let hits = store.search(q, Some(kind), archived, MAX_HITS)?;
+        let start = (page - 1) * PAGE;
+        if filters.is_empty() && tags.is_empty() {
+            // Only this page's rows are read: the hits are already in order.
+            let ids: Vec<RecordId> = hits.iter().skip(start).take(PAGE).map(|h| h.id).collect();
+            let rows = store.rows_by_id(kind, &ids)?;
+            return Ok((rows, hits.len() > start + PAGE));
+        }
         let ids: Vec<RecordId> = hits.iter().map(|h| h.id).collect();
         let mut rows: Vec<ListRow> = store
             .rows_by_id(kind, &ids)?
             .into_iter()
             .filter(|r| matches(r, &filters, &tags))
             .collect();
-        let start = (page - 1) * PAGE;
         let more = rows.len() > start + PAGE;
         rows = rows.into_iter().skip(start).take(PAGE).collect();
         return Ok((rows, more));
