@@ -108,14 +108,16 @@ fn rows(
         .into_iter()
         .collect();
     if let Some(q) = given(params, "q") {
-        let hits = store.search(q, Some(kind), archived, MAX_HITS)?;
         let start = (page - 1) * PAGE;
         if filters.is_empty() && tags.is_empty() {
-            // Only this page's rows are read: the hits are already in order.
+            // The hits are already in order: the search stops one past this page, and only
+            // this page's rows are read.
+            let hits = store.search(q, Some(kind), archived, start + PAGE + 1)?;
             let ids: Vec<RecordId> = hits.iter().skip(start).take(PAGE).map(|h| h.id).collect();
             let rows = store.rows_by_id(kind, &ids)?;
             return Ok((rows, hits.len() > start + PAGE));
         }
+        let hits = store.search(q, Some(kind), archived, MAX_HITS)?;
         let ids: Vec<RecordId> = hits.iter().map(|h| h.id).collect();
         let mut rows: Vec<ListRow> = store
             .rows_by_id(kind, &ids)?
