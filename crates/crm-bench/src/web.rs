@@ -419,6 +419,11 @@ async fn live_updates(
     let mut rng = SmallRng::seed_from_u64(seed ^ 0x5eed);
     let mut samples = Vec::with_capacity(updates);
     let mut events = 0;
+    // A value no earlier run wrote: an edit that sets what is already there is no change, and
+    // a reused replica (`--dir`) still holds the last run's values.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
     for i in 0..updates + 5 {
         // Random gaps, so edits land at random points of the node's polling.
         tokio::time::sleep(Duration::from_millis(rng.random_range(20..120))).await;
@@ -427,7 +432,7 @@ async fn live_updates(
         }
         let id = accounts[rng.random_range(0..accounts.len())];
         let mut edit = Edit::new(Kind::Account);
-        edit.set("industry", &format!("live-{i}"))?;
+        edit.set("industry", &format!("live-{run}-{i}"))?;
         // Like the CLI: another process's commit, which the node notices on its own.
         store.edit(id, &edit)?;
         let landed = Instant::now();
