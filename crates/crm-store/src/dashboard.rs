@@ -74,6 +74,22 @@ fn sla(first_response: Duration, resolution: Duration) -> Sla {
     }
 }
 
+impl From<&crate::flows::sla::SlaPolicy> for SlaPolicy {
+    /// The workspace's policy as it syncs (`Store::sla_policy`), in the dashboard's priority
+    /// order, so the pages highlight the breaches the reports count.
+    fn from(policy: &crate::flows::sla::SlaPolicy) -> Self {
+        let mut out = SlaPolicy::default();
+        for (priority, sla) in &mut out.0 {
+            let t = policy.target(Some(priority));
+            *sla = self::sla(
+                Duration::minutes(t.first_response_minutes),
+                Duration::minutes(t.resolution_minutes),
+            );
+        }
+        out
+    }
+}
+
 impl SlaPolicy {
     pub fn get(&self, priority: &str) -> Option<Sla> {
         self.0.iter().find(|(p, _)| p == priority).map(|(_, s)| *s)
@@ -529,6 +545,23 @@ mod tests {
             .find(|t| t.stage == "closed_won")
             .expect("row");
         assert_eq!(won.count, 0);
+    }
+
+    #[test]
+    fn the_synced_sla_policy_drives_the_dashboard_targets() {
+        let defaults = crate::flows::sla::SlaPolicy::defaults();
+        assert_eq!(SlaPolicy::from(&defaults), SlaPolicy::default());
+        let mut changed = defaults.clone();
+        if let Some(t) = changed.targets.get_mut("urgent") {
+            t.first_response_minutes = 30;
+            t.resolution_minutes = 120;
+        }
+        let policy = SlaPolicy::from(&changed);
+        assert_eq!(
+            policy.get("urgent"),
+            Some(sla(Duration::minutes(30), Duration::minutes(120)))
+        );
+        assert_eq!(policy.get("high"), SlaPolicy::default().get("high"));
     }
 
     #[test]

@@ -61,7 +61,7 @@ fn render(store: &Store, status: &SyncStatus, params: &Params) -> Result<Markup,
     if showing_team {
         tasks = store.due_tasks(None, until, 15)?;
     }
-    let load = store.ticket_load(&SlaPolicy::default(), now)?;
+    let load = store.ticket_load(&SlaPolicy::from(&store.sla_policy()?), now)?;
     let recent = store.recent_changes(12)?;
     let pending = store.outbox_len()?;
     let last_sync = store.last_sync()?;

@@ -116,7 +116,7 @@ fn render(store: &Store, params: &Params) -> Result<Markup, WebError> {
         .filter_map(|r| r.json.get("account")?.as_str()?.parse().ok())
         .collect();
     let titles = store.titles_batch(&accounts)?;
-    let policy = SlaPolicy::default();
+    let policy = SlaPolicy::from(&store.sla_policy()?);
     let now = Utc::now();
     let load = store.ticket_load(&policy, now)?;
     Ok(html! {
