@@ -18,7 +18,7 @@
 //! by the device that creates the record, so two devices never race to create the same
 //! container and hide each other's additions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{
@@ -198,50 +198,76 @@ pub fn record_kind<D: ReadDoc>(doc: &D) -> Result<Kind, DocError> {
 /// Reads the record as it is now, or as it was at `heads`.
 pub fn read<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> Result<Record, DocError> {
     let r = Reader::new(doc, heads);
-    let kind = match heads {
-        None => record_kind(doc)?,
-        Some(_) => match r.str(&ROOT, KIND) {
-            Some(k) => k.parse().map_err(|_| DocError::UnknownKind(k))?,
-            None => return Err(DocError::NotARecord("no kind")),
-        },
+    // The root's keys in one pass; looking each up by name seeks from the start every time.
+    let root: HashMap<String, (Value<'static>, ObjId, bool)> = r
+        .entries(&ROOT)
+        .into_iter()
+        .map(|(key, value, id, conflict)| (key, (value, id, conflict)))
+        .collect();
+    let scalar = |key: &str| match root.get(key) {
+        Some((Value::Scalar(s), _, _)) => Some(s.as_ref()),
+        _ => None,
     };
-    let id = r
-        .str(&ROOT, ID)
+    let text = |key: &str| match scalar(key) {
+        Some(ScalarValue::Str(s)) => Some(s.to_string()),
+        _ => None,
+    };
+    let obj = |key: &str| match root.get(key) {
+        Some((Value::Object(_), id, _)) => Some(id.clone()),
+        _ => None,
+    };
+    let kind: Kind = match scalar(KIND) {
+        Some(ScalarValue::Str(k)) => k
+            .parse()
+            .map_err(|_| DocError::UnknownKind(k.to_string()))?,
+        Some(_) if heads.is_none() => return Err(DocError::NotARecord("kind is not a string")),
+        _ => return Err(DocError::NotARecord("no kind")),
+    };
+    if heads.is_none() {
+        let found = match scalar(SCHEMA) {
+            Some(ScalarValue::Uint(n)) => *n,
+            Some(ScalarValue::Int(n)) => u64::try_from(*n).unwrap_or(0),
+            _ => 0,
+        };
+        if found > SCHEMA_VERSION {
+            return Err(DocError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    let id = text(ID)
         .and_then(|s| s.parse().ok())
         .ok_or(DocError::NotARecord("no id"))?;
-    let created_at = match r.get(&ROOT, CREATED_AT) {
-        Some((Value::Scalar(s), _)) => match s.as_ref() {
-            ScalarValue::Timestamp(ms) => millis_to_time(*ms),
-            _ => None,
-        },
+    let created_at = match scalar(CREATED_AT) {
+        Some(ScalarValue::Timestamp(ms)) => millis_to_time(*ms),
         _ => None,
     };
     let mut record = Record {
         id,
         kind,
         created_at,
-        created_by: r.str(&ROOT, CREATED_BY).unwrap_or_default(),
+        created_by: text(CREATED_BY).unwrap_or_default(),
         fields: BTreeMap::new(),
         custom: BTreeMap::new(),
         tags: Default::default(),
         notes: String::new(),
-        archived: matches!(
-            r.get(&ROOT, ARCHIVED),
-            Some((Value::Scalar(s), _)) if matches!(s.as_ref(), ScalarValue::Boolean(true))
-        ),
+        archived: matches!(scalar(ARCHIVED), Some(ScalarValue::Boolean(true))),
         history: BTreeMap::new(),
         conflicts: BTreeMap::new(),
     };
-    if let Some(values) = distinct_values(&r, &ROOT, ARCHIVED, |v, _| match v {
-        Value::Scalar(s) => match s.as_ref() {
-            ScalarValue::Boolean(b) => Some(Json::Bool(*b)),
-            _ => None,
-        },
-        Value::Object(_) => None,
-    }) {
+    if root.get(ARCHIVED).is_some_and(|(_, _, conflict)| *conflict)
+        && let Some(values) = distinct_values(&r, &ROOT, ARCHIVED, |v, _| match v {
+            Value::Scalar(s) => match s.as_ref() {
+                ScalarValue::Boolean(b) => Some(Json::Bool(*b)),
+                _ => None,
+            },
+            Value::Object(_) => None,
+        })
+    {
         record.conflicts.insert(ARCHIVED.into(), values);
     }
-    if let Some(fields) = r.obj(&ROOT, FIELDS) {
+    if let Some(fields) = obj(FIELDS) {
         // One pass over the map; only keys flagged as conflicting are looked at again.
         let schema = kind.schema();
         for (key, value, id, conflict) in r.entries(&fields) {
@@ -261,10 +287,15 @@ pub fn read<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> Result<Record,
             }
         }
     }
-    if let Some(custom) = r.obj(&ROOT, CUSTOM) {
-        for key in r.keys(&custom) {
-            if let Some(v) = r.str(&custom, &key) {
-                record.custom.insert(key.clone(), v);
+    if let Some(custom) = obj(CUSTOM) {
+        for (key, value, _, conflict) in r.entries(&custom) {
+            if let Value::Scalar(s) = &value
+                && let ScalarValue::Str(v) = s.as_ref()
+            {
+                record.custom.insert(key.clone(), v.to_string());
+            }
+            if !conflict {
+                continue;
             }
             if let Some(values) = distinct_values(&r, &custom, &key, |v, _| match v {
                 Value::Scalar(s) => match s.as_ref() {
@@ -277,32 +308,29 @@ pub fn read<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> Result<Record,
             }
         }
     }
-    if let Some(tags) = r.obj(&ROOT, TAGS) {
+    if let Some(tags) = obj(TAGS) {
         record.tags = r.keys(&tags).into_iter().collect();
     }
-    if let Some(notes) = r.obj(&ROOT, NOTES) {
+    if let Some(notes) = obj(NOTES) {
         record.notes = r.text(&notes);
     }
-    if let Some(history) = r.obj(&ROOT, HISTORY) {
-        for field in kind.schema().all_fields().filter(|f| f.history) {
-            let Some(list) = r.obj(&history, field.name) else {
+    if let Some(history) = obj(HISTORY) {
+        // One pass over the history map, one over each list and one over each entry: reading
+        // by key or index seeks from the start of the object every time.
+        let schema = kind.schema();
+        for (key, value, list, _) in r.entries(&history) {
+            let (Some(field), Value::Object(ObjType::List)) = (schema.field(&key), value) else {
                 continue;
             };
-            let entries: Vec<HistoryEntry> = (0..r.len(&list))
-                .filter_map(|i| r.obj(&list, i))
-                .filter_map(|entry| {
-                    Some(HistoryEntry {
-                        value: r.str(&entry, "value")?,
-                        at: match r.get(&entry, "at") {
-                            Some((Value::Scalar(s), _)) => match s.as_ref() {
-                                ScalarValue::Timestamp(ms) => millis_to_time(*ms),
-                                _ => None,
-                            },
-                            _ => None,
-                        }?,
-                        by: r.str(&entry, "by").unwrap_or_default(),
-                        device: r.str(&entry, "device").unwrap_or_default(),
-                    })
+            if !field.history {
+                continue;
+            }
+            let entries: Vec<HistoryEntry> = r
+                .list_items(&list)
+                .into_iter()
+                .filter_map(|(value, entry)| match value {
+                    Value::Object(ObjType::Map) => read_history_entry(&r, &entry),
+                    _ => None,
                 })
                 .collect();
             if !entries.is_empty() {
@@ -311,6 +339,27 @@ pub fn read<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> Result<Record,
         }
     }
     Ok(record)
+}
+
+/// One entry of a stage or status history: a map of value, time, user and device.
+fn read_history_entry<D: ReadDoc>(r: &Reader<'_, D>, entry: &ObjId) -> Option<HistoryEntry> {
+    let (mut value, mut at, mut by, mut device) = (None, None, String::new(), String::new());
+    for (key, v, _, _) in r.entries(entry) {
+        let Value::Scalar(s) = v else { continue };
+        match (key.as_str(), s.as_ref()) {
+            ("value", ScalarValue::Str(t)) => value = Some(t.to_string()),
+            ("at", ScalarValue::Timestamp(ms)) => at = millis_to_time(*ms),
+            ("by", ScalarValue::Str(t)) => by = t.to_string(),
+            ("device", ScalarValue::Str(t)) => device = t.to_string(),
+            _ => {}
+        }
+    }
+    Some(HistoryEntry {
+        value: value?,
+        at: at?,
+        by,
+        device,
+    })
 }
 
 /// Read access to a document, now or at some heads.
@@ -339,13 +388,6 @@ impl<'a, D: ReadDoc> Reader<'a, D> {
             None => self.doc.get_all(obj, prop),
         }
         .unwrap_or_default()
-    }
-
-    fn obj<P: Into<automerge::Prop>>(&self, obj: &ObjId, prop: P) -> Option<ObjId> {
-        match self.get(obj, prop) {
-            Some((Value::Object(_), id)) => Some(id),
-            _ => None,
-        }
     }
 
     fn str<P: Into<automerge::Prop>>(&self, obj: &ObjId, prop: P) -> Option<String> {
@@ -387,17 +429,33 @@ impl<'a, D: ReadDoc> Reader<'a, D> {
             .collect()
     }
 
+    /// Every element of a list with its value's id, in order, in one pass.
+    fn list_items(&self, obj: &ObjId) -> Vec<(Value<'static>, ObjId)> {
+        let items: Vec<_> = match self.heads {
+            Some(h) => self
+                .doc
+                .list_range_at(obj, .., h)
+                .map(|i| i.into_owned())
+                .collect(),
+            None => self
+                .doc
+                .list_range(obj, ..)
+                .map(|i| i.into_owned())
+                .collect(),
+        };
+        items
+            .into_iter()
+            .map(|item| {
+                let id = item.id();
+                (Value::from(item.value), id)
+            })
+            .collect()
+    }
+
     fn keys(&self, obj: &ObjId) -> Vec<String> {
         match self.heads {
             Some(h) => self.doc.keys_at(obj, h).collect(),
             None => self.doc.keys(obj).collect(),
-        }
-    }
-
-    fn len(&self, obj: &ObjId) -> usize {
-        match self.heads {
-            Some(h) => self.doc.length_at(obj, h),
-            None => self.doc.length(obj),
         }
     }
 
@@ -469,13 +527,26 @@ fn read_value<D: ReadDoc>(
         },
         Value::Object(ObjType::List) => match field.ty {
             FieldType::List => {
-                let items: Vec<String> = (0..r.len(&id)).filter_map(|i| r.str(&id, i)).collect();
+                let items: Vec<String> = r
+                    .list_items(&id)
+                    .into_iter()
+                    .filter_map(|(v, _)| match v {
+                        Value::Scalar(s) => match s.as_ref() {
+                            ScalarValue::Str(t) => Some(t.to_string()),
+                            _ => None,
+                        },
+                        Value::Object(_) => None,
+                    })
+                    .collect();
                 (!items.is_empty()).then_some(FieldValue::List(items))
             }
             FieldType::LineItems => Some(FieldValue::LineItems(
-                (0..r.len(&id))
-                    .filter_map(|i| r.obj(&id, i))
-                    .filter_map(|item| read_line_item(r, &item))
+                r.list_items(&id)
+                    .into_iter()
+                    .filter_map(|(v, item)| match v {
+                        Value::Object(_) => read_line_item(r, &item),
+                        Value::Scalar(_) => None,
+                    })
                     .collect(),
             )),
             _ => None,
