@@ -125,9 +125,45 @@ impl Summary {
 
 /// What a duplicate key points at.
 #[derive(Clone, Debug)]
-enum Match {
-    Record { id: RecordId, title: String },
+enum Match<'a> {
+    Record { id: RecordId, title: &'a str },
     Row(usize),
+}
+
+/// The duplicate keys seen so far, as 64-bit hashes: the replica's records (read once) and
+/// the rows of the file already planned. A hash takes a few bytes where the key's text took
+/// tens, so the index of a 100k-row file stays small. Two different keys share a hash with
+/// a probability of about 10⁻⁹ for a million keys; the row's outcome then names the key it
+/// matched.
+struct KeyIndex {
+    records: Vec<(RecordId, String)>,
+    by_record: HashMap<u64, u32>,
+    by_row: HashMap<u64, u32>,
+}
+
+impl KeyIndex {
+    fn hash(key: &DedupKey) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // SipHash with fixed keys: the same key hashes alike in every run.
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    fn get(&self, key: &DedupKey) -> Option<Match<'_>> {
+        let h = Self::hash(key);
+        if let Some(&r) = self.by_record.get(&h) {
+            let (id, title) = &self.records[r as usize];
+            return Some(Match::Record { id: *id, title });
+        }
+        self.by_row.get(&h).map(|&n| Match::Row(n as usize))
+    }
+
+    fn add_row(&mut self, key: &DedupKey, row: usize) {
+        self.by_row
+            .entry(Self::hash(key))
+            .or_insert(u32::try_from(row).unwrap_or(u32::MAX));
+    }
 }
 
 /// A row waiting for its batch to be written.
@@ -153,13 +189,16 @@ pub fn import(
         skipped_columns: mapping.skipped().into_iter().map(String::from).collect(),
         ..Summary::default()
     };
-    let mut index: HashMap<DedupKey, Match> = HashMap::new();
+    let mut index = KeyIndex {
+        records: Vec::new(),
+        by_record: HashMap::new(),
+        by_row: HashMap::new(),
+    };
     for keyed in store.dedup_keys(kind)? {
-        for key in keyed.keys {
-            index.entry(key).or_insert_with(|| Match::Record {
-                id: keyed.member.id,
-                title: keyed.member.title.clone(),
-            });
+        let r = u32::try_from(index.records.len()).unwrap_or(u32::MAX);
+        index.records.push((keyed.member.id, keyed.member.title));
+        for key in &keyed.keys {
+            index.by_record.entry(KeyIndex::hash(key)).or_insert(r);
         }
     }
     let batch_rows = options.batch_rows.max(1);
@@ -251,7 +290,7 @@ fn plan_row(
     kind: Kind,
     mapping: &Mapping,
     row: Row,
-    index: &mut HashMap<DedupKey, Match>,
+    index: &mut KeyIndex,
     update_existing: bool,
 ) -> Planned {
     let n = row.number;
@@ -312,12 +351,12 @@ fn plan_row(
             let detail = Some(format!("{key} matches {other} ({id})"));
             if update_existing {
                 Planned {
-                    outcome: outcome(Action::Update, Some(*id), detail),
+                    outcome: outcome(Action::Update, Some(id), detail),
                     edit: Some(edit),
                 }
             } else {
                 Planned {
-                    outcome: outcome(Action::Duplicate, Some(*id), detail),
+                    outcome: outcome(Action::Duplicate, Some(id), detail),
                     edit: None,
                 }
             }
@@ -331,8 +370,8 @@ fn plan_row(
             edit: None,
         },
         None => {
-            for key in keys {
-                index.entry(key).or_insert(Match::Row(n));
+            for key in &keys {
+                index.add_row(key, n);
             }
             Planned {
                 outcome: outcome(Action::Create, None, None),
