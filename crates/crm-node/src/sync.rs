@@ -7,12 +7,14 @@ use crm_model::RecordId;
 use crm_store::{RelayLink, RemoteChange, Store, StoreError, SyncCursor};
 use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing};
 use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame, Scope};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use rand::RngExt as _;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Most changes per push.
 const PUSH_BATCH: usize = 500;
+/// Most pulled changes applied in one transaction (frames that arrived together).
+const APPLY_AT_ONCE: usize = 4_096;
 /// How long to wait for the relay to answer before calling the connection dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,6 +213,38 @@ async fn session(
                         next.extend(machine.handle(DeviceInput::Outbox(outgoing)));
                     }
                     DeviceEffect::Apply { entries, cursor } => {
+                        // Frames of changes already waiting on the socket go into the same
+                        // transaction: a fresh device's first sync then commits (and updates
+                        // its indexes) once per several frames instead of once per frame.
+                        let mut entries = entries;
+                        let mut cursors = vec![cursor];
+                        let mut later = Vec::new();
+                        let mut lost = None;
+                        while entries.len() < APPLY_AT_ONCE && lost.is_none() {
+                            let Some(frame) = ws.next().now_or_never() else {
+                                break;
+                            };
+                            match on_frame(&mut machine, frame) {
+                                Ok(effects) => {
+                                    for effect in effects {
+                                        match effect {
+                                            DeviceEffect::Apply {
+                                                entries: more,
+                                                cursor,
+                                            } => {
+                                                entries.extend(more);
+                                                cursors.push(cursor);
+                                            }
+                                            other => later.push(other),
+                                        }
+                                    }
+                                }
+                                Err(e) => lost = Some(e),
+                            }
+                        }
+                        let Some(last) = cursors.last().copied() else {
+                            continue;
+                        };
                         let batch: Vec<RemoteChange> = entries
                             .into_iter()
                             .map(|e| RemoteChange {
@@ -221,14 +255,20 @@ async fn session(
                         let applied = store.apply_pulled(
                             &batch,
                             SyncCursor {
-                                relay_id: cursor.relay_id,
-                                seq: cursor.seq,
-                                hash: cursor.hash,
+                                relay_id: last.relay_id,
+                                seq: last.seq,
+                                hash: last.hash,
                             },
                         )?;
                         report.pulled += applied.applied;
                         report.records_changed += applied.changed.len();
-                        next.extend(machine.handle(DeviceInput::Applied(cursor)));
+                        if let Some(e) = lost {
+                            return Err(e);
+                        }
+                        for cursor in cursors {
+                            next.extend(machine.handle(DeviceInput::Applied(cursor)));
+                        }
+                        next.extend(later);
                     }
                     DeviceEffect::Acknowledged(seqs) => {
                         store.acknowledge(&seqs)?;
