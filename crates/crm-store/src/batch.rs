@@ -14,11 +14,14 @@
 //!
 //! Written documents are not kept: at most the store's bounded cache holds a few of them.
 
+use std::collections::HashMap;
+
 use crm_model::{Edit, RecordId};
 use rusqlite::{Transaction, TransactionBehavior};
 
 use crate::error::{Result, StoreError};
-use crate::replica::{Store, create_in, edit_in};
+use crate::parallel::InOrder;
+use crate::replica::{NewRecord, Store, build_create, edit_in, prepare_create, write_create};
 
 /// One write of a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,55 +72,83 @@ impl Store {
             let tx = self
                 .conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for op in ops {
-                tx.prepare_cached("SAVEPOINT batch_op")?.execute([])?;
-                let cached = match op {
-                    BatchOp::Edit { id, .. } => self.cache.pop(id),
-                    BatchOp::Create(_) => None,
-                };
-                let result = match op {
-                    BatchOp::Create(edit) => create_in(
-                        &tx,
-                        edit,
-                        self.identity.user_id,
-                        &self.author,
-                        &self.actor,
-                        now,
-                    )
-                    .map(|(record, _document)| Written {
-                        id: record.id,
-                        title: record.title(),
-                        created: true,
-                        changed: true,
-                    }),
-                    BatchOp::Edit { id, edit } => {
-                        edit_in(&tx, *id, edit, cached, &self.author, &self.actor, now).map(
-                            |(record, document, changed)| {
-                                keep.push((record.id, document));
-                                Written {
-                                    id: record.id,
-                                    title: record.title(),
-                                    created: false,
-                                    changed,
-                                }
-                            },
-                        )
+            // First what needs the replica of every create (owner, number, reference checks),
+            // in order. Bad input fails here or while building, before anything is written.
+            let mut jobs: Vec<(usize, RecordId, Edit)> = Vec::new();
+            let mut refused: HashMap<usize, StoreError> = HashMap::new();
+            for (i, op) in ops.iter().enumerate() {
+                if let BatchOp::Create(edit) = op {
+                    match prepare_create(&tx, edit, self.identity.user_id, &self.author) {
+                        Ok((id, edit)) => jobs.push((i, id, edit)),
+                        Err(e) => {
+                            refused.insert(i, e);
+                        }
                     }
-                };
-                match result {
-                    Ok(written) => {
-                        tx.prepare_cached("RELEASE batch_op")?.execute([])?;
-                        out.push(Ok(written));
-                    }
-                    Err(e) if e.is_invalid_input() && !atomic => {
-                        rollback_op(&tx)?;
-                        out.push(Err(e));
-                    }
-                    // The transaction rolls back when dropped: nothing of the batch is stored.
-                    Err(e) => return Err(e),
                 }
             }
-            tx.commit()?;
+            let (author, actor) = (&self.author, &self.actor);
+            // Batches keep no new document: only the record goes to the writer.
+            let build = |(_, id, edit): &(usize, RecordId, Edit)| {
+                build_create(*id, edit, author, actor, now).map(NewRecord::without_document)
+            };
+            std::thread::scope(|scope| -> Result<()> {
+                // Documents are built on worker threads while this one writes, in order, what
+                // they have built.
+                let mut built = InOrder::start(scope, &jobs, &build);
+                for (i, op) in ops.iter().enumerate() {
+                    let result = match op {
+                        BatchOp::Create(_) => match refused.remove(&i) {
+                            Some(e) => Err(e),
+                            None => built
+                                .next()
+                                .ok_or(StoreError::Internal("a batch lost a record it built"))
+                                .and_then(|r| r)
+                                .and_then(|new| {
+                                    write_create(&tx, &new, now).map(|_| Written {
+                                        id: new.record.id,
+                                        title: new.record.title(),
+                                        created: true,
+                                        changed: true,
+                                    })
+                                }),
+                        },
+                        BatchOp::Edit { id, edit } => {
+                            // An edit may fail after writing part of its rows: it runs in a
+                            // savepoint of its own.
+                            tx.prepare_cached("SAVEPOINT batch_op")?.execute([])?;
+                            let cached = self.cache.pop(id);
+                            let result = edit_in(&tx, *id, edit, cached, author, actor, now).map(
+                                |(record, document, changed)| {
+                                    keep.push((record.id, document));
+                                    Written {
+                                        id: record.id,
+                                        title: record.title(),
+                                        created: false,
+                                        changed,
+                                    }
+                                },
+                            );
+                            match &result {
+                                Ok(_) => {
+                                    tx.prepare_cached("RELEASE batch_op")?.execute([])?;
+                                }
+                                Err(e) if e.is_invalid_input() && !atomic => rollback_op(&tx)?,
+                                Err(_) => {}
+                            }
+                            result
+                        }
+                    };
+                    match result {
+                        Ok(written) => out.push(Ok(written)),
+                        Err(e) if e.is_invalid_input() && !atomic => out.push(Err(e)),
+                        // The transaction rolls back when dropped: nothing of the batch is
+                        // stored.
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            })?;
+            crate::replica::commit(tx)?;
         }
         // Only edited documents go back to the (bounded) cache; they are the likely next
         // reads. New ones are left to be loaded on demand.
@@ -221,5 +252,59 @@ mod tests {
             .expect("atomic");
         assert_eq!(ok.len(), 1);
         assert_eq!(store.count(Kind::Account, true).expect("count"), 1);
+    }
+
+    /// Enough creates that they are built on worker threads: results stay in batch order,
+    /// bad rows are refused alone, numbers are handed out in order, and search finds them.
+    #[test]
+    fn a_large_batch_is_built_in_parallel_and_written_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::init(dir.path(), "alice", "laptop").expect("init");
+        let account = store.create(&account("深圳星光贸易", "")).expect("create");
+        let mut ops = Vec::new();
+        for i in 0..120 {
+            let mut ticket = Edit::new(Kind::Ticket);
+            ticket
+                .set("subject", &format!("打印机故障 {i}"))
+                .expect("valid");
+            if i % 10 == 3 {
+                // A reference to no record: refused while preparing.
+                ticket
+                    .set("account", &crm_model::RecordId::new().to_string())
+                    .expect("valid");
+            } else {
+                ticket
+                    .set("account", &account.id.to_string())
+                    .expect("valid");
+            }
+            ops.push(BatchOp::Create(ticket));
+        }
+        let results = store.write_batch(&ops).expect("batch");
+        assert_eq!(results.len(), 120);
+        let mut numbers = Vec::new();
+        for (i, result) in results.iter().enumerate() {
+            if i % 10 == 3 {
+                assert!(result.is_err(), "op {i} refers to no record");
+                continue;
+            }
+            let written = result.as_ref().expect("written");
+            assert!(
+                written.title.ends_with(&format!(" 打印机故障 {i}")),
+                "op {i} in order: {}",
+                written.title
+            );
+            let record = store.get(written.id).expect("get");
+            numbers.push(record.fields["number"].display());
+        }
+        let want: Vec<String> = (1..=108).map(|n| format!("T-laptop-{n}")).collect();
+        assert_eq!(numbers, want, "numbers in batch order, none skipped");
+        assert_eq!(store.count(Kind::Ticket, true).expect("count"), 108);
+        let hits = store
+            .search("打印机故障 7", None, false, 500)
+            .expect("search");
+        assert!(
+            hits.iter().any(|h| h.title.ends_with(" 打印机故障 7")),
+            "{hits:?}"
+        );
     }
 }

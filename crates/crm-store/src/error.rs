@@ -71,6 +71,9 @@ pub enum StoreError {
     CannotMerge { reason: String },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A bug of this program, not of the input or the replica; the message says where.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -27,6 +27,7 @@ mod dedup;
 mod error;
 pub mod flows;
 mod history;
+mod parallel;
 mod projection;
 mod query;
 mod record_merge;

@@ -96,6 +96,27 @@ pub(crate) fn write(
     record: &Record,
     last: &LastChange,
 ) -> Result<()> {
+    write_rows(tx, docno, record, last, false)
+}
+
+/// [`write`] for a record just created: it has no rows yet, so every row is inserted without
+/// first reading what is stored.
+pub(crate) fn write_new(
+    tx: &Transaction<'_>,
+    docno: i64,
+    record: &Record,
+    last: &LastChange,
+) -> Result<()> {
+    write_rows(tx, docno, record, last, true)
+}
+
+fn write_rows(
+    tx: &Transaction<'_>,
+    docno: i64,
+    record: &Record,
+    last: &LastChange,
+    fresh: bool,
+) -> Result<()> {
     let kind = record.kind;
     let title = record.title();
     let json = record.to_json();
@@ -124,13 +145,21 @@ pub(crate) fn write(
                 .map_or(Sql::Null, column_value),
         );
     }
-    write_row(tx, kind, docno, values)?;
+    if fresh {
+        tx.prepare_cached(&ROW_SQL[&kind].insert)?
+            .execute(rusqlite::params_from_iter(values))?;
+    } else {
+        write_row(tx, kind, docno, values)?;
+    }
 
     let tags: BTreeSet<&str> = record.tags.iter().map(String::as_str).collect();
-    let old_tags: BTreeSet<String> = tx
-        .prepare_cached("SELECT tag FROM record_tags WHERE docno = ?1")?
-        .query_map([docno], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let old_tags: BTreeSet<String> = if fresh {
+        BTreeSet::new()
+    } else {
+        tx.prepare_cached("SELECT tag FROM record_tags WHERE docno = ?1")?
+            .query_map([docno], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
     for gone in old_tags.iter().filter(|t| !tags.contains(t.as_str())) {
         tx.prepare_cached("DELETE FROM record_tags WHERE tag = ?1 AND docno = ?2")?
             .execute(params![gone, docno])?;
@@ -150,10 +179,13 @@ pub(crate) fn write(
                 .map(|target| ((*name).to_string(), target.to_string()))
         })
         .collect();
-    let old_refs: BTreeSet<(String, String)> = tx
-        .prepare_cached("SELECT field, target FROM record_refs WHERE docno = ?1")?
-        .query_map([docno], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let old_refs: BTreeSet<(String, String)> = if fresh {
+        BTreeSet::new()
+    } else {
+        tx.prepare_cached("SELECT field, target FROM record_refs WHERE docno = ?1")?
+            .query_map([docno], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
     for (field, target) in old_refs.difference(&refs) {
         tx.prepare_cached(
             "DELETE FROM record_refs WHERE docno = ?1 AND field = ?2 AND target = ?3",
@@ -167,17 +199,20 @@ pub(crate) fn write(
         .execute(params![docno, field, target])?;
     }
 
-    write_history(tx, docno, record)?;
+    write_history(tx, docno, record, fresh)?;
 
     let conflicts: BTreeMap<&str, String> = record
         .conflicts
         .iter()
         .map(|(field, vals)| (field.as_str(), json!(vals).to_string()))
         .collect();
-    let old_conflicts: BTreeMap<String, String> = tx
-        .prepare_cached("SELECT field, vals FROM conflicts WHERE docno = ?1")?
-        .query_map([docno], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    let old_conflicts: BTreeMap<String, String> = if fresh {
+        BTreeMap::new()
+    } else {
+        tx.prepare_cached("SELECT field, vals FROM conflicts WHERE docno = ?1")?
+            .query_map([docno], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?
+    };
     for (field, vals) in &old_conflicts {
         if conflicts.get(field.as_str()) != Some(vals) {
             tx.prepare_cached("DELETE FROM conflicts WHERE docno = ?1 AND field = ?2")?
@@ -192,12 +227,11 @@ pub(crate) fn write(
     }
 
     let body = search_body(record);
-    let indexed: Option<(String, Sql, String, String)> = tx
-        .prepare_cached("SELECT kind, archived, title, body FROM search WHERE rowid = ?1")?
-        .query_row([docno], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })
-        .optional()?;
+    let indexed: Option<(String, Sql, String, String)> = if fresh {
+        None
+    } else {
+        indexed_text(tx, docno)?
+    };
     let unchanged = indexed.as_ref().is_some_and(|(k, archived, t, b)| {
         k == kind.as_str()
             && *archived == Sql::Integer(i64::from(record.archived))
@@ -205,15 +239,13 @@ pub(crate) fn write(
             && *b == body
     });
     if !unchanged {
-        if indexed.is_some() {
-            tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
-                .execute([docno])?;
-        }
         tx.prepare_cached(
-            "INSERT INTO search (rowid, kind, archived, title, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR REPLACE INTO temp.search_pending (docno, fresh, kind, archived, title, body) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
             docno,
+            fresh,
             kind.as_str(),
             i64::from(record.archived),
             title,
@@ -223,18 +255,88 @@ pub(crate) fn write(
     Ok(())
 }
 
+/// The full-text row of a document as it will be at commit: the pending one if this
+/// transaction wrote one (`None` for a pending removal), else the stored one.
+fn indexed_text(tx: &Transaction<'_>, docno: i64) -> Result<Option<(String, Sql, String, String)>> {
+    type Row = (Option<String>, Sql, Option<String>, Option<String>);
+    let pending: Option<Row> = tx
+        .prepare_cached(
+            "SELECT kind, archived, title, body FROM temp.search_pending WHERE docno = ?1",
+        )?
+        .query_row([docno], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?;
+    if let Some((kind, archived, title, body)) = pending {
+        return Ok(match (kind, title, body) {
+            (Some(k), Some(t), Some(b)) => Some((k, archived, t, b)),
+            _ => None,
+        });
+    }
+    Ok(tx
+        .prepare_cached("SELECT kind, archived, title, body FROM search WHERE rowid = ?1")?
+        .query_row([docno], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()?)
+}
+
+/// The full-text rows a transaction changed wait in `temp.search_pending` and are written
+/// here, just before the commit, with one statement each for removals and insertions.
+///
+/// Written one by one, every row costs FTS5 a flush of its pending terms to a new segment
+/// on disk: FTS5 flushes whenever a statement opens a savepoint, which SQLite does for most
+/// writes inside a transaction. That made merges dominate bulk writes (imports, a fresh
+/// device's first sync). Every transaction that projects must call this before committing.
+pub(crate) fn flush_search(tx: &Transaction<'_>) -> Result<()> {
+    let pending: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM temp.search_pending)")?
+        .query_row([], |r| r.get(0))?;
+    if !pending {
+        return Ok(());
+    }
+    tx.prepare_cached(
+        "DELETE FROM search WHERE rowid IN \
+         (SELECT docno FROM temp.search_pending WHERE fresh = 0)",
+    )?
+    .execute([])?;
+    tx.prepare_cached(
+        "INSERT INTO search (rowid, kind, archived, title, body) \
+         SELECT docno, kind, archived, title, body FROM temp.search_pending \
+         WHERE kind IS NOT NULL ORDER BY docno",
+    )?
+    .execute([])?;
+    tx.prepare_cached("DELETE FROM temp.search_pending")?
+        .execute([])?;
+    Ok(())
+}
+
+/// The temporary table of [`flush_search`], made once per connection.
+pub(crate) const SEARCH_PENDING: &str = "CREATE TEMP TABLE IF NOT EXISTS search_pending (
+    docno    INTEGER PRIMARY KEY,
+    fresh    INTEGER NOT NULL,
+    kind     TEXT,
+    archived INTEGER,
+    title    TEXT,
+    body     TEXT
+);";
+
 /// Stage/status histories are append-only lists, so a field's entries changed exactly when
 /// their count did (a concurrent entry may land mid-list: then the field's rows are rewritten).
-fn write_history(tx: &Transaction<'_>, docno: i64, record: &Record) -> Result<()> {
+fn write_history(tx: &Transaction<'_>, docno: i64, record: &Record, fresh: bool) -> Result<()> {
     for (field, entries) in &record.history {
-        let stored: i64 = tx
-            .prepare_cached("SELECT count(*) FROM record_history WHERE docno = ?1 AND field = ?2")?
-            .query_row(params![docno, field], |r| r.get(0))?;
-        if usize::try_from(stored).ok() == Some(entries.len()) {
-            continue;
+        if !fresh {
+            let stored: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM record_history WHERE docno = ?1 AND field = ?2",
+                )?
+                .query_row(params![docno, field], |r| r.get(0))?;
+            if usize::try_from(stored).ok() == Some(entries.len()) {
+                continue;
+            }
+            tx.prepare_cached("DELETE FROM record_history WHERE docno = ?1 AND field = ?2")?
+                .execute(params![docno, field])?;
         }
-        tx.prepare_cached("DELETE FROM record_history WHERE docno = ?1 AND field = ?2")?
-            .execute(params![docno, field])?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO record_history (docno, kind, field, pos, value, at, by, device) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -308,7 +410,8 @@ pub(crate) fn remove(tx: &Transaction<'_>, docno: i64, kind: Option<Kind>) -> Re
         "DELETE FROM record_refs WHERE docno = ?1",
         "DELETE FROM record_history WHERE docno = ?1",
         "DELETE FROM conflicts WHERE docno = ?1",
-        "DELETE FROM search WHERE rowid = ?1",
+        // A pending removal (see `flush_search`).
+        "INSERT OR REPLACE INTO temp.search_pending (docno, fresh) VALUES (?1, 0)",
     ] {
         tx.prepare_cached(sql)?.execute([docno])?;
     }

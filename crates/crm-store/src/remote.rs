@@ -4,12 +4,14 @@
 use std::collections::{BTreeMap, HashSet};
 
 use chrono::Utc;
-use crm_model::RecordId;
-use crm_model::automerge::{Change, ChangeHash, ReadDoc};
+use crm_model::automerge::{Automerge, Change, ChangeHash, ReadDoc};
+use crm_model::{Record, RecordId, doc};
 use rusqlite::{OptionalExtension, params};
 
 use crate::error::{Result, StoreError};
-use crate::replica::{self, DocRow, Store, encode_heads};
+use crate::parallel::InOrder;
+use crate::projection::LastChange;
+use crate::replica::{self, Store, encode_heads};
 
 /// A parsed change of a batch, with its hash and the bytes it came as.
 type Incoming<'a> = (ChangeHash, Change, &'a [u8]);
@@ -56,19 +58,16 @@ impl Store {
         batch: &[RemoteChange],
         also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<()>,
     ) -> Result<ApplyReport> {
-        let mut by_doc: BTreeMap<RecordId, Vec<Incoming<'_>>> = BTreeMap::new();
+        // Grouped by document, in the order first seen; parsed later (new documents on the
+        // build threads). Any change that does not parse refuses the batch whole.
+        let mut by_doc: BTreeMap<RecordId, Vec<Raw<'_>>> = BTreeMap::new();
         let mut order: Vec<RecordId> = Vec::new();
         for (index, rc) in batch.iter().enumerate() {
-            let change =
-                Change::try_from(rc.bytes.as_slice()).map_err(|e| StoreError::InvalidChange {
-                    index,
-                    reason: e.to_string(),
-                })?;
             let entry = by_doc.entry(rc.doc_id).or_insert_with(|| {
                 order.push(rc.doc_id);
                 Vec::new()
             });
-            entry.push((change.hash(), change, rc.bytes.as_slice()));
+            entry.push((index, rc.bytes.as_slice()));
         }
         let now = Utc::now();
         let actor = self.actor().clone();
@@ -79,88 +78,81 @@ impl Store {
             .filter_map(|id| self.cache_take(id).map(|d| (*id, d)))
             .collect();
         let tx = self.begin()?;
+        // Documents this replica has never seen are built from their changes on worker
+        // threads (see `parallel`), while this thread writes; the others load and apply here.
+        let mut rows = Vec::with_capacity(order.len());
+        let mut jobs: Vec<NewDoc<'_>> = Vec::new();
         for id in &order {
-            let changes = &by_doc[id];
-            let row = match replica::doc_row(&tx, *id)? {
-                Some(row) => row,
-                None => {
-                    tx.prepare_cached(
-                        "INSERT INTO documents (id, kind, heads, updated_at) VALUES (?1, NULL, x'', ?2)",
-                    )?
-                    .execute(params![id.to_string(), crm_model::format_time(&now)])?;
-                    DocRow {
-                        docno: tx.last_insert_rowid(),
-                        id: *id,
-                        kind: None,
-                        heads: Vec::new(),
-                    }
-                }
-            };
-            let mut fresh = Vec::new();
-            let mut seen = HashSet::new();
-            for (hash, change, bytes) in changes {
-                let known = !seen.insert(*hash)
-                    || tx
-                        .prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?
-                        .query_row([&hash.0[..]], |_| Ok(()))
-                        .optional()?
-                        .is_some();
-                if known {
-                    report.duplicates += 1;
-                } else {
-                    fresh.push((*hash, change.clone(), *bytes));
-                }
-            }
-            if fresh.is_empty() {
-                if let Some(d) = cached.remove(id) {
-                    loaded.push((*id, d));
-                }
-                continue;
-            }
-            // Load from the database, never from the cache: another handle on this replica
-            // may have stored changes that wait for the ones arriving now. Those leave the
-            // heads unchanged, so a cached copy would pass the heads check without them, and
-            // they would never be applied.
-            cached.remove(id);
-            let mut document = replica::load(&tx, *id, &row, None, &actor)?;
-            for (hash, _, bytes) in &fresh {
-                replica::insert_change(&tx, row.docno, *hash, bytes, false, now)?;
-            }
-            report.applied += fresh.len();
-            document
-                .apply_changes(fresh.iter().map(|(_, c, _)| c.clone()).collect::<Vec<_>>())
-                .map_err(|e| StoreError::doc(*id, e))?;
-            // Every value of the root `id`, not just the one shown: a record's creating change
-            // sent under another record's id puts a concurrent `id`, and which of the two wins
-            // depends only on the actor ids.
-            let own = id.to_string();
-            let claimed = document
-                .get_all(crm_model::automerge::ROOT, "id")
-                .unwrap_or_default()
-                .into_iter()
-                .find_map(|(value, _)| match value {
-                    crm_model::automerge::Value::Scalar(s) => match s.as_ref() {
-                        crm_model::automerge::ScalarValue::Str(c) if c.as_str() != own => {
-                            Some(c.to_string())
-                        }
-                        _ => None,
-                    },
-                    crm_model::automerge::Value::Object(_) => None,
+            let row = replica::doc_row(&tx, *id)?;
+            if row.is_none() {
+                jobs.push(NewDoc {
+                    id: *id,
+                    raw: &by_doc[id],
                 });
-            if let Some(claimed) = claimed {
-                return Err(StoreError::DocumentMismatch { id: *id, claimed });
             }
-            let added = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
-            let heads_changed = encode_heads(&document.get_heads()) != row.heads;
-            replica::store_document(&tx, &row, &document, added, now)?;
-            if heads_changed {
-                replica::project(&tx, &row, &document)?;
-                report.changed.push(*id);
-            }
-            loaded.push((*id, document));
+            rows.push(row);
         }
+        let build = build_job;
+        std::thread::scope(|scope| -> Result<()> {
+            let mut built = InOrder::start(scope, &jobs, &build);
+            for (id, row) in order.iter().zip(rows) {
+                let Some(row) = row else {
+                    let mut new = built
+                        .next()
+                        .ok_or(StoreError::Internal("a batch lost a document it built"))??;
+                    // Repeats within the batch were dropped while building.
+                    report.duplicates += by_doc[id].len() - new.changes.len();
+                    // A change stored here already belongs to another document: skipped as a
+                    // duplicate, and the document built again without it.
+                    let before = new.changes.len();
+                    let fresh = unseen(&tx, &new.changes, &mut report)?;
+                    if fresh.len() != before {
+                        if fresh.is_empty() {
+                            continue;
+                        }
+                        new = build_new(*id, fresh)?;
+                    }
+                    write_new(&tx, *id, &new, now)?;
+                    report.applied += new.changes.len();
+                    if !new.heads.is_empty() {
+                        report.changed.push(*id);
+                    }
+                    continue;
+                };
+                let fresh = unseen(&tx, &parse(&by_doc[id])?, &mut report)?;
+                if fresh.is_empty() {
+                    if let Some(d) = cached.remove(id) {
+                        loaded.push((*id, d));
+                    }
+                    continue;
+                }
+                // Load from the database, never from the cache: another handle on this
+                // replica may have stored changes that wait for the ones arriving now. Those
+                // leave the heads unchanged, so a cached copy would pass the heads check
+                // without them, and they would never be applied.
+                cached.remove(id);
+                let mut document = replica::load(&tx, *id, &row, None, &actor)?;
+                for (hash, _, bytes) in &fresh {
+                    replica::insert_change(&tx, row.docno, *hash, bytes, false, now)?;
+                }
+                report.applied += fresh.len();
+                document
+                    .apply_changes(fresh.iter().map(|(_, c, _)| c.clone()).collect::<Vec<_>>())
+                    .map_err(|e| StoreError::doc(*id, e))?;
+                check_claim(*id, &document)?;
+                let added = i64::try_from(fresh.len()).unwrap_or(i64::MAX);
+                let heads_changed = encode_heads(&document.get_heads()) != row.heads;
+                replica::store_document(&tx, &row, &document, added, now)?;
+                if heads_changed {
+                    replica::project(&tx, &row, &document)?;
+                    report.changed.push(*id);
+                }
+                loaded.push((*id, document));
+            }
+            Ok(())
+        })?;
         also(&tx)?;
-        tx.commit()?;
+        replica::commit(tx)?;
         for (id, document) in loaded {
             self.cache_put(id, document);
         }
@@ -243,4 +235,146 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Parses a document's changes, naming the first that is not an Automerge change by its
+/// place in the batch.
+fn parse<'a>(raw: &[Raw<'a>]) -> Result<Vec<Incoming<'a>>> {
+    raw.iter()
+        .map(|(index, bytes)| {
+            let change = Change::try_from(*bytes).map_err(|e| StoreError::InvalidChange {
+                index: *index,
+                reason: e.to_string(),
+            })?;
+            Ok((change.hash(), change, *bytes))
+        })
+        .collect()
+}
+
+/// The changes of one document that this replica has not stored, in batch order; the others
+/// (stored, or repeated in the batch) are counted as duplicates.
+fn unseen<'a>(
+    tx: &rusqlite::Transaction<'_>,
+    changes: &[Incoming<'a>],
+    report: &mut ApplyReport,
+) -> Result<Vec<Incoming<'a>>> {
+    let mut fresh = Vec::new();
+    let mut seen = HashSet::new();
+    for (hash, change, bytes) in changes {
+        let known = !seen.insert(*hash)
+            || tx
+                .prepare_cached("SELECT 1 FROM changes WHERE hash = ?1")?
+                .query_row([&hash.0[..]], |_| Ok(()))
+                .optional()?
+                .is_some();
+        if known {
+            report.duplicates += 1;
+        } else {
+            fresh.push((*hash, change.clone(), *bytes));
+        }
+    }
+    Ok(fresh)
+}
+
+/// Refuses a document holding a root `id` other than its own: every value of it, not just
+/// the one shown, since a record's creating change sent under another record's id puts a
+/// concurrent `id`, and which of the two wins depends only on the actor ids.
+fn check_claim(id: RecordId, document: &Automerge) -> Result<()> {
+    let own = id.to_string();
+    let claimed = document
+        .get_all(crm_model::automerge::ROOT, "id")
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|(value, _)| match value {
+            crm_model::automerge::Value::Scalar(s) => match s.as_ref() {
+                crm_model::automerge::ScalarValue::Str(c) if c.as_str() != own => {
+                    Some(c.to_string())
+                }
+                _ => None,
+            },
+            crm_model::automerge::Value::Object(_) => None,
+        });
+    match claimed {
+        Some(claimed) => Err(StoreError::DocumentMismatch { id, claimed }),
+        None => Ok(()),
+    }
+}
+
+/// A change as it came in a batch: its place there and its bytes.
+type Raw<'a> = (usize, &'a [u8]);
+
+/// A document new to this replica and its changes in the batch.
+struct NewDoc<'a> {
+    id: RecordId,
+    raw: &'a [Raw<'a>],
+}
+
+/// A new document built from its changes: what its rows need.
+struct BuiltDoc<'a> {
+    /// The changes applied, each once.
+    changes: Vec<Incoming<'a>>,
+    heads: Vec<u8>,
+    /// The record and its last change; `None` while the creating change has not arrived, or
+    /// for a kind or schema newer than this build (kept, but not projected).
+    record: Option<(Record, LastChange)>,
+}
+
+/// Parses and builds a new document (on a build thread).
+fn build_job<'a>(job: &NewDoc<'a>) -> Result<BuiltDoc<'a>> {
+    build_new(job.id, parse(job.raw)?)
+}
+
+/// Builds a new document from its changes (repeats within the batch dropped) and reads it.
+fn build_new(id: RecordId, changes: Vec<Incoming<'_>>) -> Result<BuiltDoc<'_>> {
+    let mut seen = HashSet::new();
+    let changes: Vec<Incoming<'_>> = changes.into_iter().filter(|c| seen.insert(c.0)).collect();
+    let mut document = Automerge::new();
+    document
+        .apply_changes(
+            changes
+                .iter()
+                .map(|(_, c, _)| c.clone())
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|e| StoreError::doc(id, e))?;
+    check_claim(id, &document)?;
+    let record = match doc::read(&document, None) {
+        Ok(record) => Some((record, replica::last_change(&document))),
+        Err(e) => {
+            tracing::debug!(%id, error = %e, "document not projected");
+            None
+        }
+    };
+    Ok(BuiltDoc {
+        changes,
+        heads: encode_heads(&document.get_heads()),
+        record,
+    })
+}
+
+/// Stores a document new to this replica: its row, its changes and its projection.
+fn write_new(
+    tx: &rusqlite::Transaction<'_>,
+    id: RecordId,
+    built: &BuiltDoc<'_>,
+    now: chrono::DateTime<Utc>,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO documents (id, kind, heads, loose, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        id.to_string(),
+        built.record.as_ref().map(|(r, _)| r.kind.as_str()),
+        built.heads,
+        i64::try_from(built.changes.len()).unwrap_or(i64::MAX),
+        crm_model::format_time(&now)
+    ])?;
+    let docno = tx.last_insert_rowid();
+    for (hash, _, bytes) in &built.changes {
+        replica::insert_change(tx, docno, *hash, bytes, false, now)?;
+    }
+    if let Some((record, last)) = &built.record {
+        crate::projection::write_new(tx, docno, record, last)?;
+    }
+    Ok(())
 }

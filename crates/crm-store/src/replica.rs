@@ -278,7 +278,7 @@ impl Store {
             &self.actor,
             now,
         )?;
-        tx.commit()?;
+        commit(tx)?;
         self.cache.put(record.id, document);
         Ok(record)
     }
@@ -293,7 +293,7 @@ impl Store {
         let (record, document, changed) =
             edit_in(&tx, id, edit, cached, &self.author, &self.actor, now)?;
         if changed {
-            tx.commit()?;
+            commit(tx)?;
         } else {
             drop(tx);
         }
@@ -416,7 +416,7 @@ impl Store {
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('projection', ?1)",
             [schema::projection_fingerprint()],
         )?;
-        tx.commit()?;
+        commit(tx)?;
         Ok(n)
     }
 }
@@ -430,6 +430,13 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // A page cache of 16 MiB (SQLite's default is 2 MiB): a bulk write (an import, a fresh
+    // device's first sync) inserts into indexes on random keys (record ids, change hashes),
+    // and with the default most of those inserts re-read their page from the file. Bounded,
+    // whatever the size of the replica.
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    conn.execute_batch(projection::SEARCH_PENDING)?;
     crate::checkpoint::install(conn, path.to_path_buf())?;
     // Query-planner statistics, so a list filtered on a rare value uses that field's index
     // instead of walking the sort order: bounded sampling, refreshed when SQLite sees a
@@ -445,6 +452,14 @@ impl Drop for Store {
             tracing::debug!(error = %e, "PRAGMA optimize failed");
         }
     }
+}
+
+/// Commits a transaction that may have projected records, writing its pending full-text rows
+/// first (see [`projection::flush_search`]).
+pub(crate) fn commit(tx: Transaction<'_>) -> Result<()> {
+    projection::flush_search(&tx)?;
+    tx.commit()?;
+    Ok(())
 }
 
 pub(crate) fn doc_row(tx: &Transaction<'_>, id: RecordId) -> Result<Option<DocRow>> {
@@ -666,6 +681,39 @@ pub(crate) fn create_in(
     actor: &ActorId,
     now: DateTime<Utc>,
 ) -> Result<(Record, Automerge)> {
+    let (id, edit) = prepare_create(tx, edit, user_id, author)?;
+    let mut built = build_create(id, &edit, author, actor, now)?;
+    write_create(tx, &built, now)?;
+    let document = built
+        .document
+        .take()
+        .ok_or(StoreError::Internal("a built record lost its document"))?;
+    Ok((built.record, document))
+}
+
+/// A new record worked out in memory: its document, the one change that creates it and what
+/// its projection needs. Nothing of it is stored yet.
+pub(crate) struct NewRecord {
+    pub(crate) record: Record,
+    /// Dropped with [`NewRecord::without_document`] where no one reads it again.
+    pub(crate) document: Option<Automerge>,
+    hash: ChangeHash,
+    bytes: Vec<u8>,
+    last: LastChange,
+}
+
+/// The part of a create that reads the replica: the owner (the local user unless given),
+/// the provisional number of numbered kinds, and checks that every reference names a record
+/// of an accepted kind. Returns the new record's id and the edit to build it from.
+///
+/// Fails on bad input before it writes anything, except that a numbered kind's counter has
+/// moved on (a later failure leaves a gap in the provisional numbers, never a repeat).
+pub(crate) fn prepare_create(
+    tx: &Transaction<'_>,
+    edit: &Edit,
+    user_id: Option<RecordId>,
+    author: &Author,
+) -> Result<(RecordId, Edit)> {
     let kind = edit.kind();
     let schema = kind.schema();
     let given = |name: &str| {
@@ -681,7 +729,27 @@ pub(crate) fn create_in(
     {
         edit.set("owner", &user_id.to_string())?;
     }
-    let id = RecordId::new();
+    check_references(tx, &edit)?;
+    // The document checks required fields too; checking here first keeps a row that lacks
+    // one from taking a number.
+    let set: std::collections::HashSet<&str> = edit
+        .ops()
+        .iter()
+        .filter_map(|op| match op {
+            crm_model::Op::Set(f, _) => Some(f.name),
+            _ => None,
+        })
+        .collect();
+    if let Some(field) = schema
+        .all_fields()
+        .find(|f| f.required && f.default.is_none() && f.name != "number" && !set.contains(f.name))
+    {
+        return Err(crm_model::ValidationError::Required {
+            kind,
+            field: field.name.to_string(),
+        }
+        .into());
+    }
     if let (Some(prefix), false) = (schema.number_prefix, has_number) {
         let key = format!("next_number.{prefix}");
         let n: i64 = tx
@@ -694,26 +762,70 @@ pub(crate) fn create_in(
             .execute(params![key, (n + 1).to_string()])?;
         edit.set("number", &format!("{prefix}-{}-{n}", author.device))?;
     }
-    check_references(tx, &edit)?;
-    let mut document = doc::create(id, &edit, Stamp { author, now }, actor.clone())
+    Ok((RecordId::new(), edit))
+}
+
+/// Builds a new record's document and its change, and reads the record back for its
+/// projection. Touches no database, so a batch builds its records on several threads.
+pub(crate) fn build_create(
+    id: RecordId,
+    edit: &Edit,
+    author: &Author,
+    actor: &ActorId,
+    now: DateTime<Utc>,
+) -> Result<NewRecord> {
+    let document = doc::create(id, edit, Stamp { author, now }, actor.clone())
         .map_err(|source| StoreError::doc(id, source))?;
+    let Some(mut change) = document.get_last_local_change() else {
+        return Err(StoreError::doc(
+            id,
+            crm_model::DocError::NotARecord("no local change to store"),
+        ));
+    };
+    let hash = change.hash();
+    let bytes = change.bytes().into_owned();
+    let record = doc::read(&document, None).map_err(|source| StoreError::doc(id, source))?;
+    let last = last_change(&document);
+    Ok(NewRecord {
+        record,
+        document: Some(document),
+        hash,
+        bytes,
+        last,
+    })
+}
+
+impl NewRecord {
+    /// The record without its document, which holds far more memory than the rest.
+    pub(crate) fn without_document(mut self) -> NewRecord {
+        self.document = None;
+        self
+    }
+}
+
+/// Stores a built record: its document row, its change and outbox entry, and its projection
+/// rows (inserted outright: a new record has none to compare with).
+pub(crate) fn write_create(
+    tx: &Transaction<'_>,
+    built: &NewRecord,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let record = &built.record;
     tx.prepare_cached(
-        "INSERT INTO documents (id, kind, heads, updated_at) VALUES (?1, ?2, x'', ?3)",
+        "INSERT INTO documents (id, kind, heads, loose, updated_at) VALUES (?1, ?2, ?3, 1, ?4)",
     )?
     .execute(params![
-        id.to_string(),
-        kind.as_str(),
+        record.id.to_string(),
+        record.kind.as_str(),
+        encode_heads(&[built.hash]),
         crm_model::format_time(&now)
     ])?;
     let docno = tx.last_insert_rowid();
-    let row = DocRow {
-        docno,
-        id,
-        kind: Some(kind.as_str().into()),
-        heads: Vec::new(),
-    };
-    let record = persist_local(tx, &row, &mut document, now)?;
-    Ok((record, document))
+    let seq = insert_change(tx, docno, built.hash, &built.bytes, true, now)?;
+    tx.prepare_cached("INSERT INTO outbox (seq) VALUES (?1)")?
+        .execute([seq])?;
+    projection::write_new(tx, docno, record, &built.last)?;
+    Ok(docno)
 }
 
 /// Applies `edit` to record `id` inside `tx` (see [`Store::edit`]). Returns the record, its

@@ -383,3 +383,87 @@ fn a_document_of_an_unknown_kind_is_kept_but_not_listed() {
     // It travels on to peers like any other change.
     assert!(all_changes(&b).iter().any(|c| c.doc_id == id));
 }
+
+/// Search hits for `text` as sorted record ids.
+fn hits(store: &Store, text: &str) -> Vec<RecordId> {
+    let mut ids: Vec<RecordId> = store
+        .search(text, None, true, 10_000)
+        .expect("search")
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A batch of many new records is built on worker threads while the writer stores them (and
+/// the full-text rows go in at the commit): the replica must end up with exactly what the
+/// source has, and what applying the changes one at a time gives, search included.
+#[test]
+fn a_large_batch_of_new_records_matches_the_source_and_one_at_a_time() {
+    let (_s, mut source) = replica("alice", "laptop");
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let name = if i % 2 == 0 {
+            format!("深圳星光贸易{i}有限公司")
+        } else {
+            format!("Northwind Traders {i}")
+        };
+        let account = create(&mut source, Kind::Account, &[("name", &name)]);
+        let mut more = crm_model::Edit::new(Kind::Account);
+        more.tag(if i % 3 == 0 { "华南" } else { "north" })
+            .expect("tag");
+        more.replace_notes(&format!("visit {i}")).expect("notes");
+        source.edit(account, &more).expect("edit");
+        let account_id = account.to_string();
+        let contact = create(
+            &mut source,
+            Kind::Contact,
+            &[("last_name", "王"), ("account", &account_id)],
+        );
+        let deal = create(
+            &mut source,
+            Kind::Opportunity,
+            &[("name", &format!("Deal {i}")), ("account", &account_id)],
+        );
+        source
+            .edit(deal, &edit(Kind::Opportunity, &[("stage", "proposal")]))
+            .expect("stage");
+        ids.extend([account, contact, deal]);
+    }
+    let changes = all_changes(&source);
+    let mut batch = changes.clone();
+    Rng::new(7).shuffle(&mut batch);
+    batch.push(batch[5].clone());
+
+    let (_b, mut bulk) = replica("bob", "phone");
+    let report = bulk.apply_remote_changes(&batch).expect("bulk apply");
+    assert_eq!(report.applied, changes.len());
+    assert_eq!(report.duplicates, 1);
+    let (_o, mut single) = replica("carol", "tablet");
+    for change in &changes {
+        single
+            .apply_remote_changes(std::slice::from_ref(change))
+            .expect("apply one");
+    }
+
+    let want = records(&mut source);
+    for store in [&mut bulk, &mut single] {
+        let got = records(store);
+        for id in &ids {
+            assert_eq!(got.get(id), want.get(id), "record {id}");
+        }
+    }
+    for text in ["星光贸易", "Northwind", "华南", "visit 4", "王"] {
+        let want = hits(&source, text);
+        assert!(!want.is_empty(), "{text} finds something on the source");
+        assert_eq!(hits(&bulk, text), want, "search {text} after one batch");
+        assert_eq!(hits(&single, text), want, "search {text} one at a time");
+    }
+    let mut stage = ListQuery::new(Kind::Opportunity);
+    stage
+        .filters
+        .push(crm_store::Filter::parse("stage=proposal").expect("filter"));
+    stage.limit = 1_000;
+    assert_eq!(bulk.list(&stage).expect("list").len(), 60);
+}
