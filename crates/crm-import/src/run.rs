@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crm_model::{Edit, FieldType, FieldValue, Kind, Op, Record, RecordId};
-use crm_store::{BatchOp, DedupKey, Store, record_keys};
+use crm_store::{BatchOp, DedupKey, KeySeen, Store, record_keys};
 use serde::Serialize;
 
 use crate::error::Result;
@@ -123,46 +123,42 @@ impl Summary {
     }
 }
 
-/// What a duplicate key points at.
-#[derive(Clone, Debug)]
-enum Match<'a> {
-    Record { id: RecordId, title: &'a str },
-    Row(usize),
-}
-
-/// The duplicate keys seen so far, as 64-bit hashes: the replica's records (read once) and
-/// the rows of the file already planned. A hash takes a few bytes where the key's text took
-/// tens, so the index of a 100k-row file stays small. Two different keys share a hash with
-/// a probability of about 10⁻⁹ for a million keys; the row's outcome then names the key it
-/// matched.
+/// The duplicate keys seen so far: the replica's records and the rows already written (or,
+/// in a dry run, planned) are in the store's key index ([`Store::key_index_start`], on disk);
+/// the rows of the batch being planned are here until it is flushed. Memory stays the same
+/// whatever the size of the file.
 struct KeyIndex {
-    records: Vec<(RecordId, String)>,
-    by_record: HashMap<u64, u32>,
-    by_row: HashMap<u64, u32>,
+    batch: HashMap<DedupKey, usize>,
 }
 
 impl KeyIndex {
-    fn hash(key: &DedupKey) -> u64 {
-        use std::hash::{Hash, Hasher};
-        // SipHash with fixed keys: the same key hashes alike in every run.
-        let mut h = std::hash::DefaultHasher::new();
-        key.hash(&mut h);
-        h.finish()
-    }
-
-    fn get(&self, key: &DedupKey) -> Option<Match<'_>> {
-        let h = Self::hash(key);
-        if let Some(&r) = self.by_record.get(&h) {
-            let (id, title) = &self.records[r as usize];
-            return Some(Match::Record { id: *id, title });
+    /// Where the row's keys were seen first: a record of the replica if any key matches one,
+    /// else the row the first key seen before was in. Returns the matching key too.
+    fn find(&self, store: &Store, keys: &[DedupKey]) -> Result<Option<(DedupKey, KeySeen)>> {
+        let mut row: Option<(DedupKey, KeySeen)> = None;
+        for key in keys {
+            let seen = match store.key_index_get(key)? {
+                Some(seen) => Some(seen),
+                None => self.batch.get(key).map(|&n| KeySeen::Row(n as u64)),
+            };
+            match seen {
+                Some(record @ KeySeen::Record { .. }) => return Ok(Some((key.clone(), record))),
+                Some(first) if row.is_none() => row = Some((key.clone(), first)),
+                _ => {}
+            }
         }
-        self.by_row.get(&h).map(|&n| Match::Row(n as usize))
+        Ok(row)
     }
 
-    fn add_row(&mut self, key: &DedupKey, row: usize) {
-        self.by_row
-            .entry(Self::hash(key))
-            .or_insert(u32::try_from(row).unwrap_or(u32::MAX));
+    /// Hands the batch's keys to the store's index.
+    fn flush(&mut self, store: &mut Store) -> Result<()> {
+        let keys: Vec<(DedupKey, u64)> = self
+            .batch
+            .drain()
+            .map(|(key, row)| (key, row as u64))
+            .collect();
+        store.key_index_add_rows(&keys)?;
+        Ok(())
     }
 }
 
@@ -189,23 +185,22 @@ pub fn import(
         skipped_columns: mapping.skipped().into_iter().map(String::from).collect(),
         ..Summary::default()
     };
+    store.key_index_start(kind)?;
     let mut index = KeyIndex {
-        records: Vec::new(),
-        by_record: HashMap::new(),
-        by_row: HashMap::new(),
+        batch: HashMap::new(),
     };
-    for keyed in store.dedup_keys(kind)? {
-        let r = u32::try_from(index.records.len()).unwrap_or(u32::MAX);
-        index.records.push((keyed.member.id, keyed.member.title));
-        for key in &keyed.keys {
-            index.by_record.entry(KeyIndex::hash(key)).or_insert(r);
-        }
-    }
     let batch_rows = options.batch_rows.max(1);
     let mut pending: Vec<Pending> = Vec::with_capacity(batch_rows);
     let mut updating: HashSet<RecordId> = HashSet::new();
     while let Some(row) = source.next_row() {
-        let planned = plan_row(kind, mapping, row, &mut index, options.update_existing);
+        let planned = plan_row(
+            store,
+            kind,
+            mapping,
+            row,
+            &mut index,
+            options.update_existing,
+        )?;
         let mut p = Pending {
             outcome: planned.outcome,
             op: None,
@@ -219,6 +214,7 @@ pub fn import(
                     if let Some(id) = p.outcome.id {
                         // Two updates of one record in a batch: the second must see the first.
                         if !updating.insert(id) {
+                            index.flush(store)?;
                             flush(store, &mut pending, &mut summary, &mut on_row, source)?;
                             updating.clear();
                             updating.insert(id);
@@ -235,11 +231,13 @@ pub fn import(
         }
         pending.push(p);
         if pending.len() >= batch_rows {
+            index.flush(store)?;
             flush(store, &mut pending, &mut summary, &mut on_row, source)?;
             updating.clear();
         }
     }
     flush(store, &mut pending, &mut summary, &mut on_row, source)?;
+    store.key_index_end()?;
     Ok(summary)
 }
 
@@ -287,23 +285,26 @@ struct Planned {
 
 /// Validates a row, finds its duplicates and decides what to do with it.
 fn plan_row(
+    store: &Store,
     kind: Kind,
     mapping: &Mapping,
     row: Row,
     index: &mut KeyIndex,
     update_existing: bool,
-) -> Planned {
+) -> Result<Planned> {
     let n = row.number;
-    let error = |errors: Vec<RowError>, title: String| Planned {
-        outcome: RowOutcome {
-            row: n,
-            action: Action::Error,
-            id: None,
-            title,
-            detail: None,
-            errors,
-        },
-        edit: None,
+    let error = |errors: Vec<RowError>, title: String| {
+        Ok(Planned {
+            outcome: RowOutcome {
+                row: n,
+                action: Action::Error,
+                id: None,
+                title,
+                detail: None,
+                errors,
+            },
+            edit: None,
+        })
     };
     let cells = match row.cells {
         Ok(cells) => cells,
@@ -334,10 +335,7 @@ fn plan_row(
         Some(other) => vec![other.display()],
         None => Vec::new(),
     });
-    let found = keys
-        .iter()
-        .filter_map(|k| index.get(k).map(|m| (k, m)))
-        .min_by_key(|(_, m)| matches!(m, Match::Row(_)));
+    let found = index.find(store, &keys)?;
     let outcome = |action, id, detail| RowOutcome {
         row: n,
         action,
@@ -346,8 +344,8 @@ fn plan_row(
         detail,
         errors: Vec::new(),
     };
-    match found {
-        Some((key, Match::Record { id, title: other })) => {
+    Ok(match found {
+        Some((key, KeySeen::Record { id, title: other })) => {
             let detail = Some(format!("{key} matches {other} ({id})"));
             if update_existing {
                 Planned {
@@ -361,7 +359,7 @@ fn plan_row(
                 }
             }
         }
-        Some((key, Match::Row(first))) => Planned {
+        Some((key, KeySeen::Row(first))) => Planned {
             outcome: outcome(
                 Action::Duplicate,
                 None,
@@ -370,15 +368,15 @@ fn plan_row(
             edit: None,
         },
         None => {
-            for key in &keys {
-                index.add_row(key, n);
+            for key in keys {
+                index.batch.entry(key).or_insert(n);
             }
             Planned {
                 outcome: outcome(Action::Create, None, None),
                 edit: Some(edit),
             }
         }
-    }
+    })
 }
 
 /// The row's edit, the record it describes (for its title and keys) and its problems.

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 use crm_model::{FieldType, Kind, RecordId, SetOf};
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use crate::error::{Result, StoreError};
@@ -42,6 +43,16 @@ impl KeyKind {
 pub struct DedupKey {
     pub kind: KeyKind,
     pub value: String,
+}
+
+impl DedupKey {
+    /// A 64-bit hash of the key (SipHash with fixed keys: the same in every run of a build).
+    pub fn hash64(&self) -> i64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        self.hash(&mut h);
+        h.finish().cast_signed()
+    }
 }
 
 impl fmt::Display for DedupKey {
@@ -222,6 +233,20 @@ impl Store {
     /// Every live (not archived, not merged) record of `kind` with its duplicate keys, read
     /// from the projection table in one scan (no document is loaded).
     pub fn dedup_keys(&self, kind: Kind) -> Result<Vec<KeyedRecord>> {
+        let mut out = Vec::new();
+        self.for_each_keyed(kind, |keyed| {
+            out.push(keyed);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Store::dedup_keys`] one record at a time, without collecting them.
+    fn for_each_keyed(
+        &self,
+        kind: Kind,
+        mut each: impl FnMut(KeyedRecord) -> Result<()>,
+    ) -> Result<()> {
         let key_fields: Vec<&'static crm_model::FieldDef> = kind
             .schema()
             .all_fields()
@@ -247,7 +272,6 @@ impl Store {
         ));
         let mut stmt = self.conn.prepare(&sql)?;
         let mut rows = stmt.query([])?;
-        let mut out = Vec::new();
         while let Some(row) = rows.next()? {
             let id: String = row.get(0)?;
             let title: String = row.get(1)?;
@@ -267,7 +291,7 @@ impl Store {
             let keys = record_keys(kind, &title, &|name| {
                 values.get(name).cloned().unwrap_or_default()
             });
-            out.push(KeyedRecord {
+            each(KeyedRecord {
                 member: DuplicateMember {
                     id: id.parse().map_err(|_| StoreError::CorruptProjection(id))?,
                     title,
@@ -275,10 +299,112 @@ impl Store {
                     created_by: row.get(3)?,
                 },
                 keys,
-            });
+            })?;
         }
-        Ok(out)
+        Ok(())
     }
+
+    /// Starts this connection's key index for `kind` (replacing any earlier one), holding
+    /// the keys of every live record of the kind; rows of a file are added with
+    /// [`Store::key_index_add_rows`] as they are planned.
+    ///
+    /// The index is a temporary table, on disk and read through SQLite's bounded page cache,
+    /// with 64-bit key hashes: an import's memory stays the same whatever the number of rows
+    /// and records. Two different keys share a hash with a probability of about 10⁻⁸ among
+    /// a million keys; a row's outcome names the key it matched.
+    pub fn key_index_start(&mut self, kind: Kind) -> Result<()> {
+        self.conn.execute_batch(
+            "DROP TABLE IF EXISTS temp.key_index;
+             CREATE TEMP TABLE key_index (
+                 key    INTEGER PRIMARY KEY,
+                 row    INTEGER,
+                 record TEXT,
+                 title  TEXT
+             );",
+        )?;
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare(
+                "INSERT OR IGNORE INTO temp.key_index (key, record, title) VALUES (?1, ?2, ?3)",
+            )?;
+            self.for_each_keyed(kind, |keyed| {
+                let id = keyed.member.id.to_string();
+                for key in &keyed.keys {
+                    insert.execute(rusqlite::params![key.hash64(), id, keyed.member.title])?;
+                }
+                Ok(())
+            })?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Where `key` was seen first: a record of the replica, or a row added with
+    /// [`Store::key_index_add_rows`]. `None` before [`Store::key_index_start`].
+    pub fn key_index_get(&self, key: &DedupKey) -> Result<Option<KeySeen>> {
+        let found: Option<(Option<i64>, Option<String>, Option<String>)> = match self
+            .conn
+            .prepare_cached("SELECT row, record, title FROM temp.key_index WHERE key = ?1")
+        {
+            Ok(mut stmt) => stmt
+                .query_row([key.hash64()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?,
+            // No index started on this connection.
+            Err(_) => return Ok(None),
+        };
+        Ok(match found {
+            Some((_, Some(record), title)) => Some(KeySeen::Record {
+                id: record
+                    .parse()
+                    .map_err(|_| StoreError::CorruptProjection(record))?,
+                title: title.unwrap_or_default(),
+            }),
+            Some((Some(row), None, _)) => Some(KeySeen::Row(u64::try_from(row).unwrap_or(0))),
+            _ => None,
+        })
+    }
+
+    /// Adds rows' keys to the key index (a key already there keeps where it was seen first).
+    pub fn key_index_add_rows(&mut self, keys: &[(DedupKey, u64)]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO temp.key_index (key, row) VALUES (?1, ?2)",
+            )?;
+            for (key, row) in keys {
+                insert.execute(rusqlite::params![
+                    key.hash64(),
+                    i64::try_from(*row).unwrap_or(i64::MAX)
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Empties the key index (the table stays, so statements prepared on it stay valid).
+    pub fn key_index_end(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("DELETE FROM temp.key_index;")
+            .or_else(|e| match e {
+                // Never started on this connection: nothing to empty.
+                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
+                    Ok(())
+                }
+                e => Err(e),
+            })?;
+        Ok(())
+    }
+}
+
+/// Where a duplicate key was seen first (see [`Store::key_index_start`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySeen {
+    Record { id: RecordId, title: String },
+    Row(u64),
 }
 
 /// Union-find over the records by shared key.
@@ -390,5 +516,67 @@ mod tests {
             kind: KeyKind::Name,
             value: "王芳|acc1".into()
         }));
+    }
+
+    #[test]
+    fn the_key_index_knows_live_records_and_added_rows_and_keeps_the_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::init(dir.path(), "alice", "laptop").expect("init");
+        let mut edit = crm_model::Edit::new(Kind::Account);
+        edit.set("name", "深圳星光贸易有限公司").expect("valid");
+        edit.set("emails", "Sales@XingGuang.cn").expect("valid");
+        let star = store.create(&edit).expect("create");
+        let mut old = crm_model::Edit::new(Kind::Account);
+        old.set("name", "Archived Co").expect("valid");
+        let archived = store.create(&old).expect("create");
+        store.set_archived(archived.id, true).expect("archive");
+        let key = |kind, value: &str| DedupKey {
+            kind,
+            value: value.into(),
+        };
+        // Nothing before the index is started.
+        assert_eq!(
+            store
+                .key_index_get(&key(KeyKind::Email, "sales@xingguang.cn"))
+                .expect("get"),
+            None
+        );
+        store.key_index_start(Kind::Account).expect("start");
+        let seen = |store: &Store, k: &DedupKey| store.key_index_get(k).expect("get");
+        let record = Some(KeySeen::Record {
+            id: star.id,
+            title: "深圳星光贸易有限公司".into(),
+        });
+        assert_eq!(
+            seen(&store, &key(KeyKind::Email, "sales@xingguang.cn")),
+            record
+        );
+        assert_eq!(seen(&store, &key(KeyKind::Name, "深圳星光贸易")), record);
+        assert_eq!(seen(&store, &key(KeyKind::Name, "archivedco")), None);
+        store
+            .key_index_add_rows(&[
+                (key(KeyKind::Email, "a@b.cn"), 7),
+                (key(KeyKind::Email, "sales@xingguang.cn"), 8),
+            ])
+            .expect("add");
+        store
+            .key_index_add_rows(&[(key(KeyKind::Email, "a@b.cn"), 9)])
+            .expect("add");
+        assert_eq!(
+            seen(&store, &key(KeyKind::Email, "a@b.cn")),
+            Some(KeySeen::Row(7))
+        );
+        assert_eq!(
+            seen(&store, &key(KeyKind::Email, "sales@xingguang.cn")),
+            record
+        );
+        // Started again, it holds the records only.
+        store.key_index_start(Kind::Account).expect("restart");
+        assert_eq!(seen(&store, &key(KeyKind::Email, "a@b.cn")), None);
+        store.key_index_end().expect("end");
+        assert_eq!(
+            seen(&store, &key(KeyKind::Email, "sales@xingguang.cn")),
+            None
+        );
     }
 }

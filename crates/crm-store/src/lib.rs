@@ -39,8 +39,8 @@ mod sync;
 
 pub use batch::{BatchOp, Written};
 pub use dedup::{
-    DedupKey, DuplicateGroup, DuplicateMember, KeyKind, KeyedRecord, name_key, phone_digits,
-    record_keys,
+    DedupKey, DuplicateGroup, DuplicateMember, KeyKind, KeySeen, KeyedRecord, name_key,
+    phone_digits, record_keys,
 };
 pub use error::{Result, StoreError};
 pub use history::{FieldChange, TimelineEntry};

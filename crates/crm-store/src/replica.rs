@@ -430,7 +430,9 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Temporary tables (pending full-text rows, an import's key index) stay in a file read
+    // through a bounded cache, not in memory.
+    conn.pragma_update(None, "temp_store", "FILE")?;
     // A page cache of 16 MiB (SQLite's default is 2 MiB): a bulk write (an import, a fresh
     // device's first sync) inserts into indexes on random keys (record ids, change hashes),
     // and with the default most of those inserts re-read their page from the file. Bounded,
