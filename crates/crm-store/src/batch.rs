@@ -21,7 +21,10 @@ use rusqlite::{Transaction, TransactionBehavior};
 
 use crate::error::{Result, StoreError};
 use crate::parallel::InOrder;
-use crate::replica::{NewRecord, Store, build_create, edit_in, prepare_create, write_create};
+use crate::projection::Fts;
+use crate::replica::{
+    NewRecord, Store, Writing, build_create, edit_in, prepare_create, write_create,
+};
 
 /// One write of a batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -87,6 +90,12 @@ impl Store {
                 }
             }
             let (author, actor) = (&self.author, &self.actor);
+            let writing = Writing {
+                author,
+                actor,
+                now,
+                fts: Fts::AtCommit,
+            };
             // Batches keep no new document: only the record goes to the writer.
             let build = |(_, id, edit): &(usize, RecordId, Edit)| {
                 build_create(*id, edit, author, actor, now).map(NewRecord::without_document)
@@ -104,7 +113,7 @@ impl Store {
                                 .ok_or(StoreError::Internal("a batch lost a record it built"))
                                 .and_then(|r| r)
                                 .and_then(|new| {
-                                    write_create(&tx, &new, now).map(|_| Written {
+                                    write_create(&tx, &new, now, Fts::AtCommit).map(|_| Written {
                                         id: new.record.id,
                                         title: new.record.title(),
                                         created: true,
@@ -117,7 +126,7 @@ impl Store {
                             // savepoint of its own.
                             tx.prepare_cached("SAVEPOINT batch_op")?.execute([])?;
                             let cached = self.cache.pop(id);
-                            let result = edit_in(&tx, *id, edit, cached, author, actor, now).map(
+                            let result = edit_in(&tx, *id, edit, cached, &writing).map(
                                 |(record, document, changed)| {
                                     keep.push((record.id, document));
                                     Written {

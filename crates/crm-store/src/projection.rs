@@ -84,7 +84,7 @@ pub(crate) struct LastChange {
 }
 
 /// Writes every projection row of `record`: its kind's table, tags, references, conflicts
-/// and the full-text index.
+/// and the full-text index (now or at the commit: `fts`).
 ///
 /// Only what differs from the rows already stored is written. An edit of one field then
 /// updates that column and its index (and `updated_at`), not every index of the table, and
@@ -95,8 +95,19 @@ pub(crate) fn write(
     docno: i64,
     record: &Record,
     last: &LastChange,
+    fts: Fts,
 ) -> Result<()> {
-    write_rows(tx, docno, record, last, false)
+    write_rows(tx, docno, record, last, false, fts)
+}
+
+/// When a record's full-text row is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fts {
+    /// Right away: for a transaction that writes one record.
+    Now,
+    /// At the commit, with every other row of the transaction (see [`flush_search`]): for
+    /// transactions that write many records.
+    AtCommit,
 }
 
 /// [`write`] for a record just created: it has no rows yet, so every row is inserted without
@@ -106,8 +117,9 @@ pub(crate) fn write_new(
     docno: i64,
     record: &Record,
     last: &LastChange,
+    fts: Fts,
 ) -> Result<()> {
-    write_rows(tx, docno, record, last, true)
+    write_rows(tx, docno, record, last, true, fts)
 }
 
 fn write_rows(
@@ -116,6 +128,7 @@ fn write_rows(
     record: &Record,
     last: &LastChange,
     fresh: bool,
+    fts: Fts,
 ) -> Result<()> {
     let kind = record.kind;
     let title = record.title();
@@ -238,7 +251,10 @@ fn write_rows(
             && *t == title
             && *b == body
     });
-    if !unchanged {
+    if unchanged {
+        return Ok(());
+    }
+    if fts == Fts::AtCommit {
         tx.prepare_cached(
             "INSERT OR REPLACE INTO temp.search_pending (docno, fresh, kind, archived, title, body) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -251,7 +267,22 @@ fn write_rows(
             title,
             body
         ])?;
+        return Ok(());
     }
+    if indexed.is_some() {
+        tx.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
+            .execute([docno])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO search (rowid, kind, archived, title, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        docno,
+        kind.as_str(),
+        i64::from(record.archived),
+        title,
+        body
+    ])?;
     Ok(())
 }
 

@@ -374,7 +374,7 @@ fn write_new(
         replica::insert_change(tx, docno, *hash, bytes, false, now)?;
     }
     if let Some((record, last)) = &built.record {
-        crate::projection::write_new(tx, docno, record, last)?;
+        crate::projection::write_new(tx, docno, record, last, crate::projection::Fts::AtCommit)?;
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use rusqlite::{
 };
 
 use crate::error::{Result, StoreError};
-use crate::projection::{self, LastChange};
+use crate::projection::{self, Fts, LastChange};
 use crate::schema::{self, APPLICATION_ID, FORMAT_VERSION};
 
 /// The file name of the replica database inside a data directory.
@@ -290,8 +290,18 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (record, document, changed) =
-            edit_in(&tx, id, edit, cached, &self.author, &self.actor, now)?;
+        let (record, document, changed) = edit_in(
+            &tx,
+            id,
+            edit,
+            cached,
+            &Writing {
+                author: &self.author,
+                actor: &self.actor,
+                now,
+                fts: Fts::Now,
+            },
+        )?;
         if changed {
             commit(tx)?;
         } else {
@@ -433,11 +443,9 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     // Temporary tables (pending full-text rows, an import's key index) stay in a file read
     // through a bounded cache, not in memory.
     conn.pragma_update(None, "temp_store", "FILE")?;
-    // A page cache of 16 MiB (SQLite's default is 2 MiB): a bulk write (an import, a fresh
-    // device's first sync) inserts into indexes on random keys (record ids, change hashes),
-    // and with the default most of those inserts re-read their page from the file. Bounded,
-    // whatever the size of the replica.
-    conn.pragma_update(None, "cache_size", -16_384)?;
+    // Their rollback journal in memory: a write transaction otherwise creates and deletes a
+    // journal file for them each time.
+    conn.execute_batch("PRAGMA temp.journal_mode = MEMORY;")?;
     conn.execute_batch(projection::SEARCH_PENDING)?;
     crate::checkpoint::install(conn, path.to_path_buf())?;
     // Query-planner statistics, so a list filtered on a rare value uses that field's index
@@ -538,6 +546,7 @@ fn persist_local(
     row: &DocRow,
     document: &mut Automerge,
     now: DateTime<Utc>,
+    fts: Fts,
 ) -> Result<Record> {
     let id = row.id;
     let Some(mut change) = document.get_last_local_change() else {
@@ -551,7 +560,7 @@ fn persist_local(
         .execute([seq])?;
     store_document(tx, row, document, 1, now)?;
     let record = doc::read(&*document, None).map_err(|source| StoreError::doc(id, source))?;
-    projection::write(tx, row.docno, &record, &last_change(document))?;
+    projection::write(tx, row.docno, &record, &last_change(document), fts)?;
     Ok(record)
 }
 
@@ -662,7 +671,13 @@ pub(crate) fn project(tx: &Transaction<'_>, row: &DocRow, document: &Automerge) 
                     projection::remove(tx, row.docno, Some(old))?;
                 }
             }
-            projection::write(tx, row.docno, &record, &last_change(document))?;
+            projection::write(
+                tx,
+                row.docno,
+                &record,
+                &last_change(document),
+                Fts::AtCommit,
+            )?;
             Ok(true)
         }
         Err(e) => {
@@ -685,7 +700,7 @@ pub(crate) fn create_in(
 ) -> Result<(Record, Automerge)> {
     let (id, edit) = prepare_create(tx, edit, user_id, author)?;
     let mut built = build_create(id, &edit, author, actor, now)?;
-    write_create(tx, &built, now)?;
+    write_create(tx, &built, now, Fts::Now)?;
     let document = built
         .document
         .take()
@@ -811,6 +826,7 @@ pub(crate) fn write_create(
     tx: &Transaction<'_>,
     built: &NewRecord,
     now: DateTime<Utc>,
+    fts: Fts,
 ) -> Result<i64> {
     let record = &built.record;
     tx.prepare_cached(
@@ -826,8 +842,17 @@ pub(crate) fn write_create(
     let seq = insert_change(tx, docno, built.hash, &built.bytes, true, now)?;
     tx.prepare_cached("INSERT INTO outbox (seq) VALUES (?1)")?
         .execute([seq])?;
-    projection::write_new(tx, docno, record, &built.last)?;
+    projection::write_new(tx, docno, record, &built.last, fts)?;
     Ok(docno)
+}
+
+/// Who writes, when, and when full-text rows go in.
+#[derive(Clone, Copy)]
+pub(crate) struct Writing<'a> {
+    pub(crate) author: &'a Author,
+    pub(crate) actor: &'a ActorId,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) fts: Fts,
 }
 
 /// Applies `edit` to record `id` inside `tx` (see [`Store::edit`]). Returns the record, its
@@ -837,10 +862,14 @@ pub(crate) fn edit_in(
     id: RecordId,
     edit: &Edit,
     cached: Option<Automerge>,
-    author: &Author,
-    actor: &ActorId,
-    now: DateTime<Utc>,
+    writing: &Writing<'_>,
 ) -> Result<(Record, Automerge, bool)> {
+    let Writing {
+        author,
+        actor,
+        now,
+        fts,
+    } = *writing;
     let row = doc_row(tx, id)?.ok_or(StoreError::NotFound(id))?;
     let kind = row_kind(id, &row)?;
     if kind != edit.kind() {
@@ -855,7 +884,7 @@ pub(crate) fn edit_in(
     let changed = doc::apply_edit(&mut document, edit, Stamp { author, now })
         .map_err(|source| StoreError::doc(id, source))?;
     if changed.is_some() {
-        let record = persist_local(tx, &row, &mut document, now)?;
+        let record = persist_local(tx, &row, &mut document, now, fts)?;
         Ok((record, document, true))
     } else {
         let record = doc::read(&document, None).map_err(|source| StoreError::doc(id, source))?;
