@@ -256,7 +256,7 @@ fn write_rows(
     }
     if fts == Fts::AtCommit {
         tx.prepare_cached(
-            "INSERT OR REPLACE INTO temp.search_pending (docno, fresh, kind, archived, title, body) \
+            "INSERT OR REPLACE INTO pending.search_pending (docno, fresh, kind, archived, title, body) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
         .execute(params![
@@ -292,7 +292,7 @@ fn indexed_text(tx: &Transaction<'_>, docno: i64) -> Result<Option<(String, Sql,
     type Row = (Option<String>, Sql, Option<String>, Option<String>);
     let pending: Option<Row> = tx
         .prepare_cached(
-            "SELECT kind, archived, title, body FROM temp.search_pending WHERE docno = ?1",
+            "SELECT kind, archived, title, body FROM pending.search_pending WHERE docno = ?1",
         )?
         .query_row([docno], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -312,7 +312,7 @@ fn indexed_text(tx: &Transaction<'_>, docno: i64) -> Result<Option<(String, Sql,
         .optional()?)
 }
 
-/// The full-text rows a transaction changed wait in `temp.search_pending` and are written
+/// The full-text rows a transaction changed wait in `pending.search_pending` and are written
 /// here, just before the commit, with one statement each for removals and insertions.
 ///
 /// Written one by one, every row costs FTS5 a flush of its pending terms to a new segment
@@ -321,29 +321,30 @@ fn indexed_text(tx: &Transaction<'_>, docno: i64) -> Result<Option<(String, Sql,
 /// device's first sync). Every transaction that projects must call this before committing.
 pub(crate) fn flush_search(tx: &Transaction<'_>) -> Result<()> {
     let pending: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM temp.search_pending)")?
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pending.search_pending)")?
         .query_row([], |r| r.get(0))?;
     if !pending {
         return Ok(());
     }
     tx.prepare_cached(
         "DELETE FROM search WHERE rowid IN \
-         (SELECT docno FROM temp.search_pending WHERE fresh = 0)",
+         (SELECT docno FROM pending.search_pending WHERE fresh = 0)",
     )?
     .execute([])?;
     tx.prepare_cached(
         "INSERT INTO search (rowid, kind, archived, title, body) \
-         SELECT docno, kind, archived, title, body FROM temp.search_pending \
+         SELECT docno, kind, archived, title, body FROM pending.search_pending \
          WHERE kind IS NOT NULL ORDER BY docno",
     )?
     .execute([])?;
-    tx.prepare_cached("DELETE FROM temp.search_pending")?
+    tx.prepare_cached("DELETE FROM pending.search_pending")?
         .execute([])?;
     Ok(())
 }
 
-/// The temporary table of [`flush_search`], made once per connection.
-pub(crate) const SEARCH_PENDING: &str = "CREATE TEMP TABLE IF NOT EXISTS search_pending (
+/// The table of [`flush_search`], in an in-memory database attached to each connection.
+pub(crate) const SEARCH_PENDING: &str = "ATTACH DATABASE ':memory:' AS pending;
+CREATE TABLE pending.search_pending (
     docno    INTEGER PRIMARY KEY,
     fresh    INTEGER NOT NULL,
     kind     TEXT,
@@ -442,7 +443,7 @@ pub(crate) fn remove(tx: &Transaction<'_>, docno: i64, kind: Option<Kind>) -> Re
         "DELETE FROM record_history WHERE docno = ?1",
         "DELETE FROM conflicts WHERE docno = ?1",
         // A pending removal (see `flush_search`).
-        "INSERT OR REPLACE INTO temp.search_pending (docno, fresh) VALUES (?1, 0)",
+        "INSERT OR REPLACE INTO pending.search_pending (docno, fresh) VALUES (?1, 0)",
     ] {
         tx.prepare_cached(sql)?.execute([docno])?;
     }

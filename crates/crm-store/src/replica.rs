@@ -446,6 +446,9 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     // Their rollback journal in memory: a write transaction otherwise creates and deletes a
     // journal file for them each time.
     conn.execute_batch("PRAGMA temp.journal_mode = MEMORY;")?;
+    // Full-text rows waiting for the commit live in an in-memory database of their own: they
+    // are few (one transaction's) and rewritten all the time, and in the temporary file
+    // they cost a fresh device's first sync about a tenth of its time.
     conn.execute_batch(projection::SEARCH_PENDING)?;
     crate::checkpoint::install(conn, path.to_path_buf())?;
     // Query-planner statistics, so a list filtered on a rare value uses that field's index
