@@ -1,85 +1,13 @@
 //! The real `crm` binary on real replica files: every command, and the bad inputs that must
 //! fail with a one-line error, a stable exit code, and an untouched replica.
 
-use std::path::Path;
+mod common;
 
 use assert_cmd::Command;
+use common::Replica;
+use std::path::Path;
+
 use serde_json::Value;
-
-struct Replica {
-    dir: tempfile::TempDir,
-}
-
-impl Replica {
-    fn new(user: &str, device: &str) -> Replica {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = Replica { dir };
-        r.ok(&["init", "--user", user, "--device", device]);
-        r
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn cmd(&self, args: &[&str]) -> assert_cmd::assert::Assert {
-        Command::cargo_bin("crm")
-            .expect("crm binary")
-            .env_remove("CRM_HOME")
-            .arg("--data-dir")
-            .arg(self.path())
-            .args(args)
-            .assert()
-    }
-
-    /// Runs a command that must succeed; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).get_output().clone();
-        assert!(
-            out.status.success(),
-            "crm {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.ok(&all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("crm {args:?}: bad JSON {e}: {out}"))
-    }
-
-    /// Runs a command that must fail with `code`; returns stderr.
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.cmd(args).get_output().clone();
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "crm {args:?}: stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let err = String::from_utf8(out.stderr).expect("utf-8");
-        assert!(err.starts_with("error"), "{err}");
-        err
-    }
-
-    fn add(&self, kind: &str, args: &[&str]) -> String {
-        let mut all = vec![kind, "add"];
-        all.extend_from_slice(args);
-        self.ok(&all).trim().to_string()
-    }
-
-    /// Everything a user can read, to prove a failed command changed nothing.
-    fn snapshot(&self) -> Vec<Value> {
-        ["account", "contact", "opportunity", "ticket", "activity"]
-            .iter()
-            .map(|k| self.json(&[k, "list", "--archived", "--limit", "1000"]))
-            .chain(std::iter::once(self.json(&["conflicts"])))
-            .collect()
-    }
-}
 
 #[test]
 fn account_life_cycle() {

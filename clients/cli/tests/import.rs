@@ -2,71 +2,11 @@
 //! including two devices that create the same customer offline, sync with `crm merge-from`,
 //! and merge the duplicates.
 
-use std::path::Path;
+mod common;
 
-use assert_cmd::Command;
+use common::Replica;
+
 use serde_json::Value;
-
-struct Replica {
-    dir: tempfile::TempDir,
-}
-
-impl Replica {
-    fn new(user: &str, device: &str) -> Replica {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = Replica { dir };
-        r.ok(&["init", "--user", user, "--device", device]);
-        r
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::cargo_bin("crm")
-            .expect("crm binary")
-            .env_remove("CRM_HOME")
-            .arg("--data-dir")
-            .arg(self.path())
-            .args(args)
-            .output()
-            .expect("run crm")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "crm {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.ok(&all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("crm {args:?}: bad JSON {e}: {out}"))
-    }
-
-    fn fails(&self, args: &[&str], code: i32) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "crm {args:?}: stderr {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let err = String::from_utf8(out.stderr).expect("utf-8");
-        assert!(
-            err.starts_with("error") && err.trim_end().lines().count() == 1,
-            "{err}"
-        );
-        err
-    }
-}
 
 const CUSTOMERS: &str = "客户名称,邮箱,手机,网址,行业,标签,备注\n\
 深圳星光贸易有限公司,info@star.cn,138 0013 8000,star.cn,零售,\"vip,华南\",老客户\n\
@@ -168,11 +108,11 @@ fn import_dry_run_templates_errors_export_and_round_trip() {
     assert_eq!(rows.as_array().map(Vec::len), Some(1));
 
     // Bad input: one line, exit 2, nothing written.
-    r.fails(&["import", "account", "/nonexistent.csv"], 2);
-    r.fails(&["import", "account", file_s, "--map", "Nope=name"], 2);
-    r.fails(&["import", "account", file_s, "--template", "missing"], 2);
-    r.fails(&["import", "contact", file_s], 2);
-    r.fails(&["export", "account", "--where", "colour=red"], 2);
+    r.fails_in_one_line(&["import", "account", "/nonexistent.csv"], 2);
+    r.fails_in_one_line(&["import", "account", file_s, "--map", "Nope=name"], 2);
+    r.fails_in_one_line(&["import", "account", file_s, "--template", "missing"], 2);
+    r.fails_in_one_line(&["import", "contact", file_s], 2);
+    r.fails_in_one_line(&["export", "account", "--where", "colour=red"], 2);
     assert_eq!(
         r.json(&["account", "list"]).as_array().map(Vec::len),
         Some(2)
@@ -237,8 +177,8 @@ fn two_devices_create_the_same_customer_offline_then_find_and_merge_it() {
     let text = laptop.ok(&["duplicates"]);
     assert!(text.contains("name:northwindtraders"), "{text}");
 
-    laptop.fails(&["merge", &a, &a], 2);
-    laptop.fails(&["merge", &a, &b, "--take", "industry"], 2);
+    laptop.fails_in_one_line(&["merge", &a, &a], 2);
+    laptop.fails_in_one_line(&["merge", &a, &b, "--take", "industry"], 2);
     let merged = laptop.json(&["merge", &a, &b]);
     assert_eq!(merged["survivor"]["website"], "northwind.com", "{merged}");
     assert_eq!(merged["merge"]["repointed"][0], contact.as_str());

@@ -3,115 +3,28 @@
 //! replica that is offline and merged later; reminders and birthdays; and bad input that must
 //! exit 2 with one clear line and change nothing.
 
-use std::path::Path;
+mod common;
 
-use assert_cmd::Command;
+use common::{Replica, id};
+
 use serde_json::Value;
 
-struct Replica {
-    dir: tempfile::TempDir,
-}
-
-impl Replica {
-    fn new(user: &str, device: &str) -> Replica {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = Replica { dir };
-        r.ok(&["init", "--user", user, "--device", device]);
-        r
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::cargo_bin("crm")
-            .expect("crm binary")
-            .env_remove("CRM_HOME")
-            .arg("--data-dir")
-            .arg(self.path())
-            .args(args)
-            .output()
-            .expect("run crm")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "crm {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.ok(&all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("crm {args:?}: bad JSON {e}: {out}"))
-    }
-
-    /// Runs a command that must fail with exit code 2 and one `error:` line; returns it.
-    fn refused(&self, args: &[&str]) -> String {
-        let before = self.snapshot();
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "crm {args:?}: stdout {} stderr {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let err = String::from_utf8(out.stderr).expect("utf-8");
-        assert!(err.starts_with("error"), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-        assert_eq!(before, self.snapshot(), "crm {args:?} changed the replica");
-        err
-    }
-
-    fn merge_both_ways(&self, other: &Replica) {
-        self.ok(&[
-            "merge-from",
-            other.path().to_str().expect("utf-8 path"),
-            "--both-ways",
-        ]);
-    }
-
-    fn user_id(&self, name: &str) -> String {
-        let users = self.json(&["user", "list", "--name", name]);
-        users[0]["id"].as_str().expect("user id").to_string()
-    }
-
-    /// Everything the workflows touch, to prove a refused command changed nothing.
-    fn snapshot(&self) -> Vec<Value> {
-        [
-            "lead",
-            "account",
-            "contact",
-            "opportunity",
-            "quote",
-            "contract",
-            "order",
-            "activity",
-        ]
-        .iter()
-        .map(|k| {
-            let out = self.run(&[k, "list", "--archived", "--limit", "1000", "--json"]);
-            serde_json::from_slice(&out.stdout).expect("list JSON")
-        })
-        .collect()
-    }
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
+/// What a refused command must leave as it was.
+const WATCHED: &[&str] = &[
+    "lead",
+    "account",
+    "contact",
+    "opportunity",
+    "quote",
+    "contract",
+    "order",
+    "activity",
+];
 
 #[test]
 fn lead_to_order_with_steps_on_an_offline_replica() {
-    let laptop = Replica::new("alice", "laptop");
-    let phone = Replica::new("bob", "phone");
+    let laptop = Replica::new("alice", "laptop").watching(WATCHED);
+    let phone = Replica::new("bob", "phone").watching(WATCHED);
     let seat = id(&laptop.json(&[
         "product",
         "add",
@@ -302,7 +215,7 @@ fn lead_to_order_with_steps_on_an_offline_replica() {
 
 #[test]
 fn bad_sales_input_exits_2_and_changes_nothing() {
-    let r = Replica::new("alice", "laptop");
+    let r = Replica::new("alice", "laptop").watching(WATCHED);
     let lead = id(&r.json(&[
         "lead",
         "capture",
@@ -383,7 +296,7 @@ fn bad_sales_input_exits_2_and_changes_nothing() {
 
 #[test]
 fn leads_are_assigned_round_robin_and_by_source() {
-    let r = Replica::new("alice", "laptop");
+    let r = Replica::new("alice", "laptop").watching(WATCHED);
     let u1 = id(&r.json(&["user", "add", "--name", "张伟"]));
     let u2 = id(&r.json(&["user", "add", "--name", "Bob"]));
     r.json(&[
@@ -442,7 +355,7 @@ fn leads_are_assigned_round_robin_and_by_source() {
 
 #[test]
 fn reminders_and_birthdays_are_computed_on_the_device() {
-    let r = Replica::new("alice", "laptop");
+    let r = Replica::new("alice", "laptop").watching(WATCHED);
     let account = id(&r.json(&["account", "add", "--name", "ACME"]));
     for (name, birthday) in [
         ("今天", "1980-12-20"),

@@ -2,110 +2,25 @@
 //! each with a step taken on a second replica (an offline device) and merged with
 //! `crm --data-dir B merge-from A --both-ways`; bad input exits 2 and changes nothing.
 
-use std::path::Path;
+mod common;
 
-use assert_cmd::Command;
-use serde_json::Value;
+use common::{Replica, id};
 
-struct Replica {
-    dir: tempfile::TempDir,
-}
-
-impl Replica {
-    fn new(user: &str, device: &str) -> Replica {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let r = Replica { dir };
-        r.ok(&["init", "--user", user, "--device", device]);
-        r
-    }
-
-    fn path(&self) -> &str {
-        self.dir.path().to_str().expect("utf-8 path")
-    }
-
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::cargo_bin("crm")
-            .expect("crm binary")
-            .env_remove("CRM_HOME")
-            .arg("--data-dir")
-            .arg(Path::new(self.path()))
-            .args(args)
-            .output()
-            .expect("run crm")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "crm {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = args.to_vec();
-        all.push("--json");
-        let out = self.ok(&all);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("crm {args:?}: bad JSON {e}: {out}"))
-    }
-
-    /// Runs a command that must fail with exit code 2 and one `error:` line; returns it.
-    fn refused(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        let err = String::from_utf8(out.stderr).expect("utf-8");
-        assert_eq!(out.status.code(), Some(2), "crm {args:?}: {err}");
-        assert!(err.starts_with("error: "), "{err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-        err
-    }
-
-    fn add(&self, kind: &str, args: &[&str]) -> String {
-        let mut all = vec![kind, "add"];
-        all.extend_from_slice(args);
-        self.ok(&all).trim().to_string()
-    }
-
-    /// Every record a user can read, to prove a refused command changed nothing.
-    fn snapshot(&self) -> Vec<Value> {
-        [
-            "ticket",
-            "article",
-            "account",
-            "account-relation",
-            "campaign",
-            "campaign-member",
-            "survey-response",
-            "team",
-        ]
-        .iter()
-        .map(|k| self.json(&[k, "list", "--archived", "--limit", "1000"]))
-        .map(|mut v| {
-            // The SLA clocks of open tickets count down with the wall clock.
-            for row in v.as_array_mut().into_iter().flatten() {
-                if let Some(o) = row.as_object_mut() {
-                    o.remove("sla");
-                }
-            }
-            v
-        })
-        .collect()
-    }
-
-    /// Merges this replica and `other` both ways, as an offline device does on reconnect.
-    fn merge_both_ways(&self, other: &Replica) {
-        self.ok(&["merge-from", other.path(), "--both-ways"]);
-    }
-}
-
-fn id(v: &Value) -> String {
-    v["id"].as_str().expect("id").to_string()
-}
+/// What a refused command must leave as it was.
+const WATCHED: &[&str] = &[
+    "ticket",
+    "article",
+    "account",
+    "account-relation",
+    "campaign",
+    "campaign-member",
+    "survey-response",
+    "team",
+];
 
 #[test]
 fn ticket_open_assign_respond_resolve_rate_close_across_two_devices() {
-    let desk = Replica::new("王芳", "desk");
+    let desk = Replica::new("王芳", "desk").watching(WATCHED);
     let agent = id(&desk.json(&["user", "add", "--name", "Bob", "--role", "support_agent"]));
     let article = desk.add(
         "article",
@@ -128,7 +43,7 @@ fn ticket_open_assign_respond_resolve_rate_close_across_two_devices() {
     assert_eq!(r["assignee"], agent.as_str());
 
     // The agent's laptop gets the ticket, answers it offline, and syncs back later.
-    let laptop = Replica::new("Bob", "laptop");
+    let laptop = Replica::new("Bob", "laptop").watching(WATCHED);
     laptop.merge_both_ways(&desk);
     let r = laptop.json(&["ticket", "respond", "T-desk-1", "--note", "已电话联系客户"]);
     assert_eq!(r["status"], "in_progress");
@@ -230,7 +145,7 @@ fn ticket_open_assign_respond_resolve_rate_close_across_two_devices() {
 
 #[test]
 fn sla_policy_is_a_workspace_setting_that_syncs() {
-    let a = Replica::new("王芳", "desk");
+    let a = Replica::new("王芳", "desk").watching(WATCHED);
     let policy = a.json(&["sla"]);
     assert_eq!(policy["targets"][0]["priority"], "urgent");
     assert_eq!(policy["targets"][0]["first_response_minutes"], 60);
@@ -255,7 +170,7 @@ fn sla_policy_is_a_workspace_setting_that_syncs() {
     assert_eq!(policy["targets"][0]["first_response_minutes"], 30);
     assert_eq!(policy["targets"][0]["overridden"], true);
 
-    let b = Replica::new("Bob", "laptop");
+    let b = Replica::new("Bob", "laptop").watching(WATCHED);
     b.merge_both_ways(&a);
     let policy = b.json(&["sla"]);
     assert_eq!(policy["targets"][0]["resolution_minutes"], 120, "synced");
@@ -290,7 +205,7 @@ fn sla_policy_is_a_workspace_setting_that_syncs() {
 
 #[test]
 fn campaign_members_responses_and_attributed_revenue() {
-    let a = Replica::new("王芳", "desk");
+    let a = Replica::new("王芳", "desk").watching(WATCHED);
     let c = id(&a.json(&[
         "campaign",
         "add",
@@ -347,7 +262,7 @@ fn campaign_members_responses_and_attributed_revenue() {
     assert_eq!(a.snapshot(), before);
 
     // The responses come in on the laptop, offline.
-    let b = Replica::new("Bob", "laptop");
+    let b = Replica::new("Bob", "laptop").watching(WATCHED);
     b.merge_both_ways(&a);
     let r = b.json(&["campaign", "member-status", &members[0], "responded"]);
     assert!(r["responded_at"].is_string());
@@ -433,7 +348,7 @@ fn campaign_members_responses_and_attributed_revenue() {
 
 #[test]
 fn account_relations_lifecycle_and_the_360_view() {
-    let a = Replica::new("王芳", "desk");
+    let a = Replica::new("王芳", "desk").watching(WATCHED);
     let group = a.add(
         "account",
         &["--name", "星光集团", "--grade", "vip", "--tag", "战略"],
@@ -479,7 +394,7 @@ fn account_relations_lifecycle_and_the_360_view() {
     assert_eq!(a.snapshot(), before);
 
     // The distributor relation and a lifecycle move are made on the laptop, offline.
-    let b = Replica::new("Bob", "laptop");
+    let b = Replica::new("Bob", "laptop").watching(WATCHED);
     b.merge_both_ways(&a);
     b.json(&["account", "relate", &dist, "--distributor-of", &sub]);
     b.json(&["account", "lifecycle", &sub, "contacted"]);
