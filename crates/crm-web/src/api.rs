@@ -7,7 +7,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use chrono::Utc;
 use crm_model::{Edit, Kind, RecordId};
-use serde::Deserialize;
+use crm_store::Store;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::edits::set_field;
@@ -31,6 +32,25 @@ fn ok(extra: Value) -> Json<Value> {
     Json(v)
 }
 
+/// What every write on one record does: the record's id from the path, the JSON body, `f`
+/// on the store (off the async runtime), and `{"ok": true, key: what f returned}`.
+async fn on_record<B, T>(
+    state: AppState,
+    id: &str,
+    b: Result<Json<B>, JsonRejection>,
+    key: &'static str,
+    f: impl FnOnce(&mut Store, RecordId, B) -> Result<T, WebError> + Send + 'static,
+) -> ApiResult
+where
+    B: Send + 'static,
+    T: Serialize + Send + 'static,
+{
+    let id = id_of(id)?;
+    let b = body(b)?;
+    let value = state.with_store(move |store| f(store, id, b)).await?;
+    Ok(ok(json!({ key: value })))
+}
+
 #[derive(Deserialize)]
 pub(crate) struct FieldBody {
     field: String,
@@ -44,26 +64,22 @@ pub(crate) async fn set(
     Path(id): Path<String>,
     b: Result<Json<FieldBody>, JsonRejection>,
 ) -> ApiResult {
-    let id = id_of(&id)?;
-    let b = body(b)?;
-    let record = state
-        .with_store(move |store| {
-            let kind = store.kind_of(id)?;
-            let field = kind.schema().field(&b.field).ok_or_else(|| {
-                WebError::invalid(format!("{kind} has no field {:?}", b.field), Some(&b.field))
-            })?;
-            if !crate::pages::record::editable(field) {
-                return Err(WebError::invalid(
-                    format!("{} can't be changed here", field.name),
-                    Some(field.name),
-                ));
-            }
-            let mut edit = Edit::new(kind);
-            set_field(store, &mut edit, field.name, &b.value)?;
-            Ok(store.edit(id, &edit)?.to_json())
-        })
-        .await?;
-    Ok(ok(json!({ "record": record })))
+    on_record(state, &id, b, "record", move |store, id, b| {
+        let kind = store.kind_of(id)?;
+        let field = kind.schema().field(&b.field).ok_or_else(|| {
+            WebError::invalid(format!("{kind} has no field {:?}", b.field), Some(&b.field))
+        })?;
+        if !crate::pages::record::editable(field) {
+            return Err(WebError::invalid(
+                format!("{} can't be changed here", field.name),
+                Some(field.name),
+            ));
+        }
+        let mut edit = Edit::new(kind);
+        set_field(store, &mut edit, field.name, &b.value)?;
+        Ok(store.edit(id, &edit)?.to_json())
+    })
+    .await
 }
 
 /// `POST /api/r/{id}/resolve`
@@ -72,12 +88,10 @@ pub(crate) async fn resolve(
     Path(id): Path<String>,
     b: Result<Json<FieldBody>, JsonRejection>,
 ) -> ApiResult {
-    let id = id_of(&id)?;
-    let b = body(b)?;
-    let record = state
-        .with_store(move |store| Ok(store.resolve(id, &b.field, &b.value)?.to_json()))
-        .await?;
-    Ok(ok(json!({ "record": record })))
+    on_record(state, &id, b, "record", move |store, id, b| {
+        Ok(store.resolve(id, &b.field, &b.value)?.to_json())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -91,12 +105,10 @@ pub(crate) async fn archive(
     Path(id): Path<String>,
     b: Result<Json<ArchiveBody>, JsonRejection>,
 ) -> ApiResult {
-    let id = id_of(&id)?;
-    let b = body(b)?;
-    let archived = state
-        .with_store(move |store| Ok(store.set_archived(id, b.archived)?.archived))
-        .await?;
-    Ok(ok(json!({ "archived": archived })))
+    on_record(state, &id, b, "archived", move |store, id, b| {
+        Ok(store.set_archived(id, b.archived)?.archived)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -111,27 +123,23 @@ pub(crate) async fn tags(
     Path(id): Path<String>,
     b: Result<Json<TagsBody>, JsonRejection>,
 ) -> ApiResult {
-    let id = id_of(&id)?;
-    let b = body(b)?;
-    let tags = state
-        .with_store(move |store| {
-            let mut edit = Edit::new(store.kind_of(id)?);
-            if let Some(t) = &b.add {
-                edit.tag(t)?;
-            }
-            if let Some(t) = &b.remove {
-                edit.untag(t)?;
-            }
-            if edit.is_empty() {
-                return Err(WebError::invalid(
-                    "give a tag to add or remove",
-                    Some("tags"),
-                ));
-            }
-            Ok(store.edit(id, &edit)?.tags)
-        })
-        .await?;
-    Ok(ok(json!({ "tags": tags })))
+    on_record(state, &id, b, "tags", move |store, id, b| {
+        let mut edit = Edit::new(store.kind_of(id)?);
+        if let Some(t) = &b.add {
+            edit.tag(t)?;
+        }
+        if let Some(t) = &b.remove {
+            edit.untag(t)?;
+        }
+        if edit.is_empty() {
+            return Err(WebError::invalid(
+                "give a tag to add or remove",
+                Some("tags"),
+            ));
+        }
+        Ok(store.edit(id, &edit)?.tags)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -145,16 +153,12 @@ pub(crate) async fn notes(
     Path(id): Path<String>,
     b: Result<Json<NotesBody>, JsonRejection>,
 ) -> ApiResult {
-    let id = id_of(&id)?;
-    let b = body(b)?;
-    let notes = state
-        .with_store(move |store| {
-            let mut edit = Edit::new(store.kind_of(id)?);
-            edit.replace_notes(&b.text)?;
-            Ok(store.edit(id, &edit)?.notes)
-        })
-        .await?;
-    Ok(ok(json!({ "notes": notes })))
+    on_record(state, &id, b, "notes", move |store, id, b| {
+        let mut edit = Edit::new(store.kind_of(id)?);
+        edit.replace_notes(&b.text)?;
+        Ok(store.edit(id, &edit)?.notes)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -212,31 +216,26 @@ pub(crate) async fn assign(
     Path(id): Path<String>,
     b: Result<Json<AssignBody>, JsonRejection>,
 ) -> ApiResult {
-    let id = id_of(&id)?;
-    let b = body(b)?;
-    let record = state
-        .with_store(move |store| {
-            let current = ticket_json(store, id)?;
-            let assignee = match b.assignee.trim() {
-                "me" => store
-                    .identity()
-                    .user_id
-                    .map(|u| u.to_string())
-                    .ok_or_else(|| {
-                        WebError::invalid("this replica has no user record", Some("assignee"))
-                    })?,
-                other => other.to_string(),
-            };
-            let mut edit = Edit::new(Kind::Ticket);
-            set_field(store, &mut edit, "assignee", &assignee)?;
-            if !assignee.is_empty() && current.get("status").and_then(Value::as_str) == Some("new")
-            {
-                edit.set("status", "assigned")?;
-            }
-            Ok(store.edit(id, &edit)?.to_json())
-        })
-        .await?;
-    Ok(ok(json!({ "record": record })))
+    on_record(state, &id, b, "record", move |store, id, b| {
+        let current = ticket_json(store, id)?;
+        let assignee = match b.assignee.trim() {
+            "me" => store
+                .identity()
+                .user_id
+                .map(|u| u.to_string())
+                .ok_or_else(|| {
+                    WebError::invalid("this replica has no user record", Some("assignee"))
+                })?,
+            other => other.to_string(),
+        };
+        let mut edit = Edit::new(Kind::Ticket);
+        set_field(store, &mut edit, "assignee", &assignee)?;
+        if !assignee.is_empty() && current.get("status").and_then(Value::as_str) == Some("new") {
+            edit.set("status", "assigned")?;
+        }
+        Ok(store.edit(id, &edit)?.to_json())
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -250,21 +249,17 @@ pub(crate) async fn resolve_ticket(
     Path(id): Path<String>,
     b: Result<Json<ResolveTicketBody>, JsonRejection>,
 ) -> ApiResult {
-    let id = id_of(&id)?;
-    let b = body(b)?;
-    let record = state
-        .with_store(move |store| {
-            ticket_json(store, id)?;
-            let mut edit = Edit::new(Kind::Ticket);
-            edit.set("status", "resolved")?;
-            edit.set("resolved_at", &crm_model::format_time(&Utc::now()))?;
-            if let Some(r) = b.resolution.as_deref().filter(|r| !r.trim().is_empty()) {
-                edit.set("resolution", r)?;
-            }
-            Ok(store.edit(id, &edit)?.to_json())
-        })
-        .await?;
-    Ok(ok(json!({ "record": record })))
+    on_record(state, &id, b, "record", move |store, id, b| {
+        ticket_json(store, id)?;
+        let mut edit = Edit::new(Kind::Ticket);
+        edit.set("status", "resolved")?;
+        edit.set("resolved_at", &crm_model::format_time(&Utc::now()))?;
+        if let Some(r) = b.resolution.as_deref().filter(|r| !r.trim().is_empty()) {
+            edit.set("resolution", r)?;
+        }
+        Ok(store.edit(id, &edit)?.to_json())
+    })
+    .await
 }
 
 /// `GET /api/status`: the sync status, with the sidebar box's HTML.
