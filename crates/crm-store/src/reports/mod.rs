@@ -186,6 +186,26 @@ pub(crate) fn ratio(value: f64, total: f64) -> Json {
     }
 }
 
+/// The rows of `sql` (run with `args`) by their first column, a text, with the figures
+/// `figures` reads from the others.
+pub(crate) fn keyed<T>(
+    store: &Store,
+    sql: &str,
+    args: Vec<String>,
+    figures: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> Result<std::collections::HashMap<String, T>> {
+    let mut stmt = store.conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok((r.get::<_, String>(0)?, figures(r)?))
+    })?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        let (key, value) = row?;
+        out.insert(key, value);
+    }
+    Ok(out)
+}
+
 /// The SQL condition and parameters restricting `column` (an ISO date or datetime text) to
 /// the report's date range.
 pub(crate) fn date_range(column: &str, params: &ReportParams) -> (String, Vec<String>) {

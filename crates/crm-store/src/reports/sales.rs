@@ -7,7 +7,7 @@ use crm_model::kinds::opportunity::{LOST_REASONS, STAGES};
 use rusqlite::params_from_iter;
 use serde_json::{Value as Json, json};
 
-use super::{Column, Figure, Report, ReportDef, ReportParams, Unit, date_range, ratio};
+use super::{Column, Figure, Report, ReportDef, ReportParams, Unit, date_range, keyed, ratio};
 use crate::{Result, Store};
 
 pub(super) const REPORTS: &[ReportDef] = &[
@@ -125,22 +125,13 @@ fn funnel(store: &Store, def: &ReportDef, params: &ReportParams) -> Result<Repor
          GROUP BY f_stage",
         probabilities = probability_case()
     );
-    let mut by_stage = HashMap::new();
-    let mut stmt = store.conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
+    let by_stage = keyed(store, &sql, args, |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            (
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, f64>(3)?,
-            ),
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, f64>(3)?,
         ))
     })?;
-    for row in rows {
-        let (stage, figures) = row?;
-        by_stage.insert(stage, figures);
-    }
     let mut report = Report::new(
         def,
         vec![
@@ -486,23 +477,14 @@ fn time_in_stage(store: &Store, def: &ReportDef, params: &ReportParams) -> Resul
     );
     let mut args = vec![crm_model::format_time(&params.now)];
     args.extend(range_args);
-    let mut by_stage = HashMap::new();
-    let mut stmt = store.conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
+    let by_stage = keyed(store, &sql, args, |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            (
-                r.get::<_, i64>(1)?,
-                r.get::<_, Option<f64>>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Option<f64>>(4)?,
-            ),
+            r.get::<_, i64>(1)?,
+            r.get::<_, Option<f64>>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, Option<f64>>(4)?,
         ))
     })?;
-    for row in rows {
-        let (stage, figures) = row?;
-        by_stage.insert(stage, figures);
-    }
     let mut report = Report::new(
         def,
         vec![
@@ -612,18 +594,9 @@ fn lost_reasons(store: &Store, def: &ReportDef, params: &ReportParams) -> Result
          FROM rec_opportunity WHERE archived = 0 AND f_stage = 'closed_lost'{range} \
          GROUP BY 1"
     );
-    let mut by_reason = HashMap::new();
-    let mut stmt = store.conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            (r.get::<_, i64>(1)?, r.get::<_, i64>(2)?),
-        ))
+    let by_reason = keyed(store, &sql, args, |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
     })?;
-    for row in rows {
-        let (reason, figures) = row?;
-        by_reason.insert(reason, figures);
-    }
     let total: i64 = by_reason.values().map(|(n, _)| n).sum();
     let total_amount: i64 = by_reason.values().map(|(_, a)| a).sum();
     let mut report = Report::new(
@@ -672,24 +645,15 @@ fn lead_sources(store: &Store, def: &ReportDef, params: &ReportParams) -> Result
          WHERE l.archived = 0{range} \
          GROUP BY 1"
     );
-    let mut by_source = HashMap::new();
-    let mut stmt = store.conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), |r| {
+    let by_source = keyed(store, &sql, args, |r| {
         Ok((
-            r.get::<_, String>(0)?,
-            (
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
-            ),
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, i64>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, i64>(5)?,
         ))
     })?;
-    for row in rows {
-        let (source, figures) = row?;
-        by_source.insert(source, figures);
-    }
     let mut report = Report::new(
         def,
         vec![
