@@ -113,7 +113,7 @@ impl Store {
                                 .ok_or(StoreError::Internal("a batch lost a record it built"))
                                 .and_then(|r| r)
                                 .and_then(|new| {
-                                    write_create(&tx, &new, now, Fts::AtCommit).map(|_| Written {
+                                    write_create(&tx, &new, now, writing.fts).map(|()| Written {
                                         id: new.record.id,
                                         title: new.record.title(),
                                         created: true,

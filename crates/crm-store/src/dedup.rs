@@ -313,15 +313,7 @@ impl Store {
     /// and records. Two different keys share a hash with a probability of about 10⁻⁸ among
     /// a million keys; a row's outcome names the key it matched.
     pub fn key_index_start(&mut self, kind: Kind) -> Result<()> {
-        self.conn.execute_batch(
-            "DROP TABLE IF EXISTS temp.key_index;
-             CREATE TEMP TABLE key_index (
-                 key    INTEGER PRIMARY KEY,
-                 row    INTEGER,
-                 record TEXT,
-                 title  TEXT
-             );",
-        )?;
+        self.conn.execute_batch("DELETE FROM temp.key_index;")?;
         let tx = self.conn.unchecked_transaction()?;
         {
             let mut insert = tx.prepare(
@@ -340,18 +332,13 @@ impl Store {
     }
 
     /// Where `key` was seen first: a record of the replica, or a row added with
-    /// [`Store::key_index_add_rows`]. `None` before [`Store::key_index_start`].
+    /// [`Store::key_index_add_rows`]. `None` when the index was not started.
     pub fn key_index_get(&self, key: &DedupKey) -> Result<Option<KeySeen>> {
-        let found: Option<(Option<i64>, Option<String>, Option<String>)> = match self
+        let found: Option<(Option<i64>, Option<String>, Option<String>)> = self
             .conn
-            .prepare_cached("SELECT row, record, title FROM temp.key_index WHERE key = ?1")
-        {
-            Ok(mut stmt) => stmt
-                .query_row([key.hash64()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()?,
-            // No index started on this connection.
-            Err(_) => return Ok(None),
-        };
+            .prepare_cached("SELECT row, record, title FROM temp.key_index WHERE key = ?1")?
+            .query_row([key.hash64()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .optional()?;
         Ok(match found {
             Some((_, Some(record), title)) => Some(KeySeen::Record {
                 id: record
@@ -385,20 +372,21 @@ impl Store {
         Ok(())
     }
 
-    /// Empties the key index (the table stays, so statements prepared on it stay valid).
+    /// Empties the key index.
     pub fn key_index_end(&mut self) -> Result<()> {
-        self.conn
-            .execute_batch("DELETE FROM temp.key_index;")
-            .or_else(|e| match e {
-                // Never started on this connection: nothing to empty.
-                rusqlite::Error::SqliteFailure(_, Some(ref m)) if m.contains("no such table") => {
-                    Ok(())
-                }
-                e => Err(e),
-            })?;
+        self.conn.execute_batch("DELETE FROM temp.key_index;")?;
         Ok(())
     }
 }
+
+/// The table of the key index (see [`Store::key_index_start`]), made empty with each
+/// connection, in its temporary file.
+pub(crate) const KEY_INDEX: &str = "CREATE TEMP TABLE IF NOT EXISTS key_index (
+    key    INTEGER PRIMARY KEY,
+    row    INTEGER,
+    record TEXT,
+    title  TEXT
+);";
 
 /// Where a duplicate key was seen first (see [`Store::key_index_start`]).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -440,7 +440,7 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // Temporary tables (pending full-text rows, an import's key index) stay in a file read
+    // Temporary tables (an import's key index) stay in a file read
     // through a bounded cache, not in memory.
     conn.pragma_update(None, "temp_store", "FILE")?;
     // Their rollback journal in memory: a write transaction otherwise creates and deletes a
@@ -450,6 +450,7 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     // are few (one transaction's) and rewritten all the time, and in the temporary file
     // they cost a fresh device's first sync about a tenth of its time.
     conn.execute_batch(projection::SEARCH_PENDING)?;
+    conn.execute_batch(crate::dedup::KEY_INDEX)?;
     crate::checkpoint::install(conn, path.to_path_buf())?;
     // Query-planner statistics, so a list filtered on a rare value uses that field's index
     // instead of walking the sort order: bounded sampling, refreshed when SQLite sees a
@@ -558,13 +559,25 @@ fn persist_local(
             crm_model::DocError::NotARecord("no local change to store"),
         ));
     };
-    let seq = insert_change(tx, row.docno, change.hash(), &change.bytes(), true, now)?;
-    tx.prepare_cached("INSERT INTO outbox (seq) VALUES (?1)")?
-        .execute([seq])?;
+    insert_local_change(tx, row.docno, change.hash(), &change.bytes(), now)?;
     store_document(tx, row, document, 1, now)?;
     let record = doc::read(&*document, None).map_err(|source| StoreError::doc(id, source))?;
     projection::write(tx, row.docno, &record, &last_change(document), fts)?;
     Ok(record)
+}
+
+/// Stores a change made here and queues it for the relay.
+fn insert_local_change(
+    tx: &Transaction<'_>,
+    docno: i64,
+    hash: ChangeHash,
+    bytes: &[u8],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let seq = insert_change(tx, docno, hash, bytes, true, now)?;
+    tx.prepare_cached("INSERT INTO outbox (seq) VALUES (?1)")?
+        .execute([seq])?;
+    Ok(())
 }
 
 pub(crate) fn insert_change(
@@ -830,7 +843,7 @@ pub(crate) fn write_create(
     built: &NewRecord,
     now: DateTime<Utc>,
     fts: Fts,
-) -> Result<i64> {
+) -> Result<()> {
     let record = &built.record;
     tx.prepare_cached(
         "INSERT INTO documents (id, kind, heads, loose, updated_at) VALUES (?1, ?2, ?3, 1, ?4)",
@@ -842,11 +855,8 @@ pub(crate) fn write_create(
         crm_model::format_time(&now)
     ])?;
     let docno = tx.last_insert_rowid();
-    let seq = insert_change(tx, docno, built.hash, &built.bytes, true, now)?;
-    tx.prepare_cached("INSERT INTO outbox (seq) VALUES (?1)")?
-        .execute([seq])?;
-    projection::write_new(tx, docno, record, &built.last, fts)?;
-    Ok(docno)
+    insert_local_change(tx, docno, built.hash, &built.bytes, now)?;
+    projection::write_new(tx, docno, record, &built.last, fts)
 }
 
 /// Who writes, when, and when full-text rows go in.
