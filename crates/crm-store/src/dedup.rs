@@ -306,18 +306,32 @@ impl Store {
 
     /// Starts this connection's key index for `kind` (replacing any earlier one), holding
     /// the keys of every live record of the kind; rows of a file are added with
-    /// [`Store::key_index_add_rows`] as they are planned.
+    /// [`Store::key_index_add_rows`] as they are planned. Call it outside a transaction.
     ///
-    /// The index is a temporary table, on disk and read through SQLite's bounded page cache,
-    /// with 64-bit key hashes: an import's memory stays the same whatever the number of rows
-    /// and records. Two different keys share a hash with a probability of about 10⁻⁸ among
-    /// a million keys; a row's outcome names the key it matched.
+    /// The index is a table of its own database file, a temporary file in the replica's
+    /// directory read through SQLite's bounded page cache, with 64-bit key hashes: an import's
+    /// memory stays the same whatever the number of rows and records. (It is not a `TEMP`
+    /// table: the connection keeps those in memory, see `replica::configure`.) Two different
+    /// keys share a hash with a probability of about 10⁻⁸ among a million keys; a row's
+    /// outcome names the key it matched.
     pub fn key_index_start(&mut self, kind: Kind) -> Result<()> {
-        self.conn.execute_batch("DELETE FROM temp.key_index;")?;
+        self.key_index_end()?;
+        let file = tempfile::Builder::new()
+            .prefix(".import-keys-")
+            .tempfile_in(self.dir())
+            .map_err(|e| StoreError::Io {
+                path: self.dir().to_path_buf(),
+                source: e,
+            })?
+            .into_temp_path();
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS keys", [file.to_string_lossy()])?;
+        self.key_file = Some(file);
+        self.conn.execute_batch(KEY_INDEX)?;
         let tx = self.conn.unchecked_transaction()?;
         {
             let mut insert = tx.prepare(
-                "INSERT OR IGNORE INTO temp.key_index (key, record, title) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO keys.key_index (key, record, title) VALUES (?1, ?2, ?3)",
             )?;
             self.for_each_keyed(kind, |keyed| {
                 let id = keyed.member.id.to_string();
@@ -334,9 +348,12 @@ impl Store {
     /// Where `key` was seen first: a record of the replica, or a row added with
     /// [`Store::key_index_add_rows`]. `None` when the index was not started.
     pub fn key_index_get(&self, key: &DedupKey) -> Result<Option<KeySeen>> {
+        if self.key_file.is_none() {
+            return Ok(None);
+        }
         let found: Option<(Option<i64>, Option<String>, Option<String>)> = self
             .conn
-            .prepare_cached("SELECT row, record, title FROM temp.key_index WHERE key = ?1")?
+            .prepare_cached("SELECT row, record, title FROM keys.key_index WHERE key = ?1")?
             .query_row([key.hash64()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         Ok(match found {
@@ -356,10 +373,15 @@ impl Store {
         if keys.is_empty() {
             return Ok(());
         }
+        if self.key_file.is_none() {
+            return Err(StoreError::Internal(
+                "key_index_add_rows before key_index_start",
+            ));
+        }
         let tx = self.conn.unchecked_transaction()?;
         {
             let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO temp.key_index (key, row) VALUES (?1, ?2)",
+                "INSERT OR IGNORE INTO keys.key_index (key, row) VALUES (?1, ?2)",
             )?;
             for (key, row) in keys {
                 insert.execute(rusqlite::params![
@@ -372,16 +394,23 @@ impl Store {
         Ok(())
     }
 
-    /// Empties the key index.
+    /// Drops the key index and its file. Call it outside a transaction.
     pub fn key_index_end(&mut self) -> Result<()> {
-        self.conn.execute_batch("DELETE FROM temp.key_index;")?;
+        if let Some(file) = self.key_file.take() {
+            // Statements cached on the detached database would keep it busy.
+            self.conn.flush_prepared_statement_cache();
+            self.conn.execute_batch("DETACH DATABASE keys;")?;
+            drop(file);
+        }
         Ok(())
     }
 }
 
-/// The table of the key index (see [`Store::key_index_start`]), made empty with each
-/// connection, in its temporary file.
-pub(crate) const KEY_INDEX: &str = "CREATE TEMP TABLE IF NOT EXISTS key_index (
+/// The key index (see [`Store::key_index_start`]), in the database attached as `keys`. Its
+/// journal is in memory and it is never synced: it lives as long as one import.
+const KEY_INDEX: &str = "PRAGMA keys.journal_mode = MEMORY;
+PRAGMA keys.synchronous = OFF;
+CREATE TABLE keys.key_index (
     key    INTEGER PRIMARY KEY,
     row    INTEGER,
     record TEXT,
@@ -561,10 +590,28 @@ mod tests {
         // Started again, it holds the records only.
         store.key_index_start(Kind::Account).expect("restart");
         assert_eq!(seen(&store, &key(KeyKind::Email, "a@b.cn")), None);
+        let key_files = || {
+            std::fs::read_dir(dir.path())
+                .expect("read dir")
+                .filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".import-keys-"))
+                })
+                .count()
+        };
+        assert_eq!(key_files(), 1, "one file while the index is started");
         store.key_index_end().expect("end");
         assert_eq!(
             seen(&store, &key(KeyKind::Email, "sales@xingguang.cn")),
             None
         );
+        assert_eq!(key_files(), 0, "the index's file is deleted at the end");
+        // Adding rows needs a started index; ending twice is fine.
+        assert!(
+            store
+                .key_index_add_rows(&[(key(KeyKind::Email, "a@b.cn"), 1)])
+                .is_err()
+        );
+        store.key_index_end().expect("end again");
     }
 }

@@ -62,6 +62,9 @@ pub struct Store {
     pub(crate) cache: LruCache<RecordId, Automerge>,
     /// The time local writes are stamped with, when not the wall clock (see [`Store::set_clock`]).
     clock: Option<DateTime<Utc>>,
+    /// The file of an import's key index while one is started (see `Store::key_index_start`);
+    /// deleted when dropped.
+    pub(crate) key_file: Option<tempfile::TempPath>,
 }
 
 impl std::fmt::Debug for Store {
@@ -200,6 +203,7 @@ impl Store {
             actor: ActorId::random(),
             cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),
             clock: None,
+            key_file: None,
         })
     }
 
@@ -440,17 +444,16 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    // Temporary tables (an import's key index) stay in a file read
-    // through a bounded cache, not in memory.
-    conn.pragma_update(None, "temp_store", "FILE")?;
-    // Their rollback journal in memory: a write transaction otherwise creates and deletes a
-    // journal file for them each time.
-    conn.execute_batch("PRAGMA temp.journal_mode = MEMORY;")?;
+    // Statement journals (and temporary tables) in memory. SQLite keeps a statement journal
+    // for most writes inside a transaction; on file it spills to disk past 64 KiB and is then
+    // rewritten with a system call per page for the rest of the transaction, which cost a
+    // fresh device's first sync a fifth of its time. In memory it is emptied after each
+    // statement, so it stays as small as one statement's pages.
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     // Full-text rows waiting for the commit live in an in-memory database of their own: they
     // are few (one transaction's) and rewritten all the time, and in the temporary file
     // they cost a fresh device's first sync about a tenth of its time.
     conn.execute_batch(projection::SEARCH_PENDING)?;
-    conn.execute_batch(crate::dedup::KEY_INDEX)?;
     crate::checkpoint::install(conn, path.to_path_buf())?;
     // Query-planner statistics, so a list filtered on a rare value uses that field's index
     // instead of walking the sort order: bounded sampling, refreshed when SQLite sees a
