@@ -49,7 +49,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            window: 2048,
+            window: 8192,
             read_batch: 256,
             outgoing_frames: 8,
             max_connections_per_workspace: 1000,

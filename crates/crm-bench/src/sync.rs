@@ -435,6 +435,10 @@ async fn measure(
         token: setup.tokens[1].clone(),
     })?;
     let full_sync = session(&mut fresh, &proxy, relay).await?;
+    anyhow::ensure!(
+        !fresh.read_indexes_suspended()?,
+        "the fresh device's read indexes were not built again after its full sync"
+    );
     memory.after_full_sync = relay.rss();
     let source_heads = source.all_heads()?;
     let fresh_heads = fresh.all_heads()?;

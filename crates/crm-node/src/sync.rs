@@ -14,7 +14,11 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 /// Most changes per push.
 const PUSH_BATCH: usize = 500;
 /// Most pulled changes applied in one transaction (frames that arrived together).
-const APPLY_AT_ONCE: usize = 4_096;
+const APPLY_AT_ONCE: usize = 8_192;
+/// A pull at least this far behind the relay's head drops the replica's read indexes and
+/// builds them again once caught up (see `Store::suspend_read_indexes`): cheaper than
+/// keeping them up to date row by row from here on.
+const SUSPEND_INDEXES_BEHIND: u64 = 5_000;
 /// How long to wait for the relay to answer before calling the connection dead.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,6 +152,19 @@ async fn session(
     store: &mut Store,
     link: &RelayLink,
     report: &mut SyncReport,
+    watcher: Watcher<'_>,
+) -> Result<(), SyncError> {
+    let result = connected(store, link, report, watcher).await;
+    // A pull that stopped half way leaves no index missing.
+    let restored = store.restore_read_indexes();
+    result?;
+    Ok(restored?)
+}
+
+async fn connected(
+    store: &mut Store,
+    link: &RelayLink,
+    report: &mut SyncReport,
     mut watcher: Watcher<'_>,
 ) -> Result<(), SyncError> {
     let workspace = workspace_of(&link.token)?;
@@ -245,6 +262,12 @@ async fn session(
                         let Some(last) = cursors.last().copied() else {
                             continue;
                         };
+                        let behind = machine
+                            .head()
+                            .saturating_sub(entries.first().map_or(last.seq, |e| e.seq));
+                        if behind >= SUSPEND_INDEXES_BEHIND {
+                            store.suspend_read_indexes()?;
+                        }
                         let batch: Vec<RemoteChange> = entries
                             .into_iter()
                             .map(|e| RemoteChange {
@@ -279,6 +302,7 @@ async fn session(
                         store.reset_sync()?;
                     }
                     DeviceEffect::Synced => {
+                        store.restore_read_indexes()?;
                         report.head = machine.head();
                         store.set_last_sync(chrono::Utc::now())?;
                         version = store.data_version()?;

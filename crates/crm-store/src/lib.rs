@@ -21,6 +21,7 @@
 //! is checked against the stored heads so another process's writes are never overwritten.
 
 mod batch;
+mod bulk;
 mod checkpoint;
 pub mod dashboard;
 mod dedup;

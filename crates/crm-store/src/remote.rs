@@ -58,6 +58,21 @@ impl Store {
         batch: &[RemoteChange],
         also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<()>,
     ) -> Result<ApplyReport> {
+        let cache: i64 = self
+            .conn
+            .pragma_query_value(None, "cache_size", |r| r.get(0))?;
+        self.conn
+            .pragma_update(None, "cache_size", -APPLY_CACHE_KIB)?;
+        let applied = self.apply_in_cache(batch, also);
+        self.conn.pragma_update(None, "cache_size", cache)?;
+        applied
+    }
+
+    fn apply_in_cache(
+        &mut self,
+        batch: &[RemoteChange],
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<()>,
+    ) -> Result<ApplyReport> {
         // Grouped by document, in the order first seen; parsed later (new documents on the
         // build threads). Any change that does not parse refuses the batch whole.
         let mut by_doc: BTreeMap<RecordId, Vec<Raw<'_>>> = BTreeMap::new();
@@ -93,10 +108,18 @@ impl Store {
             rows.push(row);
         }
         let build = build_job;
+        let mut unflushed = 0;
         std::thread::scope(|scope| -> Result<()> {
             let mut built = InOrder::start(scope, &jobs, &build);
             for (id, row) in order.iter().zip(rows) {
                 let Some(row) = row else {
+                    if unflushed >= IDLE_FLUSH_FROM && !built.ready() {
+                        // About to wait for the workers: write the full-text rows the commit
+                        // would write meanwhile (the workers are idle during the commit).
+                        crate::projection::flush_search(&tx)?;
+                        unflushed = 0;
+                    }
+                    unflushed += 1;
                     let mut new = built
                         .next()
                         .ok_or(StoreError::Internal("a batch lost a document it built"))??;
@@ -236,6 +259,14 @@ impl Store {
         Ok(out)
     }
 }
+
+/// New documents written since the last flush of their full-text rows before the writer,
+/// waiting for the workers, flushes them (see `apply_remote_with`).
+const IDLE_FLUSH_FROM: usize = 256;
+
+/// SQLite's page cache while a batch is applied, in KiB: a large pull changes more pages than
+/// the default 2 MiB holds, and spilling them mid-transaction wrote many of them twice.
+const APPLY_CACHE_KIB: i64 = 32 << 10;
 
 /// Parses a document's changes, naming the first that is not an Automerge change by its
 /// place in the batch.

@@ -179,6 +179,8 @@ impl Store {
         configure(&mut conn, &path)?;
         let mut store = Store::from_conn(conn, dir)?;
         store.ensure_projections()?;
+        // A process that died during a large pull left the read indexes dropped.
+        store.restore_read_indexes()?;
         Ok(store)
     }
 
