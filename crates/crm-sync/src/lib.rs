@@ -19,7 +19,8 @@ pub mod relay;
 
 pub use error::{DecodeError, ErrorCode};
 pub use message::{
-    Ack, Changes, Cursor, DocId, Entry, Envelope, ErrorFrame, Hash, Hello, MAX_BATCH_CHANGES,
-    MAX_CHANGE_BYTES, MAX_FRAME_BYTES, MAX_SCOPE_TEAMS, MAX_TEXT_BYTES, MIN_PROTOCOL_VERSION,
-    Message, PROTOCOL_VERSION, Push, Received, RelayId, Resume, Scope, Welcome,
+    Ack, Changes, Cursor, DocId, DocState, Documents, DocumentsReceived, Entry, Envelope,
+    ErrorFrame, Hash, Hello, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES, MAX_DOC_CHANGES, MAX_FRAME_BYTES,
+    MAX_SCOPE_TEAMS, MAX_TEXT_BYTES, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, Push,
+    Received, RelayId, Resume, Scope, Welcome,
 };

@@ -24,6 +24,8 @@ pub const MAX_BATCH_CHANGES: usize = 1_000;
 pub const MAX_CHANGE_BYTES: usize = 2 << 20;
 /// Longest workspace name, token, kind or error message, in bytes.
 pub const MAX_TEXT_BYTES: usize = 1_024;
+/// Most changes of one document in a bootstrap page (in its snapshot, and after it).
+pub const MAX_DOC_CHANGES: usize = 1 << 20;
 /// Most teams in one record's scope.
 pub const MAX_SCOPE_TEAMS: usize = 64;
 
@@ -144,6 +146,36 @@ pub struct ErrorFrame {
     pub message: String,
 }
 
+/// One document as the relay has it, for a device's bootstrap (`/v1/bootstrap`): its
+/// compacted snapshot (`Automerge::save`; empty when the relay has made none yet) with the
+/// hash of every change the snapshot holds, and the log's changes of the document that the
+/// snapshot does not hold, in log order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocState {
+    pub doc_id: DocId,
+    #[serde(with = "serde_bytes")]
+    pub snapshot: Vec<u8>,
+    pub hashes: Vec<Hash>,
+    pub changes: Vec<serde_bytes::ByteBuf>,
+}
+
+/// Relay → device on `/v1/bootstrap`: page `page` (from 0) of the workspace's documents, in
+/// document id order, each as of at least the log position of `done`. The last page carries
+/// `done`: once every page is applied, the device's cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Documents {
+    pub page: u64,
+    pub docs: Vec<DocState>,
+    pub done: Option<Cursor>,
+}
+
+/// Device → relay on `/v1/bootstrap`: every page up to `page` is applied durably. The relay
+/// keeps at most a few pages unconfirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentsReceived {
+    pub page: u64,
+}
+
 /// Every message of the protocol. The variant order is part of the wire format.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
@@ -154,6 +186,9 @@ pub enum Message {
     Changes(Changes),
     Received(Received),
     Error(ErrorFrame),
+    // Appended: used on `/v1/bootstrap` only.
+    Documents(Documents),
+    DocumentsReceived(DocumentsReceived),
 }
 
 impl Message {
@@ -192,6 +227,8 @@ impl Message {
             Message::Changes(_) => "Changes",
             Message::Received(_) => "Received",
             Message::Error(_) => "Error",
+            Message::Documents(_) => "Documents",
+            Message::DocumentsReceived(_) => "DocumentsReceived",
         }
     }
 
@@ -225,7 +262,18 @@ impl Message {
                 Ok(())
             }
             Message::Error(e) => text("message", &e.message),
-            Message::Welcome(_) | Message::Received(_) => Ok(()),
+            Message::Documents(d) => {
+                limit("documents", d.docs.len(), MAX_BATCH_CHANGES)?;
+                for doc in &d.docs {
+                    limit("hashes", doc.hashes.len(), MAX_DOC_CHANGES)?;
+                    limit("changes", doc.changes.len(), MAX_DOC_CHANGES)?;
+                    for c in &doc.changes {
+                        limit("change", c.len(), MAX_CHANGE_BYTES)?;
+                    }
+                }
+                Ok(())
+            }
+            Message::Welcome(_) | Message::Received(_) | Message::DocumentsReceived(_) => Ok(()),
         }
     }
 }
@@ -299,6 +347,21 @@ mod tests {
                 code: ErrorCode::PROTOCOL_MISMATCH,
                 message: "device speaks 2..=3, relay 1..=1".into(),
             }),
+            Message::Documents(Documents {
+                page: 3,
+                docs: vec![DocState {
+                    doc_id: [6; 16],
+                    snapshot: vec![0x85, 0x6f, 0x4a, 0x83, 9],
+                    hashes: vec![[1; 32], [2; 32]],
+                    changes: vec![serde_bytes::ByteBuf::from(vec![4; 20])],
+                }],
+                done: Some(Cursor {
+                    relay_id: [7; 16],
+                    seq: 42,
+                    hash: [9; 32],
+                }),
+            }),
+            Message::DocumentsReceived(DocumentsReceived { page: 3 }),
         ]
     }
 
@@ -390,7 +453,7 @@ mod tests {
 
         #[test]
         fn mutated_frames_never_panic(
-            which in 0usize..7,
+            which in 0usize..9,
             flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
             cut in any::<prop::sample::Index>(),
         ) {
