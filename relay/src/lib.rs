@@ -3,18 +3,25 @@
 //! - [`store::RelayStore`] is everything the relay keeps: workspaces, devices (tokens stored
 //!   only as SHA-256 hashes), a directory of documents and, per workspace, a change log
 //!   numbered by sequence. [`store::SqliteStore`] implements it in one SQLite file.
-//! - [`server::app`] is the router (`/v1/sync`, `/healthz`, `/metrics`);
-//!   [`server::serve`] runs it on a listener until a shutdown future resolves, then closes
-//!   every session gracefully.
+//! - [`server::app`] is the router (`/v1/sync`, `/v1/bootstrap`, `/healthz`, `/metrics`);
+//!   [`server::serve`] runs it and the compactor on a listener until a shutdown future
+//!   resolves, then closes every session gracefully.
 //! - Each WebSocket connection is a session task driving the sans-IO
 //!   `crm_sync::relay::RelaySync`: the machine decides what to send; the session does the
 //!   storage work on blocking threads and wakes when another session extends its workspace's
 //!   log (a per-workspace `watch` of the head, in the hub).
 //! - [`token::Token`] is a device's bearer token, `crm1.<workspace>.<secret>`.
 //!
-//! The relay parses a change only to validate it and never loads a document, so its memory
-//! does not grow with the number of records.
+//! - The compactor (a background task of `serve`) keeps a snapshot of every document, so a
+//!   new device's first sync (`/v1/bootstrap`) loads documents page by page instead of
+//!   replaying the log.
+//!
+//! The relay parses a change to validate it, and builds one document at a time to compact
+//! it; it never holds every document, so its memory does not grow with the number of
+//! records.
 
+mod bootstrap;
+mod compactor;
 mod hub;
 mod ids;
 mod metrics;

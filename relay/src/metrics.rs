@@ -19,6 +19,10 @@ pub struct Metrics {
     pub(crate) bytes_sent: AtomicU64,
     /// Sum over open sessions of how far each device is behind its workspace's head.
     pub(crate) lag: AtomicI64,
+    pub(crate) documents_compacted: AtomicU64,
+    /// Documents with changes their snapshot does not hold, as last counted.
+    pub(crate) documents_stale: AtomicU64,
+    pub(crate) bootstrap_pages: AtomicU64,
     rejected: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -47,7 +51,12 @@ impl Metrics {
             .unwrap_or(0)
     }
 
-    /// Open WebSocket sessions.
+    /// Documents compacted since the relay started.
+    pub fn documents_compacted(&self) -> u64 {
+        self.documents_compacted.load(Ordering::Relaxed)
+    }
+
+    /// Open WebSocket sessions (sync and bootstrap).
     pub fn connections(&self) -> i64 {
         self.connections.load(Ordering::Relaxed)
     }
@@ -64,7 +73,7 @@ impl Metrics {
         metric(
             "connections",
             "gauge",
-            "Open sync sessions.",
+            "Open WebSocket sessions (sync and bootstrap).",
             self.connections().to_string(),
         );
         metric(
@@ -102,6 +111,24 @@ impl Metrics {
             "gauge",
             "Log positions connected devices have yet to confirm, summed over sessions.",
             self.lag.load(Ordering::Relaxed).max(0).to_string(),
+        );
+        metric(
+            "documents_compacted_total",
+            "counter",
+            "Documents whose snapshot the compactor rebuilt.",
+            get(&self.documents_compacted),
+        );
+        metric(
+            "documents_stale",
+            "gauge",
+            "Documents with changes their snapshot does not hold yet, as last counted.",
+            get(&self.documents_stale),
+        );
+        metric(
+            "bootstrap_pages_total",
+            "counter",
+            "Pages of documents sent to bootstrapping devices.",
+            get(&self.bootstrap_pages),
         );
         let _ = writeln!(
             out,

@@ -1,8 +1,10 @@
-//! The HTTP side: [`app`] builds the router, [`serve`] runs it on a listener until a shutdown
-//! future resolves, then closes every sync session gracefully.
+//! The HTTP side: [`app`] builds the router, [`serve`] runs it (and the compactor) on a
+//! listener until a shutdown future resolves, then closes every session gracefully.
 //!
 //! - `GET /v1/sync`: WebSocket upgrade; each binary frame is one `crm_sync::Message`. One
 //!   task per connection drives a `RelaySync` (see the session module).
+//! - `GET /v1/bootstrap`: WebSocket upgrade; a new device's first sync from pages of
+//!   compacted documents (see the bootstrap module).
 //! - `GET /healthz`: `200 ok` when the store answers, `503` otherwise.
 //! - `GET /metrics`: Prometheus text format.
 
@@ -22,8 +24,8 @@ use tokio::sync::watch;
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::session;
 use crate::store::RelayStore;
+use crate::{bootstrap, compactor, session};
 
 /// The relay's limits and timings.
 #[derive(Clone, Debug)]
@@ -44,6 +46,12 @@ pub struct Config {
     pub write_timeout: Duration,
     /// How long shutdown waits for sessions to finish their stores and say goodbye.
     pub shutdown_grace: Duration,
+    /// Whether `serve` runs the compactor, which keeps every document's snapshot up to date
+    /// for bootstrapping devices. Bootstraps work without it (from the log), only slower.
+    pub compact: bool,
+    /// Largest encoded page of documents sent to a bootstrapping device, in bytes; at most
+    /// the frame limit less 64 KiB.
+    pub bootstrap_page_bytes: usize,
 }
 
 impl Default for Config {
@@ -57,6 +65,8 @@ impl Default for Config {
             hello_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            compact: true,
+            bootstrap_page_bytes: crate::bootstrap::MAX_PAGE_BYTES,
         }
     }
 }
@@ -132,6 +142,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/v1/sync", get(sync))
+        .route("/v1/bootstrap", get(bootstrap))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -145,6 +156,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let compactor = state
+        .shared
+        .config
+        .compact
+        .then(|| tokio::spawn(compactor::run(state.shared.clone())));
     let signalled = state.clone();
     // Small frames (Ack, Changes of one entry) must not wait for Nagle's algorithm.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -171,6 +187,12 @@ pub async fn serve(
             "sessions still open after the shutdown grace period"
         );
     }
+    // The compactor stops between batches; a batch's writes are short transactions.
+    if let Some(compactor) = compactor
+        && tokio::time::timeout(grace, compactor).await.is_err()
+    {
+        tracing::warn!("the compactor was still busy after the shutdown grace period");
+    }
     Ok(())
 }
 
@@ -195,6 +217,16 @@ async fn sync(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Respo
         .max_message_size(crm_sync::MAX_FRAME_BYTES)
         .max_frame_size(crm_sync::MAX_FRAME_BYTES)
         .on_upgrade(move |socket| session::run(state, socket))
+}
+
+async fn bootstrap(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+    if state.is_shutting_down() {
+        return HttpError::Unavailable("the relay is shutting down").into_response();
+    }
+    upgrade
+        .max_message_size(crm_sync::MAX_FRAME_BYTES)
+        .max_frame_size(crm_sync::MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| bootstrap::run(state, socket))
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<&'static str, HttpError> {

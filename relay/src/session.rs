@@ -15,7 +15,7 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
 use crm_sync::relay::{LogRead, RelayConfig, RelayEffect, RelayInput, RelaySync};
 use crm_sync::{ErrorCode, ErrorFrame, Message};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -32,7 +32,7 @@ use crate::store::{Authenticated, PushError, StoreError, StoredBatch};
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// What the writer task sends.
-enum Out {
+pub(crate) enum Out {
     Frame(Vec<u8>),
     /// Send a close frame and stop.
     Close(u16),
@@ -125,28 +125,14 @@ impl Session {
                 break;
             }
             let effects = tokio::select! {
-                frame = stream.next() => match frame {
-                    Some(Ok(WsMessage::Binary(bytes))) => {
+                frame = stream.next() => match Incoming::of(frame) {
+                    Incoming::Frame(bytes) => {
                         Metrics::add(&self.shared.metrics.bytes_received, bytes.len());
                         self.machine.handle(RelayInput::Frame(&bytes))
                     }
-                    Some(Ok(WsMessage::Text(_))) => refuse(
-                        ErrorCode::MALFORMED_FRAME,
-                        "text frames are not part of the protocol; send binary frames".into(),
-                    ),
-                    Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => continue,
-                    Some(Ok(WsMessage::Close(_))) | None => break,
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "reading the socket failed");
-                        let text = e.to_string();
-                        if text.contains("too long") || text.contains("too big") {
-                            refuse(ErrorCode::TOO_LARGE, format!(
-                                "frames are limited to {} bytes", crm_sync::MAX_FRAME_BYTES
-                            ))
-                        } else {
-                            break;
-                        }
-                    }
+                    Incoming::Refused(e) => refuse(e.code, e.message),
+                    Incoming::Skip => continue,
+                    Incoming::Closed => break,
                 },
                 Some(done) = done_rx.recv() => self.on_done(done),
                 Some(head) = next_head(self.joined.as_mut()) => {
@@ -167,14 +153,7 @@ impl Session {
             };
             self.execute(effects, &out, &done_tx).await;
         }
-        drop(out);
-        // Let the writer send what is queued (the error frame and the close), then give the
-        // device a moment to answer the close so it surely reads the error first.
-        let _ = tokio::time::timeout(config.write_timeout, writer).await;
-        let _ = tokio::time::timeout(CLOSE_LINGER, async {
-            while let Some(Ok(_)) = stream.next().await {}
-        })
-        .await;
+        finish(out, writer, stream, config.write_timeout).await;
         self.shared
             .metrics
             .lag
@@ -383,7 +362,68 @@ fn internal() -> ErrorFrame {
     }
 }
 
-async fn write_frames(
+/// What a read from the socket means to a session.
+pub(crate) enum Incoming {
+    /// A binary frame: one protocol message.
+    Frame(axum::body::Bytes),
+    /// A frame the protocol has no business with (pings are answered by the socket itself).
+    Skip,
+    /// The device closed the connection, or it broke.
+    Closed,
+    /// A frame the session must refuse with this error.
+    Refused(ErrorFrame),
+}
+
+impl Incoming {
+    pub(crate) fn of(frame: Option<Result<WsMessage, axum::Error>>) -> Incoming {
+        match frame {
+            Some(Ok(WsMessage::Binary(bytes))) => Incoming::Frame(bytes),
+            Some(Ok(WsMessage::Text(_))) => Incoming::Refused(ErrorFrame {
+                code: ErrorCode::MALFORMED_FRAME,
+                message: "text frames are not part of the protocol; send binary frames".into(),
+            }),
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Incoming::Skip,
+            Some(Ok(WsMessage::Close(_))) | None => Incoming::Closed,
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "reading the socket failed");
+                // The socket stops reading a frame at the limit; its error names no kind.
+                let text = e.to_string();
+                if text.contains("too long") || text.contains("too big") {
+                    Incoming::Refused(ErrorFrame {
+                        code: ErrorCode::TOO_LARGE,
+                        message: format!(
+                            "frames are limited to {} bytes",
+                            crm_sync::MAX_FRAME_BYTES
+                        ),
+                    })
+                } else {
+                    Incoming::Closed
+                }
+            }
+        }
+    }
+}
+
+/// Ends a session's connection: lets the writer send what is queued (the error frame and the
+/// close), then gives the device a moment to answer the close so it surely reads the error
+/// first.
+pub(crate) async fn finish(
+    out: mpsc::Sender<Out>,
+    writer: tokio::task::JoinHandle<()>,
+    mut stream: SplitStream<WebSocket>,
+    write_timeout: Duration,
+) {
+    drop(out);
+    let _ = tokio::time::timeout(write_timeout, writer).await;
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+}
+
+/// Sends queued frames to the device, each within `timeout`, until a close or the end of
+/// the queue.
+pub(crate) async fn write_frames(
     mut sink: SplitSink<WebSocket, WsMessage>,
     mut frames: mpsc::Receiver<Out>,
     timeout: Duration,

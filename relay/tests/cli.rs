@@ -286,40 +286,49 @@ fn bad_input_fails_with_a_usage_exit_code_and_changes_nothing() {
 fn serve_answers_and_stops_on_sigterm() {
     let relay = Relay::new();
     relay.ok(&["workspace", "create", "acme"]);
-    let mut child = StdCommand::new(env!("CARGO_BIN_EXE_crm-relay"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(relay.data())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("read");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    // With the compactor (the default), and without.
+    for extra in [None, Some("--no-compact")] {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_crm-relay"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data")
+            .arg(relay.data())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
 
-    let mut http = std::net::TcpStream::connect(&addr).expect("connect");
-    http.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        http,
-        "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("write");
-    let mut response = String::new();
-    http.read_to_string(&mut response).expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.ends_with("ok"), "{response}");
+        let mut http = std::net::TcpStream::connect(&addr).expect("connect");
+        http.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            http,
+            "GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut response = String::new();
+        http.read_to_string(&mut response).expect("read");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.ends_with("ok"), "{response}");
 
-    let status = StdCommand::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(0), "a clean exit on SIGTERM");
+        let status = StdCommand::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "a clean exit on SIGTERM ({extra:?})"
+        );
+    }
 }

@@ -27,7 +27,7 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the relay: WebSocket sync at /v1/sync, /healthz and /metrics.
+    /// Run the relay: WebSocket sync at /v1/sync and /v1/bootstrap, /healthz and /metrics.
     Serve(serve::Args),
     /// Create and list workspaces (isolated teams, each with its own change log).
     #[command(subcommand)]

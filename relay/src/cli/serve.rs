@@ -18,6 +18,10 @@ pub(crate) struct Args {
     /// Pushes a device may make per second.
     #[arg(long, value_name = "N", default_value_t = Config::default().pushes_per_second)]
     max_pushes_per_second: u32,
+    /// Do not compact documents in the background. New devices still bootstrap, with the
+    /// documents' changes from the log instead of snapshots.
+    #[arg(long)]
+    no_compact: bool,
 }
 
 /// Threads for store work: bounds the database connections and memory of bursts of reads.
@@ -43,6 +47,7 @@ pub(crate) fn run(data: &Path, args: Args) -> anyhow::Result<()> {
         let config = Config {
             max_connections_per_workspace: args.max_connections_per_workspace,
             pushes_per_second: args.max_pushes_per_second,
+            compact: !args.no_compact,
             ..Config::default()
         };
         let state = AppState::new(Arc::new(store), config);

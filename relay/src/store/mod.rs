@@ -7,6 +7,11 @@
 //! sequence numbers under a per-workspace row lock exactly as `SqliteStore` does under its
 //! write transaction, so positions become visible in order.
 //!
+//! Snapshots: the compactor ([`RelayStore::compact`]) folds each document's changes into an
+//! `Automerge::save` of it in the background, so a new device can load documents instead of
+//! replaying the log ([`RelayStore::documents_page`], for `/v1/bootstrap`). Only one
+//! document is ever built at a time; the relay still never holds every document.
+//!
 //! Scope filtering (a later issue): the documents directory keeps `owner` and `teams` beside
 //! each document, and `read` may then skip entries a device may not see, reporting the last
 //! position it examined as `through`. The protocol already allows gaps, so no frame changes.
@@ -17,7 +22,7 @@ pub use sqlite::{FILE_NAME, SqliteStore};
 
 use chrono::{DateTime, Utc};
 use crm_sync::relay::{Authorized, LogRead};
-use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame, RelayId};
+use crm_sync::{Cursor, DocId, DocState, Envelope, ErrorCode, ErrorFrame, Hash, RelayId};
 use serde::Serialize;
 
 use crate::ids::{DeviceId, Role, WorkspaceId};
@@ -82,6 +87,45 @@ pub trait RelayStore: Send + Sync + 'static {
     /// Revokes a device's token; its next connection or push is refused. Revoking twice keeps
     /// the first time.
     fn revoke_device(&self, device: DeviceId) -> Result<Device, AdminError>;
+
+    /// The workspace log's head and the hash of the change there (zeros for an empty log): the
+    /// cursor a device has once it holds everything up to the head.
+    fn head(&self, workspace: WorkspaceId) -> Result<(u64, Hash), StoreError>;
+
+    /// Compacts up to `limit` stale documents (of any workspace): those with changes after
+    /// the position their snapshot was made at. Each is rebuilt from its changes in the log,
+    /// one document in memory at a time, and its snapshot replaced; the writes are short
+    /// transactions (at most `limit` documents or a few MiB of snapshots each). Returns how
+    /// many documents were taken off the stale list, including any that could not be built:
+    /// those are logged and left without a snapshot (their changes are sent from the log)
+    /// until they change again.
+    fn compact(&self, limit: usize) -> Result<usize, StoreError>;
+
+    /// How many documents have changes their snapshot does not hold yet.
+    fn stale_documents(&self) -> Result<u64, StoreError>;
+
+    /// One page of a workspace's documents for a device's bootstrap, read in one transaction:
+    /// documents whose first change is at or before log position `through`, with ids after
+    /// `after`, in id order. Each comes with its snapshot (which may hold changes after
+    /// `through`) and its log changes up to `through` that the snapshot does not hold.
+    /// The page stops before the document that would take its encoded size past `max_bytes`
+    /// (it always holds one) and at `crm_sync::MAX_BATCH_CHANGES` documents. A document
+    /// that alone is larger than `max_bytes` is [`StoreError::DocumentTooLarge`].
+    fn documents_page(
+        &self,
+        workspace: WorkspaceId,
+        after: Option<DocId>,
+        through: u64,
+        max_bytes: usize,
+    ) -> Result<DocumentsPage, StoreError>;
+}
+
+/// A page of [`RelayStore::documents_page`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocumentsPage {
+    pub docs: Vec<DocState>,
+    /// The last document of this page, to read the next page after; `None` on the last page.
+    pub next: Option<DocId>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -161,6 +205,11 @@ pub enum StoreError {
     Corrupt(String),
     #[error("a storage worker stopped unexpectedly")]
     Worker,
+    #[error(
+        "document {doc} takes more than {max} bytes, too large for a bootstrap page; \
+         sync it from the log instead"
+    )]
+    DocumentTooLarge { doc: uuid::Uuid, max: usize },
 }
 
 /// Why a device may not connect.

@@ -6,6 +6,8 @@
 //! from a small pool; in WAL mode they never wait for the writer and see committed data only.
 //! `synchronous=FULL`: an acknowledged batch survives a power cut, not only a crash.
 
+mod snapshots;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -17,8 +19,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::{
-    AdminError, AuthError, Authenticated, Device, MAX_NAME_CHARS, NewDevice, PushError, RelayStore,
-    StoreError, StoredBatch, Workspace,
+    AdminError, AuthError, Authenticated, Device, DocumentsPage, MAX_NAME_CHARS, NewDevice,
+    PushError, RelayStore, StoreError, StoredBatch, Workspace,
 };
 use crate::ids::{DeviceId, Role, WorkspaceId};
 use crate::token::Token;
@@ -28,7 +30,7 @@ pub const FILE_NAME: &str = "relay.db";
 /// Marks the file as a crm-relay database ("crmr").
 const APPLICATION_ID: i32 = 0x6372_6d72;
 /// The schema this build writes.
-const FORMAT_VERSION: i64 = 1;
+const FORMAT_VERSION: i64 = 2;
 /// Idle reader connections kept open (as many as the server runs blocking threads).
 const MAX_IDLE_READERS: usize = 32;
 /// Change bytes per `Changes` frame: the frame limit less room for the per-entry envelope
@@ -37,6 +39,8 @@ const READ_BUDGET: usize = MAX_FRAME_BYTES - (64 << 10);
 /// Counted against `READ_BUDGET` for each entry besides its change bytes.
 const ENTRY_OVERHEAD: usize = 40;
 
+/// Format 1. Later formats are migrations run in order, on new databases too, so every
+/// database has the same schema whichever way it got there.
 const SCHEMA: &str = r#"
 CREATE TABLE relay_meta (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
@@ -69,7 +73,7 @@ CREATE INDEX devices_by_workspace ON devices(workspace);
 -- Every document the relay has seen, with the workspace it belongs to (a document never
 -- moves). `owner` (a user record id) and `teams` (comma-separated team record ids) are the
 -- visibility scope from the latest pushed change's envelope; a role and scope filter joins
--- `read` on them.
+-- `read` on them. Format 2 adds `last_seq` and `snap_seq` (see MIGRATE_TO_2).
 CREATE TABLE documents (
     doc_id      BLOB PRIMARY KEY,
     workspace   BLOB NOT NULL REFERENCES workspaces(id),
@@ -97,6 +101,47 @@ CREATE TABLE changes (
     UNIQUE (workspace, hash)
 );
 "#;
+
+/// Format 2: document snapshots for a device's bootstrap. Run on a new database after
+/// `SCHEMA`, and on a format-1 database when it is opened, in the opening transaction.
+/// `ALTER TABLE … ADD COLUMN` with a constant default rewrites nothing, so the migration
+/// costs one pass over the log (the backfill of `last_seq`) and the new indexes.
+const MIGRATE_TO_2: &str = r#"
+-- `last_seq`: the log position of the document's latest change, kept by `store_batch`.
+-- `snap_seq`: the position through which the compactor has folded the document's changes
+-- (0: never). A document is *stale* while `last_seq > snap_seq`.
+ALTER TABLE documents ADD COLUMN last_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE documents ADD COLUMN snap_seq INTEGER NOT NULL DEFAULT 0;
+
+-- A document's changes in log order: what compaction and bootstrap pages read.
+CREATE INDEX changes_by_doc ON changes(workspace, doc_id, seq);
+-- A workspace's documents in id order: the order of bootstrap pages.
+CREATE INDEX documents_by_workspace ON documents(workspace, doc_id);
+
+UPDATE documents SET last_seq = coalesce(
+    (SELECT max(c.seq) FROM changes c
+     WHERE c.workspace = documents.workspace AND c.doc_id = documents.doc_id),
+    0);
+
+-- The documents the compactor has yet to fold: only these are in the index, so finding and
+-- counting them costs nothing while the compactor keeps up.
+CREATE INDEX documents_stale ON documents(workspace) WHERE last_seq > snap_seq;
+
+-- A document's compacted state (`Automerge::save`), holding every change of the document up
+-- to log position `seq` (and maybe a few later ones), and exactly the changes whose hashes
+-- `hashes` lists (32 bytes each, concatenated). A document the compactor could not build
+-- has no row: its changes are sent from the log.
+CREATE TABLE snapshots (
+    doc_id      BLOB PRIMARY KEY REFERENCES documents(doc_id),
+    seq         INTEGER NOT NULL,
+    bytes       BLOB NOT NULL,
+    hashes      BLOB NOT NULL
+);
+"#;
+
+/// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`.
+const MIGRATIONS: &[&str] = &[MIGRATE_TO_2];
+const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 
 /// The relay's store in one SQLite file.
 pub struct SqliteStore {
@@ -148,6 +193,9 @@ impl SqliteStore {
         let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
         if app_id == 0 && version == 0 && tables == 0 {
             tx.execute_batch(SCHEMA)?;
+            for migration in MIGRATIONS {
+                tx.execute_batch(migration)?;
+            }
             tx.execute(
                 "INSERT INTO relay_meta (id, relay_id, created_at) VALUES (1, ?1, ?2)",
                 params![Uuid::now_v7().as_bytes().as_slice(), now_ms()],
@@ -162,6 +210,8 @@ impl SqliteStore {
                 found: version,
                 supported: FORMAT_VERSION,
             });
+        } else if version < FORMAT_VERSION {
+            migrate(&tx, version)?;
         }
         let relay_id: Vec<u8> =
             tx.query_row("SELECT relay_id FROM relay_meta WHERE id = 1", [], |r| {
@@ -217,6 +267,21 @@ impl SqliteStore {
         }
         Ok(value)
     }
+}
+
+/// Brings a database of an older format to `FORMAT_VERSION`, inside the opening transaction:
+/// a failure leaves it as it was.
+fn migrate(tx: &rusqlite::Transaction<'_>, from: i64) -> Result<(), StoreError> {
+    if from < 1 {
+        return Err(StoreError::Corrupt(format!("format version {from}")));
+    }
+    let done = usize::try_from(from - 1).unwrap_or(0);
+    for migration in MIGRATIONS.iter().skip(done) {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
+    tracing::info!(from, to = FORMAT_VERSION, "relay database migrated");
+    Ok(())
 }
 
 fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -443,8 +508,11 @@ impl RelayStore for SqliteStore {
                 "INSERT INTO documents (doc_id, workspace, kind, first_seq, created_by)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let mut set_scope =
-                tx.prepare_cached("UPDATE documents SET owner = ?2, teams = ?3 WHERE doc_id = ?1")?;
+            // Per new change: the document's latest scope and latest position (which makes it
+            // stale for the compactor).
+            let mut set_scope = tx.prepare_cached(
+                "UPDATE documents SET owner = ?2, teams = ?3, last_seq = ?4 WHERE doc_id = ?1",
+            )?;
             let mut insert_change = tx.prepare_cached(
                 "INSERT INTO changes
                  (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
@@ -529,6 +597,7 @@ impl RelayStore for SqliteStore {
                     doc.as_slice(),
                     scope.owner.map(|o| Uuid::from_bytes(o).to_string()),
                     teams,
+                    sql_seq(head),
                 ])?;
                 seqs.push(head);
             }
@@ -741,5 +810,246 @@ impl RelayStore for SqliteStore {
                 .ok_or(AdminError::UnknownDevice(device))?;
             Ok(to_device(row)?)
         })
+    }
+
+    fn head(&self, workspace: WorkspaceId) -> Result<(u64, Hash), StoreError> {
+        self.read_with(|tx| {
+            let head: i64 = tx
+                .query_row(
+                    "SELECT head FROM workspaces WHERE id = ?1",
+                    [workspace],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| StoreError::Corrupt(format!("no workspace {workspace}")))?;
+            if head == 0 {
+                return Ok((0, [0; 32]));
+            }
+            let at: Vec<u8> = tx
+                .query_row(
+                    "SELECT hash FROM changes WHERE workspace = ?1 AND seq = ?2",
+                    params![workspace, head],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("no change at the head {head} of {workspace}"))
+                })?;
+            Ok((seq(head), hash(&at)?))
+        })
+    }
+
+    fn compact(&self, limit: usize) -> Result<usize, StoreError> {
+        self.compact_stale(limit)
+    }
+
+    fn stale_documents(&self) -> Result<u64, StoreError> {
+        self.count_stale()
+    }
+
+    fn documents_page(
+        &self,
+        workspace: WorkspaceId,
+        after: Option<DocId>,
+        through: u64,
+        max_bytes: usize,
+    ) -> Result<DocumentsPage, StoreError> {
+        self.read_page(workspace, after, through, max_bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable as _;
+    use automerge::{AutoCommit, ROOT};
+
+    use super::*;
+
+    /// A change of a new document, and its hash.
+    fn change(doc: &mut AutoCommit, value: &str) -> (Vec<u8>, Hash) {
+        doc.put(ROOT, "name", value).expect("put");
+        doc.commit();
+        let change = doc.get_last_local_change().expect("a change");
+        (change.raw_bytes().to_vec(), change.hash().0)
+    }
+
+    fn schema(path: &Path) -> Vec<(String, String, Option<String>)> {
+        let conn = Connection::open(path).expect("open");
+        let mut stmt = conn
+            .prepare("SELECT type, name, sql FROM sqlite_schema ORDER BY type, name")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    /// A document and the hashes of its changes, in log order.
+    type DocHashes = ([u8; 16], Vec<Hash>);
+
+    /// A format-1 database written with format 1's statements, as a relay of that format
+    /// left it: one workspace with two documents and three changes.
+    fn write_v1(path: &Path) -> (WorkspaceId, DeviceId, Vec<DocHashes>) {
+        let conn = Connection::open(path).expect("open");
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .expect("wal");
+        conn.execute_batch(SCHEMA).expect("format 1 schema");
+        conn.execute(
+            "INSERT INTO relay_meta (id, relay_id, created_at) VALUES (1, ?1, 0)",
+            [Uuid::now_v7().as_bytes().as_slice()],
+        )
+        .expect("meta");
+        conn.pragma_update(None, "application_id", APPLICATION_ID)
+            .expect("application id");
+        conn.pragma_update(None, "user_version", 1)
+            .expect("version");
+        let ws = WorkspaceId::new();
+        let device = DeviceId::new();
+        conn.execute(
+            "INSERT INTO workspaces (id, name, created_at, head) VALUES (?1, 'acme', 0, 3)",
+            [ws],
+        )
+        .expect("workspace");
+        conn.execute(
+            "INSERT INTO devices (id, workspace, user, role, token_hash, created_at)
+             VALUES (?1, ?2, 'alice', 'admin', x'00', 0)",
+            params![device, ws],
+        )
+        .expect("device");
+        let (a, b) = (*Uuid::now_v7().as_bytes(), *Uuid::now_v7().as_bytes());
+        let (mut doc_a, mut doc_b) = (AutoCommit::new(), AutoCommit::new());
+        let log = [
+            (a, change(&mut doc_a, "A")),
+            (b, change(&mut doc_b, "B")),
+            (a, change(&mut doc_a, "A2")),
+        ];
+        for (i, (doc, (bytes, hash))) in log.iter().enumerate() {
+            let at = i64::try_from(i).expect("small") + 1;
+            if at < 3 {
+                conn.execute(
+                    "INSERT INTO documents (doc_id, workspace, kind, first_seq, created_by)
+                     VALUES (?1, ?2, 'account', ?3, ?4)",
+                    params![doc.as_slice(), ws, at, device],
+                )
+                .expect("document");
+            }
+            conn.execute(
+                "INSERT INTO changes
+                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
+                 VALUES (?1, ?2, ?3, ?4, 'account', x'', ?5, 0, ?6)",
+                params![ws, at, hash.as_slice(), doc.as_slice(), device, bytes],
+            )
+            .expect("change");
+        }
+        let hashes = |doc: [u8; 16]| {
+            log.iter()
+                .filter(|(d, _)| *d == doc)
+                .map(|(_, (_, h))| *h)
+                .collect()
+        };
+        (ws, device, vec![(a, hashes(a)), (b, hashes(b))])
+    }
+
+    #[test]
+    fn a_format_1_database_is_migrated_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (ws, device, docs) = write_v1(&dir.path().join(FILE_NAME));
+        let store = SqliteStore::open(dir.path()).expect("a format 1 database opens");
+
+        let conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, FORMAT_VERSION);
+        let positions: Vec<(Vec<u8>, i64, i64)> = conn
+            .prepare("SELECT doc_id, last_seq, snap_seq FROM documents ORDER BY first_seq")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            positions,
+            [(docs[0].0.to_vec(), 3, 0), (docs[1].0.to_vec(), 2, 0)],
+            "last_seq is backfilled from the log"
+        );
+
+        // Everything works on it: compaction, pages, pushes.
+        assert_eq!(store.stale_documents().expect("count"), 2);
+        assert_eq!(store.compact(10).expect("compact"), 2);
+        let page = store.documents_page(ws, None, 3, usize::MAX).expect("page");
+        assert_eq!(page.docs.len(), 2);
+        for state in &page.docs {
+            let (_, hashes) = docs
+                .iter()
+                .find(|(id, _)| *id == state.doc_id)
+                .expect("known");
+            assert_eq!(&state.hashes, hashes);
+            let loaded = automerge::Automerge::load(&state.snapshot).expect("loads");
+            assert_eq!(
+                loaded.get_heads().last().map(|h| h.0),
+                hashes.last().copied()
+            );
+        }
+        assert_eq!(store.head(ws).expect("head"), (3, docs[0].1[1]));
+        let mut more = AutoCommit::new();
+        let (bytes, _) = change(&mut more, "C");
+        let envelope = Envelope {
+            doc_id: *Uuid::now_v7().as_bytes(),
+            kind: "account".into(),
+            scope: Default::default(),
+            bytes,
+        };
+        let stored = store.store_batch(ws, device, &[envelope]).expect("a push");
+        assert_eq!(stored.seqs, [4]);
+        assert_eq!(store.stale_documents().expect("count"), 1);
+        drop(store);
+
+        // The migrated schema is the one a new database gets, and it opens again as is.
+        let fresh = tempfile::tempdir().expect("tempdir");
+        drop(SqliteStore::open_or_create(fresh.path()).expect("a new store"));
+        assert_eq!(
+            schema(&dir.path().join(FILE_NAME)),
+            schema(&fresh.path().join(FILE_NAME))
+        );
+        let store = SqliteStore::open(dir.path()).expect("reopens");
+        assert_eq!(store.head(ws).expect("head").0, 4);
+    }
+
+    #[test]
+    fn snapshot_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(SqliteStore::open_or_create(dir.path()).expect("store"));
+        let conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
+        for (sql, index) in [
+            (snapshots::STALE_SQL, "documents_stale"),
+            (snapshots::COUNT_STALE_SQL, "documents_stale"),
+            (snapshots::CHANGES_OF_DOC_SQL, "changes_by_doc"),
+            (snapshots::PAGE_DOCS_SQL, "documents_by_workspace"),
+            (snapshots::PAGE_CHANGES_SQL, "changes_by_doc"),
+            // The log read keeps its primary key beside the new index of changes.
+            (
+                "SELECT seq, doc_id, bytes, hash FROM changes
+                 WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                "sqlite_autoindex_changes_1",
+            ),
+        ] {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("prepare");
+            let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get(3))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows");
+            let plan = plan.join("; ");
+            assert!(plan.contains(index), "{sql}: {plan}");
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+            // Only the partial index of stale documents is scanned whole.
+            if !sql.contains("documents_stale") {
+                assert!(!plan.contains("SCAN"), "{sql}: {plan}");
+            }
+        }
     }
 }

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use automerge::transaction::Transactable as _;
-use automerge::{AutoCommit, ROOT};
+use automerge::{AutoCommit, Automerge, ROOT};
 use crm_relay::store::RelayStore;
 use crm_relay::{AppState, Config, Role, SqliteStore, WorkspaceId};
 use crm_sync::{
-    Ack, Changes, Cursor, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION, Message,
-    PROTOCOL_VERSION, Push, Received, Welcome,
+    Ack, Changes, Cursor, DocState, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION,
+    Message, PROTOCOL_VERSION, Push, Received, Welcome,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -68,6 +68,10 @@ impl Relay {
         format!("ws://{}/v1/sync", self.addr)
     }
 
+    pub(crate) fn bootstrap_url(&self) -> String {
+        format!("ws://{}/v1/bootstrap", self.addr)
+    }
+
     pub(crate) fn workspace(&self, name: &str) -> WorkspaceId {
         self.store.create_workspace(name).expect("workspace").id
     }
@@ -110,11 +114,39 @@ pub(crate) struct Client {
 
 impl Client {
     pub(crate) async fn connect(relay: &Relay) -> Client {
-        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(relay.url()))
+        Self::connect_to(relay.url()).await
+    }
+
+    /// Connects to the relay's `/v1/bootstrap`.
+    pub(crate) async fn connect_bootstrap(relay: &Relay) -> Client {
+        Self::connect_to(relay.bootstrap_url()).await
+    }
+
+    async fn connect_to(url: String) -> Client {
+        let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
             .await
             .expect("connect in time")
             .expect("connect");
         Client { ws }
+    }
+
+    /// Connects to `/v1/bootstrap` and completes the handshake.
+    pub(crate) async fn bootstrap(
+        relay: &Relay,
+        workspace: WorkspaceId,
+        token: &str,
+    ) -> (Client, Welcome) {
+        let mut client = Client::connect_bootstrap(relay).await;
+        client.send(&hello(workspace, token, None)).await;
+        match client.recv().await {
+            Message::Welcome(w) => (client, w),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
+    }
+
+    /// The next protocol message if one arrives within `wait`.
+    pub(crate) async fn recv_within(&mut self, wait: Duration) -> Option<Message> {
+        tokio::time::timeout(wait, self.recv()).await.ok()
     }
 
     /// Connects and completes the handshake for a device of `workspace`.
@@ -194,7 +226,7 @@ impl Client {
             match self.recv().await {
                 Message::Error(e) => break e,
                 // Changes may precede the error; they are not what the test is about.
-                Message::Changes(_) | Message::Ack(_) => {}
+                Message::Changes(_) | Message::Ack(_) | Message::Documents(_) => {}
                 other => panic!("expected Error, got {other:?}"),
             }
         };
@@ -275,6 +307,23 @@ impl Doc {
         }
     }
 
+    /// A document whose changes are made by `actor`: two such documents with the same id
+    /// make different changes with the same actor and sequence number, which no Automerge
+    /// document can hold together.
+    pub(crate) fn with_actor(id: [u8; 16], actor: &[u8]) -> Doc {
+        Doc {
+            id,
+            doc: AutoCommit::new().with_actor(automerge::ActorId::from(actor)),
+        }
+    }
+
+    /// The heads of the document after every change made so far.
+    pub(crate) fn heads(&mut self) -> Vec<automerge::ChangeHash> {
+        let mut heads = self.doc.get_heads();
+        heads.sort();
+        heads
+    }
+
     /// One change setting `field` to `value`, in an envelope of kind "account".
     pub(crate) fn change(&mut self, field: &str, value: &str) -> Envelope {
         self.doc.put(ROOT, field, value).expect("put");
@@ -287,6 +336,44 @@ impl Doc {
             bytes: change.raw_bytes().to_vec(),
         }
     }
+}
+
+/// A bootstrap document as a device loads it: its snapshot, checked to hold exactly the
+/// changes it lists, then its other changes.
+pub(crate) fn load(state: &DocState) -> Automerge {
+    let mut doc = if state.snapshot.is_empty() {
+        Automerge::new()
+    } else {
+        Automerge::load(&state.snapshot).expect("the snapshot loads")
+    };
+    let mut held: Vec<[u8; 32]> = doc.get_changes_meta(&[]).iter().map(|m| m.hash.0).collect();
+    held.sort();
+    let mut listed = state.hashes.clone();
+    listed.sort();
+    assert_eq!(
+        held, listed,
+        "the snapshot holds exactly the changes it lists"
+    );
+    let changes: Vec<automerge::Change> = state
+        .changes
+        .iter()
+        .map(|c| automerge::Change::try_from(c.as_slice()).expect("a change"))
+        .collect();
+    for c in &changes {
+        assert!(
+            !listed.contains(&c.hash().0),
+            "a change the snapshot holds is sent again"
+        );
+    }
+    doc.apply_changes(changes).expect("the changes apply");
+    doc
+}
+
+/// A document's heads, sorted.
+pub(crate) fn heads_of(doc: &Automerge) -> Vec<automerge::ChangeHash> {
+    let mut heads = doc.get_heads();
+    heads.sort();
+    heads
 }
 
 /// The hash an Automerge change has.
