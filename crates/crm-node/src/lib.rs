@@ -4,4 +4,5 @@
 //! The protocol logic is the sans-IO [`crm_sync::device::DeviceSync`]; this crate only owns
 //! the WebSocket, the timers and the replica, and carries out the machine's effects in order.
 
+pub mod bootstrap;
 pub mod sync;

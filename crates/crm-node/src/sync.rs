@@ -18,10 +18,10 @@ const APPLY_AT_ONCE: usize = 8_192;
 /// A pull at least this far behind the relay's head drops the replica's read indexes and
 /// builds them again once caught up (see `Store::suspend_read_indexes`): cheaper than
 /// keeping them up to date row by row from here on.
-const SUSPEND_INDEXES_BEHIND: u64 = 5_000;
+pub(crate) const SUSPEND_INDEXES_BEHIND: u64 = 5_000;
 /// How long to wait for the relay to answer before calling the connection dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// In watch mode, ping the relay every 50 polls (10 s).
 const PING_EVERY_TICKS: u64 = 50;
 
@@ -68,6 +68,8 @@ pub struct SyncReport {
     pub head: u64,
     /// Whether the relay did not know this device's cursor, so everything was re-pushed.
     pub reset: bool,
+    /// Documents loaded from the relay's snapshots (a fresh device's first sync).
+    pub bootstrapped: usize,
 }
 
 /// The workspace a device token belongs to: tokens are `crm1.<workspace>.<secret>`.
@@ -154,7 +156,16 @@ async fn session(
     report: &mut SyncReport,
     watcher: Watcher<'_>,
 ) -> Result<(), SyncError> {
-    let result = connected(store, link, report, watcher).await;
+    let mut result = Ok(());
+    // A device without a cursor loads the relay's documents first, when the relay offers them.
+    if store.sync_cursor()?.is_none() {
+        result = crate::bootstrap::bootstrap(store, link, report)
+            .await
+            .map(|_| ());
+    }
+    if result.is_ok() {
+        result = connected(store, link, report, watcher).await;
+    }
     // A pull that stopped half way leaves no index missing.
     let restored = store.restore_read_indexes();
     result?;

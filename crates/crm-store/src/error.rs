@@ -61,6 +61,10 @@ pub enum StoreError {
     },
     #[error("change {index} of the batch is not a valid Automerge change: {reason}")]
     InvalidChange { index: usize, reason: String },
+    #[error("record {id}: the relay's copy of the document is invalid: {reason}")]
+    InvalidDocument { id: RecordId, reason: String },
+    #[error("a stored change of document #{docno} is unreadable: {reason}")]
+    UnreadableChange { docno: i64, reason: String },
     #[error("record {id}: a stored change is unreadable: {reason}")]
     StoredChange { id: RecordId, reason: String },
     #[error("record {id}: a change claims to belong to record {claimed}")]

@@ -21,6 +21,7 @@
 //! is checked against the stored heads so another process's writes are never overwritten.
 
 mod batch;
+mod bootstrap;
 mod bulk;
 mod checkpoint;
 pub mod dashboard;
@@ -39,6 +40,7 @@ mod schema;
 mod sync;
 
 pub use batch::{BatchOp, Written};
+pub use bootstrap::RemoteDocument;
 pub use dedup::{
     DedupKey, DuplicateGroup, DuplicateMember, KeyKind, KeySeen, KeyedRecord, name_key,
     phone_digits, record_keys,

@@ -186,7 +186,8 @@ impl Store {
     /// log order. Every change of the replica is there, local or remote.
     pub fn changes_after(&self, after: i64, limit: usize) -> Result<Vec<LoggedChange>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT c.seq, d.id, c.bytes FROM changes c JOIN documents d ON d.docno = c.docno
+            "SELECT c.seq, d.id, c.bytes, c.hash, c.docno FROM changes c
+             JOIN documents d ON d.docno = c.docno
              WHERE c.seq > ?1 ORDER BY c.seq LIMIT ?2",
         )?;
         let rows = stmt.query_map(
@@ -196,13 +197,17 @@ impl Store {
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, Vec<u8>>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, i64>(4)?,
                 ))
             },
         )?;
         let mut out = Vec::new();
+        let mut from_snapshots = crate::bootstrap::ChangeBytes::default();
         for row in rows {
-            let (seq, id, bytes) = row?;
+            let (seq, id, bytes, hash, docno) = row?;
             let Ok(doc_id) = id.parse() else { continue };
+            let bytes = from_snapshots.get(&self.conn, docno, &hash, bytes)?;
             out.push(LoggedChange {
                 seq,
                 change: RemoteChange { doc_id, bytes },
@@ -310,7 +315,7 @@ fn unseen<'a>(
 /// Refuses a document holding a root `id` other than its own: every value of it, not just
 /// the one shown, since a record's creating change sent under another record's id puts a
 /// concurrent `id`, and which of the two wins depends only on the actor ids.
-fn check_claim(id: RecordId, document: &Automerge) -> Result<()> {
+pub(crate) fn check_claim(id: RecordId, document: &Automerge) -> Result<()> {
     let own = id.to_string();
     let claimed = document
         .get_all(crm_model::automerge::ROOT, "id")

@@ -35,7 +35,7 @@ impl Store {
     /// The oldest `limit` changes of the outbox.
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxChange>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT c.seq, d.id, coalesce(d.kind, ''), c.bytes, d.docno FROM outbox o
+            "SELECT c.seq, d.id, coalesce(d.kind, ''), c.bytes, d.docno, c.hash FROM outbox o
              JOIN changes c ON c.seq = o.seq JOIN documents d ON d.docno = c.docno
              ORDER BY o.seq LIMIT ?1",
         )?;
@@ -46,12 +46,16 @@ impl Store {
                 r.get::<_, String>(2)?,
                 r.get::<_, Vec<u8>>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
             ))
         })?;
         let mut out = Vec::new();
+        // After `reset_sync`, changes a bootstrap stored in snapshots only are queued too.
+        let mut from_snapshots = crate::bootstrap::ChangeBytes::default();
         for row in rows {
-            let (local_seq, id, kind, bytes, docno) = row?;
+            let (local_seq, id, kind, bytes, docno, hash) = row?;
             let Ok(doc_id) = id.parse() else { continue };
+            let bytes = from_snapshots.get(&self.conn, docno, &hash, bytes)?;
             let (owner, teams) = match kind.parse::<crm_model::Kind>() {
                 Ok(k) => self.scope_of(k, docno)?,
                 Err(_) => (None, Vec::new()),
@@ -128,12 +132,7 @@ impl Store {
         batch: &[RemoteChange],
         cursor: SyncCursor,
     ) -> Result<ApplyReport> {
-        let value = encode_cursor(&cursor);
-        self.apply_remote_with(batch, |tx| {
-            tx.prepare_cached("INSERT OR REPLACE INTO sync_state (key, value) VALUES (?1, ?2)")?
-                .execute(params![CURSOR_KEY, value])?;
-            Ok(())
-        })
+        self.apply_remote_with(batch, |tx| write_cursor(tx, &cursor))
     }
 
     /// The relay does not know this replica's cursor (a new relay, or one restored from a
@@ -149,6 +148,13 @@ impl Store {
         tx.commit()?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// Stores the relay cursor (in the caller's transaction).
+pub(crate) fn write_cursor(tx: &rusqlite::Transaction<'_>, cursor: &SyncCursor) -> Result<()> {
+    tx.prepare_cached("INSERT OR REPLACE INTO sync_state (key, value) VALUES (?1, ?2)")?
+        .execute(params![CURSOR_KEY, encode_cursor(cursor)])?;
+    Ok(())
 }
 
 fn encode_cursor(c: &SyncCursor) -> String {

@@ -44,6 +44,7 @@ fn report_json(r: &SyncReport) -> serde_json::Value {
         "records_changed": r.records_changed,
         "head": r.head,
         "reset": r.reset,
+        "bootstrapped": r.bootstrapped,
     })
 }
 
@@ -76,6 +77,12 @@ pub(crate) fn sync(m: &ArgMatches, as_json: bool) -> Result<()> {
     } else {
         if report.reset {
             println!("the relay did not know this device's position; pushed everything again");
+        }
+        if report.bootstrapped > 0 {
+            println!(
+                "loaded {} records from the relay's compacted documents",
+                report.bootstrapped
+            );
         }
         println!(
             "pushed {} changes, pulled {} ({} records changed); up to date with the relay (log head {})",

@@ -1,0 +1,217 @@
+//! A fresh device's first sync from the relay's document snapshots (`/v1/bootstrap`, see
+//! docs/PROTOCOL.md): pages of compacted documents instead of the whole change log, then the
+//! cursor the ordinary sync resumes from.
+//!
+//! Anything short of a refusal of the device itself (an unknown or revoked token, no shared
+//! protocol version) makes the device fall back to replaying the log, which gives the same
+//! result: a relay without the endpoint, a document too large for a page, a page that does
+//! not check out. Pages applied before that stay; the log replay then finds their changes
+//! already stored.
+
+use crm_model::RecordId;
+use crm_store::{RelayLink, RemoteDocument, Store, SyncCursor};
+use crm_sync::{
+    DocumentsReceived, ErrorCode, Hello, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION,
+};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use crate::sync::{
+    CONNECT_TIMEOUT, IDLE_TIMEOUT, SUSPEND_INDEXES_BEHIND, SyncError, SyncReport, sync_url,
+    workspace_of,
+};
+
+/// Documents applied in one transaction at most (pages that arrived together).
+const DOCUMENTS_AT_ONCE: usize = 8_192;
+
+/// The WebSocket URL of a relay's bootstrap endpoint.
+pub fn bootstrap_url(base: &str) -> String {
+    let sync = sync_url(base);
+    match sync.strip_suffix("/v1/sync") {
+        Some(root) => format!("{root}/v1/bootstrap"),
+        None => sync,
+    }
+}
+
+/// Loads the relay's documents into `store` and sets its cursor. `Ok(false)`: the relay could
+/// not bootstrap this device, which syncs from the log instead.
+pub(crate) async fn bootstrap(
+    store: &mut Store,
+    link: &RelayLink,
+    report: &mut SyncReport,
+) -> Result<bool, SyncError> {
+    let workspace = workspace_of(&link.token)?;
+    let url = bootstrap_url(&link.url);
+    let connected = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_tungstenite::connect_async_with_config(url.as_str(), None, true),
+    )
+    .await
+    .map_err(|_| SyncError::Unreachable {
+        url: url.clone(),
+        reason: "timed out".into(),
+    })?;
+    let mut ws = match connected {
+        Ok((ws, _)) => ws,
+        // An older relay answers the upgrade with 404.
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            tracing::info!(status = %response.status(), "no bootstrap endpoint; syncing from the log");
+            return Ok(false);
+        }
+        Err(e) => {
+            return Err(SyncError::Unreachable {
+                url,
+                reason: e.to_string(),
+            });
+        }
+    };
+    let lost = |e: tokio_tungstenite::tungstenite::Error| SyncError::Lost(e.to_string());
+    let hello = Message::Hello(Hello {
+        min_protocol: MIN_PROTOCOL_VERSION,
+        max_protocol: PROTOCOL_VERSION,
+        workspace,
+        token: link.token.clone(),
+        cursor: None,
+    });
+    ws.send(WsMessage::Binary(hello.encode().into()))
+        .await
+        .map_err(lost)?;
+    let mut welcomed = false;
+    loop {
+        let frame = tokio::time::timeout(IDLE_TIMEOUT, ws.next())
+            .await
+            .map_err(|_| SyncError::Lost("the relay stopped answering".into()))?;
+        let Some(first) = message(frame)? else {
+            continue;
+        };
+        let mut messages = vec![first];
+        // Pages already waiting go into the same transaction.
+        let mut documents = 0;
+        while let Some(Message::Documents(d)) = messages.last()
+            && d.done.is_none()
+            && documents + d.docs.len() < DOCUMENTS_AT_ONCE
+        {
+            documents += d.docs.len();
+            let Some(frame) = ws.next().now_or_never() else {
+                break;
+            };
+            if let Some(m) = message(frame)? {
+                messages.push(m);
+            }
+        }
+        let mut docs = Vec::new();
+        let mut last_page = None;
+        let mut done = None;
+        for m in messages {
+            match m {
+                Message::Welcome(w) if !welcomed => {
+                    welcomed = true;
+                    if w.head >= SUSPEND_INDEXES_BEHIND {
+                        store.suspend_read_indexes()?;
+                    }
+                }
+                Message::Documents(d) if welcomed && done.is_none() => {
+                    last_page = Some(d.page);
+                    done = d.done;
+                    docs.extend(d.docs.into_iter().map(|s| RemoteDocument {
+                        doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(s.doc_id)),
+                        snapshot: s.snapshot,
+                        hashes: s.hashes,
+                        changes: s.changes.into_iter().map(|c| c.into_vec()).collect(),
+                    }));
+                }
+                Message::Error(e) if refuses_the_device(e.code) => {
+                    return Err(SyncError::Refused(e));
+                }
+                other => {
+                    tracing::warn!(
+                        message = other.name(),
+                        "the relay's bootstrap stopped; syncing from the log"
+                    );
+                    let _ = ws.close(None).await;
+                    return Ok(false);
+                }
+            }
+        }
+        let Some(page) = last_page else { continue };
+        let cursor = done.map(|c| SyncCursor {
+            relay_id: c.relay_id,
+            seq: c.seq,
+            hash: c.hash,
+        });
+        let applied = match store.apply_documents(&docs, cursor) {
+            Ok(applied) => applied,
+            Err(e @ crm_store::StoreError::InvalidDocument { .. }) => {
+                tracing::warn!(error = %e, "a bootstrap page was refused; syncing from the log");
+                let _ = ws.close(None).await;
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        report.pulled += applied.applied;
+        report.records_changed += applied.changed.len();
+        report.bootstrapped += docs.len();
+        let received = Message::DocumentsReceived(DocumentsReceived { page });
+        ws.send(WsMessage::Binary(received.encode().into()))
+            .await
+            .map_err(lost)?;
+        if cursor.is_some() {
+            let _ = ws.close(None).await;
+            return Ok(true);
+        }
+    }
+}
+
+/// Errors about the device itself: the log sync would be refused the same way.
+fn refuses_the_device(code: ErrorCode) -> bool {
+    [
+        ErrorCode::UNAUTHENTICATED,
+        ErrorCode::REVOKED,
+        ErrorCode::FORBIDDEN,
+        ErrorCode::UNKNOWN_WORKSPACE,
+    ]
+    .contains(&code)
+}
+
+type WsResult = Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>;
+
+/// The protocol message of a frame of the bootstrap connection; `None` for pings and pongs.
+/// A frame that does not decode comes back as an error message, which ends the bootstrap.
+fn message(frame: WsResult) -> Result<Option<Message>, SyncError> {
+    match frame {
+        None | Some(Ok(WsMessage::Close(_))) => Err(SyncError::Lost(
+            "the relay closed the bootstrap connection".into(),
+        )),
+        Some(Err(e)) => Err(SyncError::Lost(e.to_string())),
+        Some(Ok(WsMessage::Binary(bytes))) => {
+            Ok(Some(Message::decode(&bytes).unwrap_or_else(|e| {
+                Message::Error(crm_sync::ErrorFrame {
+                    code: ErrorCode::MALFORMED_FRAME,
+                    message: format!("the relay sent a bad frame: {e}"),
+                })
+            })))
+        }
+        Some(Ok(WsMessage::Text(_))) => Ok(Some(Message::Error(crm_sync::ErrorFrame {
+            code: ErrorCode::MALFORMED_FRAME,
+            message: "the relay sent a text frame".into(),
+        }))),
+        Some(Ok(_)) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bootstrap_endpoint_sits_beside_the_sync_endpoint() {
+        assert_eq!(
+            bootstrap_url("127.0.0.1:7070"),
+            "ws://127.0.0.1:7070/v1/bootstrap"
+        );
+        assert_eq!(
+            bootstrap_url("https://crm.example.com/v1/sync"),
+            "wss://crm.example.com/v1/bootstrap"
+        );
+    }
+}

@@ -1,0 +1,281 @@
+//! A fresh replica's first sync from a relay's document snapshots.
+//!
+//! Replaying a workspace's change log builds every document change by change: on a fresh
+//! device that was most of its first sync. A relay keeps a compacted snapshot of each
+//! document (`Automerge::save`) with the hashes of the changes it holds, and sends a new
+//! device pages of them ([`RemoteDocument`]). [`Store::apply_documents`] loads each snapshot,
+//! applies the few changes the relay has not folded in yet, and stores:
+//! - the snapshot as the document's snapshot, and those changes as its loose changes;
+//! - one `changes` row per change the snapshot holds, with its hash and **empty bytes**. The
+//!   hash is what deduplication needs. The bytes are in the snapshot, and are taken out of it
+//!   only when a peer needs them: a relay that lost them (`Store::reset_sync` queues every
+//!   change), or `Store::merge_from` ([`ChangeBytes`]).
+//!
+//! A document this replica already has (it pushed it before it had a cursor) is not replaced:
+//! its snapshot's changes are taken out and applied as remote changes, which merge.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::Utc;
+use crm_model::automerge::{Automerge, Change, ChangeHash, ReadDoc};
+use crm_model::{Record, RecordId, doc};
+use rusqlite::params;
+
+use crate::error::{Result, StoreError};
+use crate::parallel::InOrder;
+use crate::projection::{Fts, LastChange};
+use crate::remote::{ApplyReport, RemoteChange, check_claim};
+use crate::replica::{self, Store, encode_heads};
+use crate::sync::{SyncCursor, write_cursor};
+
+/// One document of a relay's bootstrap page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteDocument {
+    pub doc_id: RecordId,
+    /// `Automerge::save` of the document; empty when the relay has no snapshot of it yet.
+    pub snapshot: Vec<u8>,
+    /// The hash of every change the snapshot holds.
+    pub hashes: Vec<[u8; 32]>,
+    /// The document's changes the snapshot does not hold.
+    pub changes: Vec<Vec<u8>>,
+}
+
+impl Store {
+    /// Applies a page of a relay's documents; with `cursor` (the last page), stores the cursor
+    /// in the same transaction. Documents new to this replica are loaded from their snapshots
+    /// on worker threads; the others merge through [`Store::apply_remote_changes`]. A page
+    /// holding a snapshot that does not load, or whose changes are not the hashes it claims,
+    /// is refused whole.
+    pub fn apply_documents(
+        &mut self,
+        docs: &[RemoteDocument],
+        cursor: Option<SyncCursor>,
+    ) -> Result<ApplyReport> {
+        let mut known = Vec::new();
+        let mut new = Vec::new();
+        for d in docs {
+            let stored = self
+                .conn
+                .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
+                .exists([d.doc_id.to_string()])?;
+            if stored {
+                known.push(d);
+            } else {
+                new.push(d);
+            }
+        }
+        let mut report = ApplyReport::default();
+        if !known.is_empty() {
+            let mut batch = Vec::new();
+            for d in known {
+                for bytes in changes_of(d)? {
+                    batch.push(RemoteChange {
+                        doc_id: d.doc_id,
+                        bytes,
+                    });
+                }
+            }
+            let merged = if new.is_empty() {
+                self.apply_remote_with(&batch, |tx| match &cursor {
+                    Some(c) => write_cursor(tx, c),
+                    None => Ok(()),
+                })?
+            } else {
+                self.apply_remote_changes(&batch)?
+            };
+            report.applied += merged.applied;
+            report.duplicates += merged.duplicates;
+            report.changed.extend(merged.changed);
+            if new.is_empty() {
+                return Ok(report);
+            }
+        }
+        let now = Utc::now();
+        let tx = self.begin()?;
+        let build = |d: &&RemoteDocument| build(d);
+        std::thread::scope(|scope| -> Result<()> {
+            let mut built = InOrder::start(scope, &new, &build);
+            for d in &new {
+                let doc = built
+                    .next()
+                    .ok_or(StoreError::Internal("a page lost a document it built"))??;
+                write(&tx, d, &doc, now)?;
+                report.applied += d.hashes.len() + doc.loose.len();
+                report.changed.push(d.doc_id);
+            }
+            Ok(())
+        })?;
+        if let Some(c) = &cursor {
+            write_cursor(&tx, c)?;
+        }
+        replica::commit(tx)?;
+        Ok(report)
+    }
+}
+
+/// A document new to this replica, loaded and read (on a build thread).
+struct Built {
+    heads: Vec<u8>,
+    /// The changes after the snapshot, each once: (hash, bytes).
+    loose: Vec<(ChangeHash, Vec<u8>)>,
+    record: Option<(Record, LastChange)>,
+}
+
+fn invalid(id: RecordId, reason: impl ToString) -> StoreError {
+    StoreError::InvalidDocument {
+        id,
+        reason: reason.to_string(),
+    }
+}
+
+/// Loads the snapshot, checks that it holds exactly the changes it claims, applies the loose
+/// changes and reads the record.
+fn build(d: &RemoteDocument) -> Result<Built> {
+    let id = d.doc_id;
+    let mut document = if d.snapshot.is_empty() {
+        Automerge::new()
+    } else {
+        Automerge::load(&d.snapshot).map_err(|e| invalid(id, e))?
+    };
+    let claimed: HashSet<[u8; 32]> = d.hashes.iter().copied().collect();
+    let held = document.get_changes_meta(&[]);
+    if claimed.len() != d.hashes.len()
+        || held.len() != claimed.len()
+        || held.iter().any(|m| !claimed.contains(&m.hash.0))
+    {
+        return Err(invalid(
+            id,
+            format!(
+                "its snapshot holds {} changes, not the {} it lists",
+                held.len(),
+                d.hashes.len()
+            ),
+        ));
+    }
+    let mut seen = HashSet::new();
+    let mut loose = Vec::new();
+    let mut parsed = Vec::new();
+    for bytes in &d.changes {
+        let change = Change::try_from(bytes.as_slice()).map_err(|e| invalid(id, e))?;
+        let hash = change.hash();
+        if claimed.contains(&hash.0) || !seen.insert(hash) {
+            continue;
+        }
+        loose.push((hash, bytes.clone()));
+        parsed.push(change);
+    }
+    document
+        .apply_changes(parsed)
+        .map_err(|e| StoreError::doc(id, e))?;
+    check_claim(id, &document)?;
+    let record = match doc::read(&document, None) {
+        Ok(record) => Some((record, replica::last_change(&document))),
+        Err(e) => {
+            tracing::debug!(%id, error = %e, "document not projected");
+            None
+        }
+    };
+    Ok(Built {
+        heads: encode_heads(&document.get_heads()),
+        loose,
+        record,
+    })
+}
+
+/// Stores a document new to this replica: its row with the snapshot, a row per change (empty
+/// bytes for those in the snapshot), and its projection.
+fn write(
+    tx: &rusqlite::Transaction<'_>,
+    d: &RemoteDocument,
+    built: &Built,
+    now: chrono::DateTime<Utc>,
+) -> Result<()> {
+    let at = crm_model::format_time(&now);
+    tx.prepare_cached(
+        "INSERT INTO documents (id, kind, heads, snapshot, loose, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        d.doc_id.to_string(),
+        built.record.as_ref().map(|(r, _)| r.kind.as_str()),
+        built.heads,
+        (!d.snapshot.is_empty()).then_some(d.snapshot.as_slice()),
+        i64::try_from(built.loose.len()).unwrap_or(i64::MAX),
+        at
+    ])?;
+    let docno = tx.last_insert_rowid();
+    let mut folded = tx.prepare_cached(
+        "INSERT INTO changes (hash, docno, bytes, in_snapshot, local, received_at)
+         VALUES (?1, ?2, x'', 1, 0, ?3)",
+    )?;
+    for hash in &d.hashes {
+        folded.execute(params![&hash[..], docno, at])?;
+    }
+    for (hash, bytes) in &built.loose {
+        replica::insert_change(tx, docno, *hash, bytes, false, now)?;
+    }
+    if let Some((record, last)) = &built.record {
+        crate::projection::write_new(tx, docno, record, last, Fts::AtCommit)?;
+    }
+    Ok(())
+}
+
+/// Every change of a relay's document as bytes: those of its snapshot, then the others.
+fn changes_of(d: &RemoteDocument) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    if !d.snapshot.is_empty() {
+        let document = Automerge::load(&d.snapshot).map_err(|e| invalid(d.doc_id, e))?;
+        out.extend(
+            document
+                .get_changes(&[])
+                .into_iter()
+                .map(|c| c.raw_bytes().to_vec()),
+        );
+    }
+    out.extend(d.changes.iter().cloned());
+    Ok(out)
+}
+
+/// The bytes of stored changes, taking those stored with empty bytes (see the module docs)
+/// out of their document's snapshot. Keeps the last few documents it loaded.
+#[derive(Default)]
+pub(crate) struct ChangeBytes {
+    loaded: HashMap<i64, Automerge>,
+}
+
+impl ChangeBytes {
+    /// `bytes` as stored for the change `hash` of document `docno`, or, when empty, the
+    /// change's bytes from the document's snapshot.
+    pub(crate) fn get(
+        &mut self,
+        conn: &rusqlite::Connection,
+        docno: i64,
+        hash: &[u8],
+        bytes: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        if !bytes.is_empty() {
+            return Ok(bytes);
+        }
+        let unreadable = |reason: String| StoreError::UnreadableChange { docno, reason };
+        let hash = ChangeHash::try_from(hash).map_err(|e| unreadable(e.to_string()))?;
+        if !self.loaded.contains_key(&docno) {
+            if self.loaded.len() >= 16 {
+                self.loaded.clear();
+            }
+            let snapshot: Option<Vec<u8>> = conn
+                .prepare_cached("SELECT snapshot FROM documents WHERE docno = ?1")?
+                .query_row([docno], |r| r.get(0))?;
+            let document = match snapshot {
+                Some(s) => Automerge::load(&s)
+                    .map_err(|e| unreadable(format!("its document's snapshot: {e}")))?,
+                None => Automerge::new(),
+            };
+            self.loaded.insert(docno, document);
+        }
+        self.loaded
+            .get(&docno)
+            .and_then(|d| d.get_change_by_hash(&hash))
+            .map(|c| c.raw_bytes().to_vec())
+            .ok_or_else(|| unreadable(format!("{hash} is neither stored nor in the snapshot")))
+    }
+}
