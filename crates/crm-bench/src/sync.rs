@@ -143,6 +143,8 @@ pub(crate) struct Session {
     /// The relay's log head at the end.
     pub(crate) head: u64,
     pub(crate) reset: bool,
+    /// Documents loaded from the relay's snapshots instead of replayed.
+    pub(crate) bootstrapped: usize,
     pub(crate) traffic: Counts,
     /// CPU seconds the relay process used during the session.
     pub(crate) relay_cpu_s: f64,
@@ -232,6 +234,8 @@ pub(crate) struct SizeResult {
     pub(crate) records: usize,
     pub(crate) seed_s: f64,
     pub(crate) source_push: Session,
+    /// The relay's background compaction of what the source pushed (see `wait_compacted`).
+    pub(crate) compaction: Compaction,
     pub(crate) load: LoadBaseline,
     pub(crate) full_sync: Session,
     /// Documents of the source whose heads differ on the fresh device after the full sync.
@@ -424,6 +428,8 @@ async fn measure(
     progress("the source pushes everything (its first sync)…");
     let source_push = session(&mut source, &proxy, relay).await?;
     memory.after_source_push = relay.rss();
+    progress("waiting for the relay to compact the documents…");
+    let compaction = wait_compacted(relay, source.all_heads()?.len()).await?;
 
     progress("Automerge::save / load of every document…");
     let load = load_baseline(&source, plan.load_runs)?;
@@ -483,6 +489,7 @@ async fn measure(
         records,
         seed_s,
         source_push,
+        compaction,
         load,
         full_sync,
         full_sync_mismatched,
@@ -498,6 +505,48 @@ async fn measure(
         relay_db_bytes: 0,
         client_errors,
     })
+}
+
+/// The relay's compaction of the documents the source pushed: it runs in the background
+/// after pushes, so a fresh device is measured once it is done, as it would find a relay that
+/// has been running for a while.
+#[derive(Clone, Debug, Default, Serialize)]
+pub(crate) struct Compaction {
+    /// From the end of the source's push until no document waits for compaction.
+    pub(crate) wall_s: f64,
+    /// The relay's CPU time meanwhile.
+    pub(crate) relay_cpu_s: f64,
+    /// Documents compacted since the relay started.
+    pub(crate) documents: u64,
+}
+
+/// Waits (up to 10 minutes) until the relay's `/metrics` shows no stale document and at least
+/// `documents` compacted (the stale gauge is recounted at most once a second).
+async fn wait_compacted(relay: &RelayProcess, documents: usize) -> Result<Compaction> {
+    let start = Instant::now();
+    let cpu = relay.cpu_s();
+    loop {
+        let metrics = process::scrape(relay.addr).await?;
+        let stale = metrics
+            .get("crm_relay_documents_stale")
+            .context("the relay reports no crm_relay_documents_stale")?;
+        let compacted = metrics
+            .get("crm_relay_documents_compacted_total")
+            .copied()
+            .unwrap_or(0.0) as u64;
+        if *stale == 0.0 && compacted >= documents as u64 {
+            return Ok(Compaction {
+                wall_s: start.elapsed().as_secs_f64(),
+                relay_cpu_s: relay.cpu_s() - cpu,
+                documents: compacted,
+            });
+        }
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(600),
+            "the relay still had {stale} documents to compact after 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// One `sync_once` of `store` through the proxy, timed and counted.
@@ -518,6 +567,7 @@ async fn session(store: &mut Store, proxy: &Proxy, relay: &RelayProcess) -> Resu
         records_changed: report.records_changed,
         head: report.head,
         reset: report.reset,
+        bootstrapped: report.bootstrapped,
         traffic,
         relay_cpu_s: relay.cpu_s() - relay_cpu,
         device_cpu_s: process::own_cpu_s() - own_cpu,

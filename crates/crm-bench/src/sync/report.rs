@@ -140,6 +140,14 @@ pub(crate) fn size(r: &SizeResult, plan: &Plan) -> String {
     );
     let _ = writeln!(
         out,
+        "  the relay compacted {} documents in the background after the source's push: {} (relay CPU {}); the fresh device then loaded {} documents from its snapshots",
+        int(r.compaction.documents as f64),
+        secs(r.compaction.wall_s),
+        secs(r.compaction.relay_cpu_s),
+        int(r.full_sync.bootstrapped as f64),
+    );
+    let _ = writeln!(
+        out,
         "  fresh device after the full sync: {} of {} documents with heads other than the source's{}",
         int(r.full_sync_mismatched as f64),
         int(r.records as f64),
