@@ -18,14 +18,14 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
 use crm_model::automerge::{Automerge, Change, ChangeHash, ReadDoc};
-use crm_model::{Record, RecordId, doc};
+use crm_model::{Record, RecordId};
 use rusqlite::params;
 
 use crate::error::{Result, StoreError};
 use crate::parallel::InOrder;
 use crate::projection::{Fts, LastChange};
-use crate::remote::{ApplyReport, RemoteChange, check_claim};
-use crate::replica::{self, Store, encode_heads};
+use crate::remote::{ApplyReport, RemoteChange, read_built};
+use crate::replica::{self, Store};
 use crate::sync::{SyncCursor, write_cursor};
 
 /// One document of a relay's bootstrap page.
@@ -167,16 +167,9 @@ fn build(d: &RemoteDocument) -> Result<Built> {
     document
         .apply_changes(parsed)
         .map_err(|e| StoreError::doc(id, e))?;
-    check_claim(id, &document)?;
-    let record = match doc::read(&document, None) {
-        Ok(record) => Some((record, replica::last_change(&document))),
-        Err(e) => {
-            tracing::debug!(%id, error = %e, "document not projected");
-            None
-        }
-    };
+    let (heads, record) = read_built(id, &document)?;
     Ok(Built {
-        heads: encode_heads(&document.get_heads()),
+        heads,
         loose,
         record,
     })

@@ -315,7 +315,7 @@ fn unseen<'a>(
 /// Refuses a document holding a root `id` other than its own: every value of it, not just
 /// the one shown, since a record's creating change sent under another record's id puts a
 /// concurrent `id`, and which of the two wins depends only on the actor ids.
-pub(crate) fn check_claim(id: RecordId, document: &Automerge) -> Result<()> {
+fn check_claim(id: RecordId, document: &Automerge) -> Result<()> {
     let own = id.to_string();
     let claimed = document
         .get_all(crm_model::automerge::ROOT, "id")
@@ -373,19 +373,30 @@ fn build_new(id: RecordId, changes: Vec<Incoming<'_>>) -> Result<BuiltDoc<'_>> {
                 .collect::<Vec<_>>(),
         )
         .map_err(|e| StoreError::doc(id, e))?;
-    check_claim(id, &document)?;
-    let record = match doc::read(&document, None) {
-        Ok(record) => Some((record, replica::last_change(&document))),
+    let (heads, record) = read_built(id, &document)?;
+    Ok(BuiltDoc {
+        changes,
+        heads,
+        record,
+    })
+}
+
+/// What the rows of a document built off the writer need: its claim checked, its heads and
+/// its record with the last change (`None` while the creating change has not arrived, or for a
+/// kind or schema newer than this build: kept, but not projected).
+pub(crate) type Read = (Vec<u8>, Option<(Record, LastChange)>);
+
+/// Checks and reads a document built on a worker thread (see [`Read`]).
+pub(crate) fn read_built(id: RecordId, document: &Automerge) -> Result<Read> {
+    check_claim(id, document)?;
+    let record = match doc::read(document, None) {
+        Ok(record) => Some((record, replica::last_change(document))),
         Err(e) => {
             tracing::debug!(%id, error = %e, "document not projected");
             None
         }
     };
-    Ok(BuiltDoc {
-        changes,
-        heads: encode_heads(&document.get_heads()),
-        record,
-    })
+    Ok((encode_heads(&document.get_heads()), record))
 }
 
 /// Stores a document new to this replica: its row, its changes and its projection.

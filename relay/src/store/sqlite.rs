@@ -624,14 +624,7 @@ impl RelayStore for SqliteStore {
     ) -> Result<LogRead, StoreError> {
         let limit = limit.min(MAX_BATCH_CHANGES);
         self.read_with(|tx| {
-            let head: i64 = tx
-                .query_row(
-                    "SELECT head FROM workspaces WHERE id = ?1",
-                    [workspace],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::Corrupt(format!("no workspace {workspace}")))?;
+            let head = workspace_head(tx, workspace)?;
             let mut stmt = tx.prepare_cached(
                 "SELECT seq, doc_id, bytes, hash FROM changes
                  WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -814,14 +807,7 @@ impl RelayStore for SqliteStore {
 
     fn head(&self, workspace: WorkspaceId) -> Result<(u64, Hash), StoreError> {
         self.read_with(|tx| {
-            let head: i64 = tx
-                .query_row(
-                    "SELECT head FROM workspaces WHERE id = ?1",
-                    [workspace],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::Corrupt(format!("no workspace {workspace}")))?;
+            let head = workspace_head(tx, workspace)?;
             if head == 0 {
                 return Ok((0, [0; 32]));
             }
@@ -856,6 +842,20 @@ impl RelayStore for SqliteStore {
     ) -> Result<DocumentsPage, StoreError> {
         self.read_page(workspace, after, through, max_bytes)
     }
+}
+
+/// The last sequence number of a workspace's log.
+fn workspace_head(
+    tx: &rusqlite::Transaction<'_>,
+    workspace: WorkspaceId,
+) -> Result<i64, StoreError> {
+    tx.query_row(
+        "SELECT head FROM workspaces WHERE id = ?1",
+        [workspace],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::Corrupt(format!("no workspace {workspace}")))
 }
 
 #[cfg(test)]
