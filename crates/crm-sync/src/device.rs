@@ -230,6 +230,10 @@ impl DeviceSync {
             }
             (Phase::Ready, Message::Ack(ack)) => match self.in_flight.take() {
                 Some((batch, seqs)) if batch == ack.batch && seqs.len() == ack.seqs.len() => {
+                    // The log now holds these changes at these positions: the session is in
+                    // sync once they are applied too (the relay streams them back like any
+                    // other), so the next connection does not fetch them.
+                    self.head = self.head.max(ack.seqs.iter().copied().max().unwrap_or(0));
                     out.push(DeviceEffect::Acknowledged(seqs));
                     self.read_outbox(out);
                 }

@@ -31,6 +31,8 @@ pub const FILE_NAME: &str = "relay.db";
 const APPLICATION_ID: i32 = 0x6372_6d72;
 /// The schema this build writes.
 const FORMAT_VERSION: i64 = 2;
+/// Page cache of each reader connection (SQLite's `cache_size`, negative: KiB).
+const READER_CACHE_KIB: i64 = -256;
 /// Idle reader connections kept open (as many as the server runs blocking threads).
 const MAX_IDLE_READERS: usize = 32;
 /// Change bytes per `Changes` frame: the frame limit less room for the per-entry envelope
@@ -252,7 +254,15 @@ impl SqliteStore {
             .pop();
         let mut conn = match idle {
             Some(conn) => conn,
-            None => connect(&self.path)?,
+            None => {
+                let conn = connect(&self.path)?;
+                // Readers mostly scan (the log after a cursor, a workspace's documents in
+                // order) and may be many: a small cache each keeps the relay's memory the same
+                // whatever the size of the database. The OS caches the file anyway.
+                conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
+                    .map_err(StoreError::from)?;
+                conn
+            }
         };
         // One read transaction: every query sees the same committed snapshot.
         let value = {

@@ -1,12 +1,13 @@
 //! Document snapshots in `relay.db`: the compactor's work, and the bootstrap pages read from
 //! it.
 //!
-//! A snapshot is a document rebuilt from its changes in the log and saved
-//! (`Automerge::save`), with the hashes of exactly the changes it holds. A device loads it in
-//! one call instead of applying every change. The compactor rebuilds a document from the log
-//! rather than from its previous snapshot, so a snapshot never carries forward anything the
-//! log does not say; one document's changes are in memory at a time, and the writes are
-//! short transactions, so pushes never wait long for the writer.
+//! A snapshot is a document built from its changes in the log and saved (`Automerge::save`),
+//! with the hashes of exactly the changes it holds. A device loads it in one call instead of
+//! applying every change. The compactor brings a snapshot up to date by loading it and
+//! applying only the log's changes after it: a document edited all day (a device pushing
+//! thousands of edits to one record) costs each round its new changes, not its whole history
+//! parsed again. One document is in memory at a time, and the writes are short transactions,
+//! so pushes never wait long for the writer.
 //!
 //! Changes whose dependencies are not in the log (a device pushed a change without one it
 //! depends on) cannot be applied. Automerge queues them, and the snapshot is saved without
@@ -48,7 +49,8 @@ pub(super) const COUNT_STALE_SQL: &str = "
     WHERE last_seq > snap_seq";
 pub(super) const CHANGES_OF_DOC_SQL: &str = "
     SELECT seq, bytes FROM changes INDEXED BY changes_by_doc
-    WHERE workspace = ?1 AND doc_id = ?2 ORDER BY seq";
+    WHERE workspace = ?1 AND doc_id = ?2 AND seq > ?3 ORDER BY seq";
+const SNAPSHOT_SQL: &str = "SELECT seq, bytes, hashes FROM snapshots WHERE doc_id = ?1";
 pub(super) const PAGE_DOCS_SQL: &str = "
     SELECT doc_id FROM documents INDEXED BY documents_by_workspace
     WHERE workspace = ?1 AND doc_id > ?2 AND first_seq <= ?3 ORDER BY doc_id";
@@ -118,13 +120,19 @@ impl SqliteStore {
         })
     }
 
-    /// Reads a document's changes (parsing each as it is read, so only the parsed changes are
-    /// held) and builds its snapshot, outside any write transaction.
+    /// Reads a document's snapshot and the changes after it (parsing each as it is read, so
+    /// only the parsed changes are held) and builds its new snapshot, outside any write
+    /// transaction.
     fn rebuild(&self, workspace: WorkspaceId, doc: DocId) -> Result<Compacted, StoreError> {
-        let (through, changes) = self.read_with(|tx| {
+        let (through, base, changes) = self.read_with(|tx| {
+            let base: Option<(i64, Vec<u8>, Vec<u8>)> = tx
+                .prepare_cached(SNAPSHOT_SQL)?
+                .query_row([doc.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?;
+            let after = base.as_ref().map_or(0, |(at, _, _)| *at);
             let mut stmt = tx.prepare_cached(CHANGES_OF_DOC_SQL)?;
-            let mut rows = stmt.query(params![workspace, doc.as_slice()])?;
-            let mut through = 0;
+            let mut rows = stmt.query(params![workspace, doc.as_slice(), after])?;
+            let mut through = seq(after);
             let mut changes = Ok(Vec::new());
             while let Some(row) = rows.next()? {
                 let at = seq(row.get(0)?);
@@ -137,18 +145,25 @@ impl SqliteStore {
                     }
                 }
             }
-            Ok::<_, StoreError>((through, changes))
+            let base = base.map(|(at, bytes, hashes)| Snapshot {
+                seq: seq(at),
+                bytes,
+                hashes,
+            });
+            Ok::<_, StoreError>((through, base, changes))
         })?;
-        let snapshot = changes.and_then(build).unwrap_or_else(|reason| {
-            tracing::warn!(
-                doc = %Uuid::from_bytes(doc),
-                %workspace,
-                through,
-                %reason,
-                "cannot compact a document; devices get its changes from the log"
-            );
-            None
-        });
+        let snapshot = changes
+            .and_then(|changes| build(base, changes))
+            .unwrap_or_else(|reason| {
+                tracing::warn!(
+                    doc = %Uuid::from_bytes(doc),
+                    %workspace,
+                    through,
+                    %reason,
+                    "cannot compact a document; devices get its changes from the log"
+                );
+                None
+            });
         Ok(Compacted {
             doc_id: doc,
             through,
@@ -304,29 +319,40 @@ impl DocReader<'_> {
     }
 }
 
-/// Applies a document's changes to a new document and saves it. Automerge is trusted with
-/// validated changes only, but a panic inside it must not take the compactor down: it is
-/// reported like any other document that does not build.
-fn build(changes: Vec<(u64, Change)>) -> Result<Option<Snapshot>, String> {
+/// Applies a document's changes after `base` (its previous snapshot, or none) and saves it.
+/// Automerge is trusted with validated changes only, but a panic inside it must not take the
+/// compactor down: it is reported like any other document that does not build.
+fn build(base: Option<Snapshot>, changes: Vec<(u64, Change)>) -> Result<Option<Snapshot>, String> {
     let order: Vec<(u64, ChangeHash)> = changes.iter().map(|(at, c)| (*at, c.hash())).collect();
     let built = std::panic::catch_unwind(AssertUnwindSafe(move || {
-        let mut doc = Automerge::new();
+        let (mut doc, mut hashes, base_seq) = match base {
+            Some(b) => (
+                Automerge::load(&b.bytes).map_err(|e| format!("its snapshot: {e}"))?,
+                b.hashes,
+                b.seq,
+            ),
+            None => (Automerge::new(), Vec::new(), 0),
+        };
+        let held: HashSet<[u8; 32]> = hashes
+            .chunks_exact(32)
+            .filter_map(|h| <[u8; 32]>::try_from(h).ok())
+            .collect();
         doc.apply_changes(changes.into_iter().map(|(_, c)| c))
             .map_err(|e| e.to_string())?;
-        let mut hashes = Vec::with_capacity(order.len() * 32);
-        let mut complete_through = order.last().map_or(0, |(at, _)| *at);
-        if doc.get_missing_deps(&[]).is_empty() {
-            // Nothing is queued: the document holds every change read.
-            hashes.extend(order.iter().flat_map(|(_, h)| h.0));
-        } else {
-            let mut missing = false;
-            for (at, h) in &order {
-                if doc.get_change_meta_by_hash(h).is_some() {
-                    hashes.extend(h.0);
-                } else if !missing {
-                    missing = true;
-                    complete_through = at.saturating_sub(1);
-                }
+        let mut complete_through = order.last().map_or(base_seq, |(at, _)| *at);
+        let queued = !doc.get_missing_deps(&[]).is_empty();
+        let mut missing = false;
+        for (at, h) in &order {
+            // A change after the old snapshot's position may be in it already (applied then
+            // though an earlier one waited for a dependency).
+            if held.contains(&h.0) {
+                continue;
+            }
+            if !queued || doc.get_change_meta_by_hash(h).is_some() {
+                hashes.extend(h.0);
+            } else if !missing {
+                missing = true;
+                complete_through = at.saturating_sub(1);
             }
         }
         if hashes.is_empty() {
