@@ -267,11 +267,11 @@ impl Store {
 
 /// New documents written since the last flush of their full-text rows before the writer,
 /// waiting for the workers, flushes them (see `apply_remote_with`).
-const IDLE_FLUSH_FROM: usize = 256;
+pub(crate) const IDLE_FLUSH_FROM: usize = 256;
 
 /// SQLite's page cache while a batch is applied, in KiB: a large pull changes more pages than
 /// the default 2 MiB holds, and spilling them mid-transaction wrote many of them twice.
-const APPLY_CACHE_KIB: i64 = 32 << 10;
+pub(crate) const APPLY_CACHE_KIB: i64 = 32 << 10;
 
 /// Parses a document's changes, naming the first that is not an Automerge change by its
 /// place in the batch.
