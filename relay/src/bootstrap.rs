@@ -30,7 +30,7 @@ use crate::hub::Slot;
 use crate::ids::WorkspaceId;
 use crate::metrics::Metrics;
 use crate::server::{AppState, Shared};
-use crate::session::{Incoming, Out, finish, write_frames};
+use crate::session::{Incoming, Out, counted, finish, write_frames};
 use crate::store::{AuthError, DocumentsPage, StoreError};
 
 /// The largest page: the frame limit less room for the page's own fields.
@@ -72,24 +72,13 @@ fn going_away() -> End {
 
 pub(crate) async fn run(state: AppState, socket: WebSocket) {
     let shared = state.shared;
-    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
         "bootstrap",
-        id,
+        id = shared.next_session.fetch_add(1, Ordering::Relaxed),
         workspace = tracing::field::Empty,
         device = tracing::field::Empty
     );
-    shared.sessions.send_modify(|n| *n += 1);
-    shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
-    async {
-        tracing::debug!("connected");
-        serve_socket(shared.clone(), socket).await;
-        tracing::debug!("disconnected");
-    }
-    .instrument(span)
-    .await;
-    shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-    shared.sessions.send_modify(|n| *n -= 1);
+    counted(&shared, span, serve_socket(shared.clone(), socket)).await;
 }
 
 async fn serve_socket(shared: Arc<Shared>, socket: WebSocket) {

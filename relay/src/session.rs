@@ -54,18 +54,27 @@ struct Joined {
 
 pub(crate) async fn run(state: AppState, socket: WebSocket) {
     let shared = state.shared;
-    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
         "session",
-        id,
+        id = shared.next_session.fetch_add(1, Ordering::Relaxed),
         workspace = tracing::field::Empty,
         device = tracing::field::Empty
     );
+    counted(&shared, span, Session::new(shared.clone()).run(socket)).await;
+}
+
+/// Runs one connection's `serve` inside `span`, counted meanwhile in the sessions shutdown
+/// waits for and in the connections gauge (`/v1/sync` and `/v1/bootstrap` alike).
+pub(crate) async fn counted(
+    shared: &Arc<Shared>,
+    span: tracing::Span,
+    serve: impl std::future::Future<Output = ()>,
+) {
     shared.sessions.send_modify(|n| *n += 1);
     shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
     async {
         tracing::debug!("connected");
-        Session::new(shared.clone()).run(socket).await;
+        serve.await;
         tracing::debug!("disconnected");
     }
     .instrument(span)

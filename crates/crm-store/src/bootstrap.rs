@@ -24,7 +24,7 @@ use rusqlite::params;
 use crate::error::{Result, StoreError};
 use crate::parallel::InOrder;
 use crate::projection::{Fts, LastChange};
-use crate::remote::{APPLY_CACHE_KIB, ApplyReport, IDLE_FLUSH_FROM, RemoteChange, read_built};
+use crate::remote::{ApplyReport, IdleFlush, RemoteChange, read_built};
 use crate::replica::{self, Store};
 use crate::sync::{SyncCursor, write_cursor};
 
@@ -90,14 +90,7 @@ impl Store {
                 return Ok(report);
             }
         }
-        let cache: i64 = self
-            .conn
-            .pragma_query_value(None, "cache_size", |r| r.get(0))?;
-        self.conn
-            .pragma_update(None, "cache_size", -APPLY_CACHE_KIB)?;
-        let written = self.write_documents(&new, cursor, &mut report);
-        self.conn.pragma_update(None, "cache_size", cache)?;
-        written?;
+        self.in_apply_cache(|store| store.write_documents(&new, cursor, &mut report))?;
         Ok(report)
     }
 
@@ -112,16 +105,11 @@ impl Store {
         let now = Utc::now();
         let tx = self.begin()?;
         let build = |d: &&RemoteDocument| build(d);
-        let mut unflushed = 0;
+        let mut idle = IdleFlush::default();
         std::thread::scope(|scope| -> Result<()> {
             let mut built = InOrder::start(scope, new, &build);
             for d in new {
-                if unflushed >= IDLE_FLUSH_FROM && !built.ready() {
-                    // As in a remote batch: full-text rows written while the workers work.
-                    crate::projection::flush_search(&tx)?;
-                    unflushed = 0;
-                }
-                unflushed += 1;
+                idle.before_next(&tx, &mut built)?;
                 let doc = built
                     .next()
                     .ok_or(StoreError::Internal("a page lost a document it built"))??;

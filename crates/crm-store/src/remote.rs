@@ -58,14 +58,23 @@ impl Store {
         batch: &[RemoteChange],
         also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<()>,
     ) -> Result<ApplyReport> {
+        self.in_apply_cache(|store| store.apply_in_cache(batch, also))
+    }
+
+    /// Runs `apply` with SQLite's page cache at [`APPLY_CACHE_KIB`], and the connection's own
+    /// size back afterwards, whatever `apply` returned.
+    pub(crate) fn in_apply_cache<T>(
+        &mut self,
+        apply: impl FnOnce(&mut Store) -> Result<T>,
+    ) -> Result<T> {
         let cache: i64 = self
             .conn
             .pragma_query_value(None, "cache_size", |r| r.get(0))?;
         self.conn
             .pragma_update(None, "cache_size", -APPLY_CACHE_KIB)?;
-        let applied = self.apply_in_cache(batch, also);
+        let result = apply(self);
         self.conn.pragma_update(None, "cache_size", cache)?;
-        applied
+        result
     }
 
     fn apply_in_cache(
@@ -108,18 +117,12 @@ impl Store {
             rows.push(row);
         }
         let build = build_job;
-        let mut unflushed = 0;
+        let mut idle = IdleFlush::default();
         std::thread::scope(|scope| -> Result<()> {
             let mut built = InOrder::start(scope, &jobs, &build);
             for (id, row) in order.iter().zip(rows) {
                 let Some(row) = row else {
-                    if unflushed >= IDLE_FLUSH_FROM && !built.ready() {
-                        // About to wait for the workers: write the full-text rows the commit
-                        // would write meanwhile (the workers are idle during the commit).
-                        crate::projection::flush_search(&tx)?;
-                        unflushed = 0;
-                    }
-                    unflushed += 1;
+                    idle.before_next(&tx, &mut built)?;
                     let mut new = built
                         .next()
                         .ok_or(StoreError::Internal("a batch lost a document it built"))??;
@@ -266,12 +269,35 @@ impl Store {
 }
 
 /// New documents written since the last flush of their full-text rows before the writer,
-/// waiting for the workers, flushes them (see `apply_remote_with`).
-pub(crate) const IDLE_FLUSH_FROM: usize = 256;
+/// waiting for the workers, flushes them (see [`IdleFlush`]).
+const IDLE_FLUSH_FROM: usize = 256;
+
+/// Writes a transaction's pending full-text rows while the writer would wait for documents
+/// being built: the commit would write them anyway, and the workers are idle during it.
+#[derive(Default)]
+pub(crate) struct IdleFlush {
+    unflushed: usize,
+}
+
+impl IdleFlush {
+    /// Call before taking each built document from `built`.
+    pub(crate) fn before_next<J: Sync, T: Send>(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        built: &mut InOrder<'_, J, T>,
+    ) -> Result<()> {
+        if self.unflushed >= IDLE_FLUSH_FROM && !built.ready() {
+            crate::projection::flush_search(tx)?;
+            self.unflushed = 0;
+        }
+        self.unflushed += 1;
+        Ok(())
+    }
+}
 
 /// SQLite's page cache while a batch is applied, in KiB: a large pull changes more pages than
 /// the default 2 MiB holds, and spilling them mid-transaction wrote many of them twice.
-pub(crate) const APPLY_CACHE_KIB: i64 = 32 << 10;
+const APPLY_CACHE_KIB: i64 = 32 << 10;
 
 /// Parses a document's changes, naming the first that is not an Automerge change by its
 /// place in the batch.

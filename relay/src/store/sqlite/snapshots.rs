@@ -217,8 +217,7 @@ impl SqliteStore {
         self.read_with(|tx| {
             let mut docs_stmt = tx.prepare_cached(PAGE_DOCS_SQL)?;
             let mut reader = DocReader {
-                snapshot: tx
-                    .prepare_cached("SELECT seq, bytes, hashes FROM snapshots WHERE doc_id = ?1")?,
+                snapshot: tx.prepare_cached(SNAPSHOT_SQL)?,
                 changes: tx.prepare_cached(PAGE_CHANGES_SQL)?,
                 workspace,
                 through,
