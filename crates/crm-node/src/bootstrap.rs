@@ -9,7 +9,7 @@
 //! already stored.
 
 use crm_model::RecordId;
-use crm_store::{RelayLink, RemoteDocument, Store, SyncCursor};
+use crm_store::{PreparedDocuments, RelayLink, RemoteDocument, Store, SyncCursor};
 use crm_sync::{
     DocumentsReceived, ErrorCode, Hello, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION,
 };
@@ -77,6 +77,8 @@ pub(crate) async fn bootstrap(
         .await
         .map_err(lost)?;
     let mut welcomed = false;
+    // Documents received and being built, written once the next pages arrive.
+    let mut earlier: Option<PreparedDocuments> = None;
     loop {
         let frame = tokio::time::timeout(IDLE_TIMEOUT, ws.next())
             .await
@@ -139,28 +141,69 @@ pub(crate) async fn bootstrap(
             seq: c.seq,
             hash: c.hash,
         });
-        let applied = match store.apply_documents(&docs, cursor) {
-            Ok(applied) => applied,
-            Err(e @ crm_store::StoreError::InvalidDocument { .. }) => {
-                tracing::warn!(error = %e, "a bootstrap page was refused; syncing from the log");
-                let _ = ws.close(None).await;
-                return Ok(false);
+        // These pages are built on worker threads from now on, while the pages before them
+        // are written: the relay may send the next ones meanwhile, so they are confirmed
+        // now. At most two batches wait in memory, besides the relay's pages in flight.
+        let prepared = PreparedDocuments::start(docs);
+        let applied = if cursor.is_none() {
+            send(&mut ws, page).await?;
+            match earlier.replace(prepared) {
+                Some(batch) => apply(store, batch, None, report)?,
+                None => true,
             }
-            Err(e) => return Err(e.into()),
+        } else {
+            let mut applied = true;
+            if let Some(batch) = earlier.take() {
+                applied = apply(store, batch, None, report)?;
+            }
+            applied && apply(store, prepared, cursor, report)?
         };
-        report.pulled += applied.applied;
-        report.records_changed += applied.changed.len();
-        report.bootstrapped += docs.len();
-        let received = Message::DocumentsReceived(DocumentsReceived { page });
-        ws.send(WsMessage::Binary(received.encode().into()))
-            .await
-            .map_err(lost)?;
+        if !applied {
+            let _ = ws.close(None).await;
+            return Ok(false);
+        }
         if cursor.is_some() {
+            send(&mut ws, page).await?;
             let _ = ws.close(None).await;
             return Ok(true);
         }
     }
 }
+
+/// Writes a batch of documents; `Ok(false)` when the store refused one of them (the device
+/// then syncs from the log).
+fn apply(
+    store: &mut Store,
+    batch: PreparedDocuments,
+    cursor: Option<SyncCursor>,
+    report: &mut SyncReport,
+) -> Result<bool, SyncError> {
+    let count = batch.len();
+    match store.apply_prepared(batch, cursor) {
+        Ok(applied) => {
+            report.pulled += applied.applied;
+            report.records_changed += applied.changed.len();
+            report.bootstrapped += count;
+            Ok(true)
+        }
+        Err(e @ crm_store::StoreError::InvalidDocument { .. }) => {
+            tracing::warn!(error = %e, "a bootstrap page was refused; syncing from the log");
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Confirms the pages up to `page`.
+async fn send(ws: &mut Ws, page: u64) -> Result<(), SyncError> {
+    let received = Message::DocumentsReceived(DocumentsReceived { page });
+    ws.send(WsMessage::Binary(received.encode().into()))
+        .await
+        .map_err(|e| SyncError::Lost(e.to_string()))
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Errors about the device itself: the log sync would be refused the same way.
 fn refuses_the_device(code: ErrorCode) -> bool {

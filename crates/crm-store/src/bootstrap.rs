@@ -15,6 +15,7 @@
 //! its snapshot's changes are taken out and applied as remote changes, which merge.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::Utc;
 use crm_model::automerge::{Automerge, Change, ChangeHash, ReadDoc};
@@ -40,6 +41,35 @@ pub struct RemoteDocument {
     pub changes: Vec<Vec<u8>>,
 }
 
+/// A page (or several) of a relay's documents, built on worker threads from the moment it
+/// is made, ahead of [`Store::apply_prepared`]: a device that prepares the next pages before
+/// it writes (and commits) the ones before keeps every core busy.
+pub struct PreparedDocuments {
+    docs: Arc<[RemoteDocument]>,
+    built: InOrder<'static, RemoteDocument, Result<Built>>,
+}
+
+impl PreparedDocuments {
+    /// Starts building `docs` on worker threads.
+    pub fn start(docs: Vec<RemoteDocument>) -> Self {
+        let docs: Arc<[RemoteDocument]> = docs.into();
+        Self {
+            built: InOrder::ahead(docs.clone(), build),
+            docs,
+        }
+    }
+
+    /// How many documents this holds.
+    pub fn len(&self) -> usize {
+        self.docs.len()
+    }
+
+    /// Whether this holds no document.
+    pub fn is_empty(&self) -> bool {
+        self.docs.is_empty()
+    }
+}
+
 impl Store {
     /// Applies a page of a relay's documents; with `cursor` (the last page), stores the cursor
     /// in the same transaction. Documents new to this replica are loaded from their snapshots
@@ -51,23 +81,28 @@ impl Store {
         docs: &[RemoteDocument],
         cursor: Option<SyncCursor>,
     ) -> Result<ApplyReport> {
+        self.apply_prepared(PreparedDocuments::start(docs.to_vec()), cursor)
+    }
+
+    /// [`Store::apply_documents`] of documents already being built.
+    pub fn apply_prepared(
+        &mut self,
+        mut prepared: PreparedDocuments,
+        cursor: Option<SyncCursor>,
+    ) -> Result<ApplyReport> {
         let mut known = Vec::new();
-        let mut new = Vec::new();
-        for d in docs {
+        for d in prepared.docs.iter() {
             let stored = self
                 .conn
                 .prepare_cached("SELECT 1 FROM documents WHERE id = ?1")?
                 .exists([d.doc_id.to_string()])?;
-            if stored {
-                known.push(d);
-            } else {
-                new.push(d);
-            }
+            known.push(stored);
         }
+        let new = known.iter().filter(|k| !**k).count();
         let mut report = ApplyReport::default();
-        if !known.is_empty() {
+        if new < known.len() {
             let mut batch = Vec::new();
-            for d in known {
+            for (d, _) in prepared.docs.iter().zip(&known).filter(|(_, k)| **k) {
                 for bytes in changes_of(d)? {
                     batch.push(RemoteChange {
                         doc_id: d.doc_id,
@@ -75,7 +110,7 @@ impl Store {
                     });
                 }
             }
-            let merged = if new.is_empty() {
+            let merged = if new == 0 {
                 self.apply_remote_with(&batch, |tx| match &cursor {
                     Some(c) => write_cursor(tx, c),
                     None => Ok(()),
@@ -86,39 +121,42 @@ impl Store {
             report.applied += merged.applied;
             report.duplicates += merged.duplicates;
             report.changed.extend(merged.changed);
-            if new.is_empty() {
+            if new == 0 {
                 return Ok(report);
             }
         }
-        self.in_apply_cache(|store| store.write_documents(&new, cursor, &mut report))?;
+        self.in_apply_cache(|store| {
+            store.write_documents(&mut prepared, &known, cursor, &mut report)
+        })?;
         Ok(report)
     }
 
-    /// Builds documents new to this replica on worker threads and writes them, with the
-    /// cursor, in one transaction (with the page cache of a remote batch).
+    /// Writes the documents new to this replica (`known` is false), as their workers finish
+    /// them, and the cursor, in one transaction (with the page cache of a remote batch).
     fn write_documents(
         &mut self,
-        new: &[&RemoteDocument],
+        prepared: &mut PreparedDocuments,
+        known: &[bool],
         cursor: Option<SyncCursor>,
         report: &mut ApplyReport,
     ) -> Result<()> {
         let now = Utc::now();
         let tx = self.begin()?;
-        let build = |d: &&RemoteDocument| build(d);
         let mut idle = IdleFlush::default();
-        std::thread::scope(|scope| -> Result<()> {
-            let mut built = InOrder::start(scope, new, &build);
-            for d in new {
-                idle.before_next(&tx, &mut built)?;
-                let doc = built
-                    .next()
-                    .ok_or(StoreError::Internal("a page lost a document it built"))??;
-                write(&tx, d, &doc, now)?;
-                report.applied += d.hashes.len() + doc.loose.len();
-                report.changed.push(d.doc_id);
+        let PreparedDocuments { docs, built } = prepared;
+        for (d, known) in docs.iter().zip(known) {
+            idle.before_next(&tx, built)?;
+            let doc = built
+                .next()
+                .ok_or(StoreError::Internal("a page lost a document it built"))?;
+            if *known {
+                continue;
             }
-            Ok(())
-        })?;
+            let doc = doc?;
+            write(&tx, d, &doc, now)?;
+            report.applied += d.hashes.len() + doc.loose.len();
+            report.changed.push(d.doc_id);
+        }
         if let Some(c) = &cursor {
             write_cursor(&tx, c)?;
         }
@@ -127,7 +165,7 @@ impl Store {
 }
 
 /// A document new to this replica, loaded and read (on a build thread).
-struct Built {
+pub(crate) struct Built {
     heads: Vec<u8>,
     /// The changes after the snapshot, each once: (hash, bytes).
     loose: Vec<(ChangeHash, Vec<u8>)>,

@@ -68,15 +68,23 @@ impl Store {
         if !self.read_indexes_suspended()? {
             return Ok(());
         }
-        let tx = self.begin()?;
-        if !suspended(&tx)? {
-            return Ok(());
-        }
-        for (_, create) in read_indexes() {
-            tx.execute_batch(&create.replacen("CREATE INDEX ", "CREATE INDEX IF NOT EXISTS ", 1))?;
-        }
-        tx.execute("DELETE FROM meta WHERE key = ?1", [SUSPENDED])?;
-        replica::commit(tx)?;
+        // In the page cache of a remote batch: each index reads its whole table, and a large
+        // table then stays cached for its next index.
+        self.in_apply_cache(|store| {
+            let tx = store.begin()?;
+            if !suspended(&tx)? {
+                return Ok(());
+            }
+            for (_, create) in read_indexes() {
+                tx.execute_batch(&create.replacen(
+                    "CREATE INDEX ",
+                    "CREATE INDEX IF NOT EXISTS ",
+                    1,
+                ))?;
+            }
+            tx.execute("DELETE FROM meta WHERE key = ?1", [SUSPENDED])?;
+            replica::commit(tx)
+        })?;
         // The dropped indexes took their statistics with them.
         self.conn.execute_batch("PRAGMA optimize = 0x10002;")?;
         Ok(())

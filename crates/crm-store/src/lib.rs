@@ -40,7 +40,7 @@ mod schema;
 mod sync;
 
 pub use batch::{BatchOp, Written};
-pub use bootstrap::RemoteDocument;
+pub use bootstrap::{PreparedDocuments, RemoteDocument};
 pub use dedup::{
     DedupKey, DuplicateGroup, DuplicateMember, KeyKind, KeySeen, KeyedRecord, name_key,
     phone_digits, record_keys,

@@ -6,8 +6,8 @@
 //! order it would have built them itself, with the same results.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::Scope;
 
 /// Fewer jobs than this are run on the calling thread: starting threads would cost more.
@@ -24,11 +24,73 @@ pub(crate) enum InOrder<'a, J, T> {
         jobs: std::slice::Iter<'a, J>,
         f: &'a (dyn Fn(&J) -> T + Sync),
     },
+    /// [`InOrder::ahead`] with too few jobs for threads.
+    OwnedInline {
+        jobs: Arc<[J]>,
+        next: usize,
+        f: fn(&J) -> T,
+    },
     Threads {
         results: mpsc::Receiver<(usize, T)>,
         early: HashMap<usize, T>,
         next: usize,
+        /// Set when dropped, for workers that would otherwise finish every job
+        /// ([`InOrder::ahead`]).
+        stop: Option<Arc<AtomicBool>>,
     },
+}
+
+/// Worker threads for `jobs`: as many as the cores, at most 4; `None` for one core or few jobs.
+fn workers_for(jobs: usize) -> Option<usize> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(4);
+    (jobs >= PARALLEL_FROM && workers >= 2).then_some(workers)
+}
+
+impl<J: Send + Sync + 'static, T: Send + 'static> InOrder<'static, J, T> {
+    /// Starts building every job right away on threads of their own, without waiting for the
+    /// consumer: work queued behind a consumer that is busy elsewhere (committing an earlier
+    /// batch) keeps the other cores busy. Every result is kept until taken, so `jobs` bounds
+    /// the memory. Dropping this stops the workers at their next job.
+    pub(crate) fn ahead(jobs: Arc<[J]>, f: fn(&J) -> T) -> Self {
+        let Some(workers) = workers_for(jobs.len()) else {
+            return InOrder::OwnedInline { jobs, next: 0, f };
+        };
+        let (send, results) = mpsc::channel();
+        let claimed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        for _ in 0..workers {
+            let (send, claimed, stop, jobs) =
+                (send.clone(), claimed.clone(), stop.clone(), jobs.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let k = claimed.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(k) else { break };
+                    if send.send((k, f(job))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        InOrder::Threads {
+            results,
+            early: HashMap::new(),
+            next: 0,
+            stop: Some(stop),
+        }
+    }
+}
+
+impl<J, T> Drop for InOrder<'_, J, T> {
+    fn drop(&mut self) {
+        if let InOrder::Threads {
+            stop: Some(stop), ..
+        } = self
+        {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<'a, J: Sync, T: Send + 'a> InOrder<'a, J, T> {
@@ -42,15 +104,12 @@ impl<'a, J: Sync, T: Send + 'a> InOrder<'a, J, T> {
     where
         'a: 'scope,
     {
-        let workers = std::thread::available_parallelism()
-            .map_or(1, std::num::NonZeroUsize::get)
-            .min(4);
-        if jobs.len() < PARALLEL_FROM || workers < 2 {
+        let Some(workers) = workers_for(jobs.len()) else {
             return InOrder::Inline {
                 jobs: jobs.iter(),
                 f,
             };
-        }
+        };
         let (send, results) = mpsc::sync_channel(AHEAD);
         let claimed = std::sync::Arc::new(AtomicUsize::new(0));
         for _ in 0..workers {
@@ -70,17 +129,19 @@ impl<'a, J: Sync, T: Send + 'a> InOrder<'a, J, T> {
             results,
             early: HashMap::new(),
             next: 0,
+            stop: None,
         }
     }
 
     /// Whether [`InOrder::next`] would answer without waiting for a worker.
     pub(crate) fn ready(&mut self) -> bool {
         match self {
-            InOrder::Inline { .. } => true,
+            InOrder::Inline { .. } | InOrder::OwnedInline { .. } => true,
             InOrder::Threads {
                 results,
                 early,
                 next,
+                ..
             } => loop {
                 if early.contains_key(next) {
                     return true;
@@ -101,10 +162,16 @@ impl<'a, J: Sync, T: Send + 'a> InOrder<'a, J, T> {
     pub(crate) fn next(&mut self) -> Option<T> {
         match self {
             InOrder::Inline { jobs, f } => jobs.next().map(f),
+            InOrder::OwnedInline { jobs, next, f } => {
+                let job = jobs.get(*next)?;
+                *next += 1;
+                Some(f(job))
+            }
             InOrder::Threads {
                 results,
                 early,
                 next,
+                ..
             } => {
                 let want = *next;
                 *next += 1;
@@ -155,6 +222,48 @@ mod tests {
             let want: Vec<u64> = jobs.iter().map(|x| x * x).collect();
             assert_eq!(got, want, "{n} jobs");
         }
+    }
+
+    #[test]
+    fn work_started_ahead_comes_in_job_order_and_stops_when_dropped() {
+        fn slow_square(x: &u64) -> u64 {
+            if x.is_multiple_of(5) {
+                std::thread::yield_now();
+            }
+            x * x
+        }
+        for n in [0, 3, 31, 32, 2_000] {
+            let jobs: std::sync::Arc<[u64]> = (0..n).collect::<Vec<_>>().into();
+            let mut results = InOrder::ahead(jobs, slow_square);
+            let mut got = Vec::new();
+            while let Some(r) = results.next() {
+                got.push(r);
+            }
+            assert!(results.ready(), "the end is ready at once");
+            let want: Vec<u64> = (0..n).map(|x| x * x).collect();
+            assert_eq!(got, want, "{n} jobs");
+        }
+
+        // Dropped after one result: the workers stop long before the last job.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn counted(x: &u64) -> u64 {
+            STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            *x
+        }
+        let jobs: std::sync::Arc<[u64]> = (0..5_000).collect::<Vec<_>>().into();
+        let mut results = InOrder::ahead(jobs, counted);
+        assert_eq!(results.next(), Some(0));
+        drop(results);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let started = STARTED.load(std::sync::atomic::Ordering::Relaxed);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(
+            STARTED.load(std::sync::atomic::Ordering::Relaxed),
+            started,
+            "workers still running after the drop"
+        );
+        assert!(started < 5_000, "every job ran: {started}");
     }
 
     #[test]
