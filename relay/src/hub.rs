@@ -5,15 +5,29 @@
 //! A watch holds one value and never queues, so a slow reader costs the others nothing; it
 //! simply sees the latest head when it gets round to it. The hub also counts each
 //! workspace's sessions (a bounded number) and meters each device's pushes.
+//!
+//! With the head, the hub keeps the **tail**: the entries of the workspace's latest stored
+//! batch, as a read of the log after the previous head returns them. Every session at the
+//! live edge wants exactly those entries next; it takes them from here instead of reading
+//! the same rows back from the store on a blocking thread (which, with 100 devices
+//! connected, was most of the relay's CPU per push). Any other position reads the store.
+//! (Reads do not filter by device yet; once they filter by role or scope, the tail must be
+//! filtered the same way for each session.)
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use crm_sync::relay::LogRead;
 use tokio::sync::watch;
 
 use crate::ids::{DeviceId, WorkspaceId};
+
+/// The largest batch kept as a workspace's tail, in change bytes: live edits are small, and
+/// a large batch (a device's first push) is read from the store like any catch-up. Each
+/// workspace with sessions keeps at most this much.
+const TAIL_BYTES: usize = 1 << 20;
 
 #[derive(Debug)]
 pub(crate) struct Hub {
@@ -27,6 +41,8 @@ struct WorkspaceHub {
     head: watch::Sender<u64>,
     connections: AtomicUsize,
     buckets: Mutex<HashMap<DeviceId, Bucket>>,
+    /// The latest stored batch: the position before it, and its entries.
+    tail: Mutex<Option<(u64, Arc<LogRead>)>>,
 }
 
 /// A token bucket: `pushes_per_second` tokens a second, holding at most one second's worth.
@@ -76,6 +92,7 @@ impl Hub {
                     head: watch::channel(head).0,
                     connections: AtomicUsize::new(0),
                     buckets: Mutex::new(HashMap::new()),
+                    tail: Mutex::new(None),
                 })
             })
             .clone();
@@ -114,6 +131,28 @@ impl Slot {
         });
     }
 
+    /// A batch was stored: keep its entries (`tail`, the log after `tail.through − count`)
+    /// for the other sessions, unless a later batch's are already kept, and wake them.
+    pub(crate) fn publish_batch(&self, head: u64, tail: Option<LogRead>) {
+        let small =
+            |r: &LogRead| r.entries.iter().map(|e| e.bytes.len()).sum::<usize>() <= TAIL_BYTES;
+        if let Some(read) = tail.filter(small) {
+            let after = read.through - read.entries.len() as u64;
+            let mut kept = self.hub.tail.lock().unwrap_or_else(PoisonError::into_inner);
+            if kept.as_ref().is_none_or(|(_, k)| k.through < read.through) {
+                *kept = Some((after, Arc::new(read)));
+            }
+        }
+        self.publish(head);
+    }
+
+    /// The log after `after`, at most `limit` entries, if that is the latest batch's tail.
+    pub(crate) fn tail(&self, after: u64, limit: usize) -> Option<LogRead> {
+        let kept = self.hub.tail.lock().unwrap_or_else(PoisonError::into_inner);
+        let (from, read) = kept.as_ref()?;
+        (*from == after && read.entries.len() <= limit).then(|| LogRead::clone(read))
+    }
+
     /// Whether the device may push once more now.
     pub(crate) fn allow_push(&self, now: Instant) -> bool {
         let mut buckets = self
@@ -139,7 +178,10 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.hub.connections.fetch_sub(1, Ordering::AcqRel);
+        if self.hub.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // No session left to take it.
+            *self.hub.tail.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        }
         let mut buckets = self
             .hub
             .buckets
@@ -185,6 +227,53 @@ mod tests {
         a.publish(7);
         assert!(rx.has_changed().expect("open"));
         assert_eq!(*rx.borrow_and_update(), 9);
+    }
+
+    #[test]
+    fn the_latest_batch_is_kept_for_the_sessions_at_the_live_edge() {
+        let hub = Hub::new(10, 10);
+        let ws = WorkspaceId::new();
+        let (a, mut rx) = hub.join(ws, DeviceId::new(), 4).expect("join");
+        let (b, _) = hub.join(ws, DeviceId::new(), 4).expect("join");
+        let batch = |from: u64, to: u64| LogRead {
+            entries: (from + 1..=to)
+                .map(|seq| crm_sync::Entry {
+                    seq,
+                    doc_id: [1; 16],
+                    bytes: vec![u8::try_from(seq).expect("small")],
+                })
+                .collect(),
+            through: to,
+            through_hash: [u8::try_from(to).expect("small"); 32],
+            head: to,
+        };
+        a.publish_batch(7, Some(batch(4, 7)));
+        assert_eq!(*rx.borrow_and_update(), 7);
+        assert_eq!(b.tail(4, 100), Some(batch(4, 7)));
+        assert_eq!(b.tail(4, 2), None, "more entries than asked for");
+        assert_eq!(b.tail(5, 100), None, "another position reads the store");
+        // A later batch replaces it; an earlier one published late does not.
+        b.publish_batch(9, Some(batch(7, 9)));
+        a.publish_batch(7, Some(batch(4, 7)));
+        assert_eq!(a.tail(7, 100), Some(batch(7, 9)));
+        assert_eq!(a.tail(4, 100), None);
+        // A batch without a tail (too large for one read), or too large to keep, leaves the
+        // kept one alone.
+        a.publish_batch(20, None);
+        assert_eq!(*rx.borrow_and_update(), 20);
+        let mut large = batch(20, 21);
+        large.entries[0].bytes = vec![0; TAIL_BYTES + 1];
+        a.publish_batch(21, Some(large));
+        assert_eq!(*rx.borrow_and_update(), 21);
+        assert_eq!(b.tail(7, 100), Some(batch(7, 9)));
+        assert_eq!(b.tail(20, 100), None);
+        // The last session to leave drops it.
+        drop((a, rx));
+        let c = hub.join(ws, DeviceId::new(), 21).expect("join").0;
+        drop(b);
+        drop(c);
+        let (d, _) = hub.join(ws, DeviceId::new(), 21).expect("join");
+        assert_eq!(d.tail(7, 100), None);
     }
 
     #[test]

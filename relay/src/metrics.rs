@@ -23,6 +23,8 @@ pub struct Metrics {
     /// Documents with changes their snapshot does not hold, as last counted.
     pub(crate) documents_stale: AtomicU64,
     pub(crate) bootstrap_pages: AtomicU64,
+    /// Log reads answered from the workspace's latest batch instead of the store.
+    pub(crate) tail_reads: AtomicU64,
     rejected: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -129,6 +131,12 @@ impl Metrics {
             "counter",
             "Pages of documents sent to bootstrapping devices.",
             get(&self.bootstrap_pages),
+        );
+        metric(
+            "tail_reads_total",
+            "counter",
+            "Log reads of sessions at the live edge, answered with the batch just stored instead of reading the store.",
+            get(&self.tail_reads),
         );
         let _ = writeln!(
             out,

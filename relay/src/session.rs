@@ -185,7 +185,7 @@ impl Session {
                             "batch stored"
                         );
                         if let Some(j) = &self.joined {
-                            j.slot.publish(batch.head);
+                            j.slot.publish_batch(batch.head, batch.tail);
                         }
                         Ok(batch.seqs)
                     }
@@ -282,6 +282,12 @@ impl Session {
                     let Some(joined) = &self.joined else {
                         continue;
                     };
+                    // At the live edge: the batch just stored, without reading it back.
+                    if let Some(read) = joined.slot.tail(after, limit) {
+                        Metrics::add(&self.shared.metrics.tail_reads, 1);
+                        queue.extend(self.machine.handle(RelayInput::Read(read)));
+                        continue;
+                    }
                     let (store, done) = (self.shared.store.clone(), done.clone());
                     let workspace = joined.workspace;
                     tokio::task::spawn_blocking(move || {

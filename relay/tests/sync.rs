@@ -360,6 +360,49 @@ async fn live_changes_reach_a_connected_device() {
 }
 
 #[tokio::test]
+async fn devices_at_the_live_edge_get_the_batch_just_stored_as_the_log_holds_it() {
+    let relay = Relay::start().await;
+    let ws = relay.workspace("acme");
+    let (_, alice) = relay.device(ws, "alice");
+    let (_, bob) = relay.device(ws, "bob");
+    let (_, carol) = relay.device(ws, "carol");
+    let (mut b, _) = Client::join(&relay, ws, &bob, None).await;
+    let (mut a, _) = Client::join(&relay, ws, &alice, None).await;
+    let (mut doc, mut other) = (Doc::new(), Doc::new());
+    let first = doc.change("name", "ACME");
+    a.push(1, vec![first.clone()]).await;
+    let (entries, _, hash) = b.pull_until(1).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!((entries[0].seq, hash), (1, hash_of(&first)));
+
+    // A batch repeating a stored change: only the new ones come, in order, with the hash of
+    // the last.
+    let (second, third) = (doc.change("stage", "won"), other.change("name", "Other"));
+    let ack = a
+        .push(2, vec![first.clone(), second.clone(), third.clone()])
+        .await;
+    assert_eq!(ack.seqs, [1, 2, 3]);
+    let (entries, through, hash) = b.pull_until(3).await;
+    let got: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.seq, e.bytes)).collect();
+    assert_eq!(got, [(2, second.bytes.clone()), (3, third.bytes.clone())]);
+    assert_eq!((through, hash), (3, hash_of(&third)));
+    let (_, body) = http_get(relay.addr, "/metrics").await;
+    let tail_reads: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("crm_relay_tail_reads_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("crm_relay_tail_reads_total");
+    assert!(tail_reads >= 2, "{tail_reads} reads answered from the tail");
+
+    // A device starting from the beginning reads the store, and gets the same log.
+    let (mut c, _) = Client::join(&relay, ws, &carol, None).await;
+    let (entries, through, hash) = c.pull_until(3).await;
+    let got: Vec<(u64, Vec<u8>)> = entries.into_iter().map(|e| (e.seq, e.bytes)).collect();
+    assert_eq!((through, hash), (3, hash_of(&third)));
+    assert_eq!(got, [(1, first.bytes), (2, second.bytes), (3, third.bytes)]);
+}
+
+#[tokio::test]
 async fn a_slow_reader_is_sent_at_most_one_window() {
     let relay = Relay::start_with(Config {
         window: 10,

@@ -176,6 +176,10 @@ pub struct StoredBatch {
     pub stored: usize,
     /// Changes already in the log (acknowledged with their earlier position).
     pub duplicates: usize,
+    /// What [`RelayStore::read`] after `head − stored` would return, when the batch's new
+    /// changes are exactly that range and fit one read: the other sessions of the
+    /// workspace take it instead of each reading the same rows back (see `hub.rs`).
+    pub tail: Option<crm_sync::relay::LogRead>,
 }
 
 /// The store failed; the request was fine.

@@ -532,6 +532,10 @@ impl RelayStore for SqliteStore {
             let mut docs: HashMap<DocId, &str> = HashMap::new();
             let mut seqs = Vec::with_capacity(checked.len());
             let mut duplicates = 0;
+            // The new entries, as a read of them would return them (see `StoredBatch::tail`).
+            let mut appended: Vec<Entry> = Vec::new();
+            let mut appended_bytes = 0;
+            let mut last_hash = [0; 32];
             for (index, c) in checked.iter().enumerate() {
                 let doc = c.envelope.doc_id;
                 let kind = c.envelope.kind.as_str();
@@ -610,6 +614,13 @@ impl RelayStore for SqliteStore {
                     sql_seq(head),
                 ])?;
                 seqs.push(head);
+                appended_bytes += c.envelope.bytes.len() + ENTRY_OVERHEAD;
+                appended.push(Entry {
+                    seq: head,
+                    doc_id: doc,
+                    bytes: c.envelope.bytes.clone(),
+                });
+                last_hash = c.hash;
             }
             if duplicates < checked.len() {
                 tx.execute(
@@ -617,11 +628,22 @@ impl RelayStore for SqliteStore {
                     params![sql_seq(head), workspace],
                 )?;
             }
+            // `read` would stop at its frame budget or its limit; such a batch has no tail.
+            let tail = (!appended.is_empty()
+                && appended.len() <= MAX_BATCH_CHANGES
+                && appended_bytes <= READ_BUDGET)
+                .then_some(LogRead {
+                    entries: appended,
+                    through: head,
+                    through_hash: last_hash,
+                    head,
+                });
             Ok(StoredBatch {
                 stored: checked.len() - duplicates,
                 duplicates,
                 seqs,
                 head,
+                tail,
             })
         })
     }
