@@ -64,13 +64,7 @@ impl<J: Send + Sync + 'static, T: Send + 'static> InOrder<'static, J, T> {
             let (send, claimed, stop, jobs) =
                 (send.clone(), claimed.clone(), stop.clone(), jobs.clone());
             std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let k = claimed.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(k) else { break };
-                    if send.send((k, f(job))).is_err() {
-                        break;
-                    }
-                }
+                work(&jobs, &claimed, &stop, f, |done| send.send(done).is_ok());
             });
         }
         InOrder::Threads {
@@ -78,6 +72,24 @@ impl<J: Send + Sync + 'static, T: Send + 'static> InOrder<'static, J, T> {
             early: HashMap::new(),
             next: 0,
             stop: Some(stop),
+        }
+    }
+}
+
+/// One worker: takes the next unclaimed job and hands its result over, until no job is left,
+/// `stop` is set or the consumer is gone (`send` answers false).
+fn work<J, T>(
+    jobs: &[J],
+    claimed: &AtomicUsize,
+    stop: &AtomicBool,
+    f: impl Fn(&J) -> T,
+    send: impl Fn((usize, T)) -> bool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let k = claimed.fetch_add(1, Ordering::Relaxed);
+        let Some(job) = jobs.get(k) else { break };
+        if !send((k, f(job))) {
+            break;
         }
     }
 }
@@ -111,18 +123,13 @@ impl<'a, J: Sync, T: Send + 'a> InOrder<'a, J, T> {
             };
         };
         let (send, results) = mpsc::sync_channel(AHEAD);
-        let claimed = std::sync::Arc::new(AtomicUsize::new(0));
+        let claimed = Arc::new(AtomicUsize::new(0));
+        // The scope's end joins the workers; nothing needs to stop them sooner.
+        let stop = Arc::new(AtomicBool::new(false));
         for _ in 0..workers {
-            let send = send.clone();
-            let claimed = claimed.clone();
+            let (send, claimed, stop) = (send.clone(), claimed.clone(), stop.clone());
             scope.spawn(move || {
-                loop {
-                    let k = claimed.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(k) else { break };
-                    if send.send((k, f(job))).is_err() {
-                        break;
-                    }
-                }
+                work(jobs, &claimed, &stop, f, |done| send.send(done).is_ok());
             });
         }
         InOrder::Threads {
