@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashSet;
 
-use common::{Doc, hash_of, heads_of, load};
+use common::{Doc, hash_of, heads_of, load, store_with_device};
 use crm_relay::store::{RelayStore, StoreError};
 use crm_relay::{DeviceId, Role, SqliteStore, WorkspaceId};
 use crm_sync::{DocId, DocState, Documents, Envelope, MAX_BATCH_CHANGES, Message};
@@ -19,14 +19,7 @@ struct Fixture {
 }
 
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open_or_create(dir.path()).expect("store");
-    let ws = store.create_workspace("acme").expect("workspace").id;
-    let device = store
-        .add_device(ws, "alice", Role::Admin)
-        .expect("device")
-        .device
-        .id;
+    let (dir, store, ws, device) = store_with_device();
     Fixture {
         _dir: dir,
         store,

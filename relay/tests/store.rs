@@ -5,7 +5,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Doc, hash_of};
+use common::{Doc, hash_of, store_with_device};
 use crm_relay::store::{AdminError, AuthError, PushError, RelayStore, StoreError};
 use crm_relay::{Role, SqliteStore, Token};
 use crm_sync::{Cursor, Envelope, MAX_FRAME_BYTES};
@@ -18,13 +18,7 @@ fn store() -> (tempfile::TempDir, SqliteStore) {
 
 #[test]
 fn every_acknowledged_change_is_in_a_reopened_store() {
-    let (dir, store) = store();
-    let ws = store.create_workspace("acme").expect("workspace").id;
-    let device = store
-        .add_device(ws, "alice", Role::Admin)
-        .expect("device")
-        .device
-        .id;
+    let (dir, store, ws, device) = store_with_device();
     let relay_id = store.relay_id();
     let mut acked = Vec::new();
     for batch in 0..20 {
@@ -401,13 +395,7 @@ fn admin_input_is_validated() {
 
 #[test]
 fn the_latest_pushed_scope_of_a_document_is_kept() {
-    let (dir, store) = store();
-    let ws = store.create_workspace("acme").expect("workspace").id;
-    let device = store
-        .add_device(ws, "alice", Role::Admin)
-        .expect("device")
-        .device
-        .id;
+    let (dir, store, ws, device) = store_with_device();
     let mut doc = Doc::new();
     let mut first = doc.change("name", "ACME");
     first.scope.owner = Some([1; 16]);

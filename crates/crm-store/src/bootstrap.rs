@@ -78,10 +78,10 @@ impl Store {
     /// is refused whole.
     pub fn apply_documents(
         &mut self,
-        docs: &[RemoteDocument],
+        docs: Vec<RemoteDocument>,
         cursor: Option<SyncCursor>,
     ) -> Result<ApplyReport> {
-        self.apply_prepared(PreparedDocuments::start(docs.to_vec()), cursor)
+        self.apply_prepared(PreparedDocuments::start(docs), cursor)
     }
 
     /// [`Store::apply_documents`] of documents already being built.

@@ -112,7 +112,9 @@ fn a_replica_loaded_from_snapshots_equals_one_that_replayed_every_change() {
 
     let (_dir, mut fresh) = replica("bob", "phone");
     let (half, rest) = docs.split_at(docs.len() / 2);
-    let first = fresh.apply_documents(half, None).expect("first page");
+    let first = fresh
+        .apply_documents(half.to_vec(), None)
+        .expect("first page");
     assert_eq!(first.changed.len(), half.len());
     assert_eq!(
         fresh.sync_cursor().expect("cursor"),
@@ -120,7 +122,7 @@ fn a_replica_loaded_from_snapshots_equals_one_that_replayed_every_change() {
         "not before the last page"
     );
     fresh
-        .apply_documents(rest, Some(cursor(42)))
+        .apply_documents(rest.to_vec(), Some(cursor(42)))
         .expect("last page");
     assert_eq!(fresh.sync_cursor().expect("cursor"), Some(cursor(42)));
 
@@ -194,10 +196,12 @@ fn a_page_applied_twice_or_to_a_replica_that_has_the_documents_merges() {
     let (_src_dir, src) = source();
     let docs = documents(&src);
     let (_dir, mut fresh) = replica("bob", "phone");
-    fresh.apply_documents(&docs, Some(cursor(1))).expect("page");
+    fresh
+        .apply_documents(docs.clone(), Some(cursor(1)))
+        .expect("page");
     let before = view(&fresh);
     let again = fresh
-        .apply_documents(&docs, Some(cursor(2)))
+        .apply_documents(docs.clone(), Some(cursor(2)))
         .expect("again");
     assert_eq!(again.applied, 0);
     assert!(again.changed.is_empty());
@@ -210,7 +214,7 @@ fn a_page_applied_twice_or_to_a_replica_that_has_the_documents_merges() {
         .apply_remote_changes(&all_changes(&src))
         .expect("replay");
     let before = view(&other);
-    other.apply_documents(&docs, None).expect("known documents");
+    other.apply_documents(docs, None).expect("known documents");
     assert_eq!(view(&other), before);
 }
 
@@ -229,14 +233,14 @@ fn a_snapshot_that_is_not_what_it_claims_refuses_the_page_whole() {
         .expect("a snapshot");
     victim.hashes.pop();
     let err = fresh
-        .apply_documents(&wrong_hashes, Some(cursor(5)))
+        .apply_documents(wrong_hashes, Some(cursor(5)))
         .expect_err("a missing hash");
     assert!(matches!(err, StoreError::InvalidDocument { .. }), "{err}");
 
     let mut garbage = good.clone();
     garbage[0].snapshot = b"not a document".to_vec();
     let err = fresh
-        .apply_documents(&garbage, Some(cursor(5)))
+        .apply_documents(garbage, Some(cursor(5)))
         .expect_err("garbage");
     assert!(matches!(err, StoreError::InvalidDocument { .. }), "{err}");
 
@@ -246,7 +250,7 @@ fn a_snapshot_that_is_not_what_it_claims_refuses_the_page_whole() {
         .find(|d| !d.changes.is_empty())
         .expect("loose changes");
     loose.changes.push(vec![1, 2, 3]);
-    assert!(fresh.apply_documents(&bad_change, None).is_err());
+    assert!(fresh.apply_documents(bad_change, None).is_err());
 
     common::assert_unchanged(&fresh, dir.path(), &before, "refused pages");
 }

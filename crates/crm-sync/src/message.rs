@@ -169,8 +169,9 @@ pub struct Documents {
     pub done: Option<Cursor>,
 }
 
-/// Device → relay on `/v1/bootstrap`: every page up to `page` is applied durably. The relay
-/// keeps at most a few pages unconfirmed.
+/// Device → relay on `/v1/bootstrap`: the device has taken every page up to `page` in hand
+/// (flow control; a device confirms the last page once it is stored with the cursor). The
+/// relay keeps at most a few pages unconfirmed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DocumentsReceived {
     pub page: u64,

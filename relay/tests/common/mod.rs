@@ -13,7 +13,7 @@ use std::time::Duration;
 use automerge::transaction::Transactable as _;
 use automerge::{AutoCommit, Automerge, ROOT};
 use crm_relay::store::RelayStore;
-use crm_relay::{AppState, Config, Role, SqliteStore, WorkspaceId};
+use crm_relay::{AppState, Config, DeviceId, Role, SqliteStore, WorkspaceId};
 use crm_sync::{
     Ack, Changes, Cursor, DocState, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION,
     Message, PROTOCOL_VERSION, Push, Received, Welcome,
@@ -408,4 +408,18 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A store in a temporary directory with the workspace "acme" and one admin device of
+/// alice's, for the tests that call the store directly.
+pub(crate) fn store_with_device() -> (tempfile::TempDir, SqliteStore, WorkspaceId, DeviceId) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = SqliteStore::open_or_create(dir.path()).expect("store");
+    let ws = store.create_workspace("acme").expect("workspace").id;
+    let device = store
+        .add_device(ws, "alice", Role::Admin)
+        .expect("device")
+        .device
+        .id;
+    (dir, store, ws, device)
 }
