@@ -39,9 +39,12 @@ use crate::value::{Amount, FieldValue, LineItem};
 /// The record schema version this build writes and understands.
 pub const SCHEMA_VERSION: u64 = 1;
 
-const KIND: &str = "kind";
+/// The root keys of a record document that name it (see [`crate::change::creation`]).
+pub(crate) const KIND_KEY: &str = "kind";
+pub(crate) const ID_KEY: &str = "id";
+const KIND: &str = KIND_KEY;
 const SCHEMA: &str = "schema";
-const ID: &str = "id";
+const ID: &str = ID_KEY;
 const CREATED_AT: &str = "created_at";
 const CREATED_BY: &str = "created_by";
 const FIELDS: &str = "fields";

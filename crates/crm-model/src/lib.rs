@@ -9,8 +9,11 @@
 //!   commit message names the [`Author`] (user and device) and whose time is the edit's;
 //!   [`doc::read`] materialises a [`Record`] (optionally as of some heads), including the
 //!   fields that hold concurrent values.
+//! - [`change::verify`] checks change bytes from elsewhere (parse and checksum), and
+//!   [`change::creation`] reads which record a dependency-free change creates.
 
 mod author;
+pub mod change;
 pub mod doc;
 mod edit;
 mod error;
