@@ -29,6 +29,7 @@ pub mod server;
 mod session;
 pub mod store;
 pub mod token;
+mod validate;
 
 pub use ids::{DeviceId, ParseError, Role, WorkspaceId};
 pub use metrics::Metrics;

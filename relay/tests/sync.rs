@@ -151,6 +151,109 @@ async fn a_batch_with_one_invalid_change_is_refused_whole() {
     );
 }
 
+/// Issue 12, failure 1: a valid change of record X pushed under an envelope naming record Y
+/// was acknowledged and stored, and every device then refused every pull ("a change claims
+/// to belong to record X"), for good. The relay now refuses it, stores nothing of its
+/// batch, and everyone else syncs on.
+#[tokio::test]
+async fn a_change_pushed_under_another_records_id_is_refused_and_sync_goes_on() {
+    let relay = Relay::start().await;
+    let ws = relay.workspace("acme");
+    let (_, mallory) = relay.device(ws, "mallory");
+    let (_, bob) = relay.device(ws, "bob");
+    let (mut x, mut y) = (Doc::new(), Doc::new());
+    let (mut m, _) = Client::join(&relay, ws, &mallory, None).await;
+    assert_eq!(m.push(1, vec![y.change("name", "Y")]).await.seqs, [1]);
+    let x_created = x.change("name", "X");
+
+    // X's creation under Y's id (Y exists), and under an id the relay has never seen.
+    for doc_id in [y.id, *uuid::Uuid::now_v7().as_bytes()] {
+        let mut forged = x_created.clone();
+        forged.doc_id = doc_id;
+        refused(&relay, ws, &mallory, forged, "creates record").await;
+    }
+    // X's edit under Y's id, once X exists.
+    drop(m);
+    let (mut m, _) = Client::join(&relay, ws, &mallory, None).await;
+    assert_eq!(m.push(1, vec![x_created.clone()]).await.seqs, [2]);
+    let mut forged = x.change("industry", "retail");
+    forged.doc_id = y.id;
+    refused(
+        &relay,
+        ws,
+        &mallory,
+        forged,
+        "depends on a change of record",
+    )
+    .await;
+    assert_eq!(relay.log(ws).len(), 2, "nothing refused is stored");
+
+    // Bob pulls the whole log, and every entry is a change of the record it is filed under.
+    let (mut b, welcome) = Client::join(&relay, ws, &bob, None).await;
+    let (entries, _, _) = b.pull_until(welcome.head).await;
+    assert_eq!(entries.len(), 2);
+    for entry in entries {
+        let mut doc = automerge::Automerge::new();
+        doc.apply_changes([automerge::Change::try_from(entry.bytes.as_slice()).expect("change")])
+            .expect("applies");
+        let id = automerge::ReadDoc::get(&doc, automerge::ROOT, "id")
+            .expect("read")
+            .map(|(v, _)| v.to_str().map(str::to_string));
+        assert_eq!(
+            id,
+            Some(Some(uuid::Uuid::from_bytes(entry.doc_id).to_string()))
+        );
+    }
+}
+
+/// Issue 12, failure 5: the relay acknowledged a change whose Automerge checksum was broken
+/// (Automerge's parser does not check it), so damaged bytes spread to every device.
+#[tokio::test]
+async fn a_change_with_a_broken_checksum_is_refused() {
+    let relay = Relay::start().await;
+    let ws = relay.workspace("acme");
+    let (_, alice) = relay.device(ws, "alice");
+    let mut doc = Doc::new();
+    let mut damaged = doc.change("name", "ACME");
+    // The checksum's first byte: the rest still parses as a change.
+    damaged.bytes[4] ^= 0x01;
+    assert!(automerge::Change::try_from(damaged.bytes.as_slice()).is_ok());
+    let (mut a, _) = Client::join(&relay, ws, &alice, None).await;
+    a.send(&Message::Push(Push {
+        batch: 1,
+        changes: vec![damaged],
+    }))
+    .await;
+    let error = a.expect_error().await;
+    assert_eq!(error.code, ErrorCode::INVALID_CHANGE);
+    assert!(error.message.contains("checksum"), "{}", error.message);
+    assert!(relay.log(ws).is_empty());
+}
+
+/// Pushes `forged` alone on a new connection and expects the relay to refuse it as a change
+/// of another record.
+async fn refused(
+    relay: &Relay,
+    ws: crm_relay::WorkspaceId,
+    token: &str,
+    forged: Envelope,
+    expect: &str,
+) {
+    let (mut m, _) = Client::join(relay, ws, token, None).await;
+    m.send(&Message::Push(Push {
+        batch: 7,
+        changes: vec![forged],
+    }))
+    .await;
+    let error = m.expect_error().await;
+    assert_eq!(error.code, ErrorCode::INVALID_CHANGE, "{}", error.message);
+    assert!(
+        error.message.contains("does not belong to record") && error.message.contains(expect),
+        "{}",
+        error.message
+    );
+}
+
 #[tokio::test]
 async fn missing_invalid_and_revoked_tokens_are_refused() {
     let relay = Relay::start().await;

@@ -258,6 +258,12 @@ pub enum PushError {
         known: String,
         sent: String,
     },
+    #[error("change {index} does not belong to record {doc}: {reason}")]
+    WrongDocument {
+        index: usize,
+        doc: uuid::Uuid,
+        reason: String,
+    },
     #[error("change {index}: document {doc} belongs to another workspace")]
     WrongWorkspace { index: usize, doc: uuid::Uuid },
     #[error("this device's token was revoked")]
@@ -269,9 +275,9 @@ pub enum PushError {
 impl PushError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            PushError::InvalidChange { .. } | PushError::KindMismatch { .. } => {
-                ErrorCode::INVALID_CHANGE
-            }
+            PushError::InvalidChange { .. }
+            | PushError::KindMismatch { .. }
+            | PushError::WrongDocument { .. } => ErrorCode::INVALID_CHANGE,
             PushError::WrongWorkspace { .. } => ErrorCode::WRONG_WORKSPACE,
             PushError::Revoked => ErrorCode::REVOKED,
             PushError::Store(_) => ErrorCode::INTERNAL,

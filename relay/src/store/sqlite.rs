@@ -24,6 +24,7 @@ use super::{
 };
 use crate::ids::{DeviceId, Role, WorkspaceId};
 use crate::token::Token;
+use crate::validate;
 
 /// The database file in the data directory.
 pub const FILE_NAME: &str = "relay.db";
@@ -386,11 +387,25 @@ fn to_device(
     })
 }
 
-/// A validated change of a pushed batch.
-struct Checked<'a> {
-    envelope: &'a Envelope,
-    hash: Hash,
-    deps: Vec<u8>,
+/// [`validate::Known`] over the storing transaction: the log's index of change hashes.
+struct LogLookup<'a, 'tx> {
+    workspace: WorkspaceId,
+    find: rusqlite::CachedStatement<'tx>,
+    _tx: std::marker::PhantomData<&'a ()>,
+}
+
+impl validate::Known for LogLookup<'_, '_> {
+    fn document_of_change(&mut self, hash: &Hash) -> Result<Option<DocId>, PushError> {
+        let doc: Option<Vec<u8>> = self
+            .find
+            .query_row(params![self.workspace, hash.as_slice()], |r| r.get(0))
+            .optional()?;
+        doc.map(|d| {
+            DocId::try_from(d.as_slice())
+                .map_err(|_| StoreError::Corrupt("a document id is not 16 bytes".into()).into())
+        })
+        .transpose()
+    }
 }
 
 impl RelayStore for SqliteStore {
@@ -475,21 +490,8 @@ impl RelayStore for SqliteStore {
         device: DeviceId,
         changes: &[Envelope],
     ) -> Result<StoredBatch, PushError> {
-        // Validate the whole batch before touching the database.
-        let mut checked = Vec::with_capacity(changes.len());
-        for (index, envelope) in changes.iter().enumerate() {
-            let invalid = |reason: String| PushError::InvalidChange { index, reason };
-            if envelope.kind.is_empty() {
-                return Err(invalid("the envelope names no kind".into()));
-            }
-            let change = automerge::Change::try_from(envelope.bytes.as_slice())
-                .map_err(|e| invalid(e.to_string()))?;
-            checked.push(Checked {
-                envelope,
-                hash: change.hash().0,
-                deps: change.deps().iter().flat_map(|h| h.0).collect(),
-            });
-        }
+        // Intact changes only, before touching the database (see `validate`).
+        let checked = validate::parse(changes)?;
         let arrived_at = now_ms();
         self.write(|tx| {
             let revoked: Option<Option<i64>> = tx
@@ -528,6 +530,14 @@ impl RelayStore for SqliteStore {
                  (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
+            let mut log = LogLookup {
+                workspace,
+                find: tx.prepare_cached(
+                    "SELECT doc_id FROM changes WHERE workspace = ?1 AND hash = ?2",
+                )?,
+                _tx: std::marker::PhantomData,
+            };
+            let mut rule = validate::Batch::default();
             // Documents of this batch already checked or inserted.
             let mut docs: HashMap<DocId, &str> = HashMap::new();
             let mut seqs = Vec::with_capacity(checked.len());
@@ -575,6 +585,8 @@ impl RelayStore for SqliteStore {
                     duplicates += 1;
                     continue;
                 }
+                rule.check(index, c, known_kind.is_some(), &mut log)?;
+                rule.accept(c);
                 head += 1;
                 if known_kind.is_none() {
                     insert_doc.execute(params![
@@ -592,7 +604,7 @@ impl RelayStore for SqliteStore {
                     c.hash.as_slice(),
                     doc.as_slice(),
                     kind,
-                    c.deps,
+                    c.deps_bytes(),
                     device,
                     arrived_at,
                     c.envelope.bytes,
@@ -1025,9 +1037,13 @@ mod tests {
         }
         assert_eq!(store.head(ws).expect("head"), (3, docs[0].1[1]));
         let mut more = AutoCommit::new();
+        let doc_id = *Uuid::now_v7().as_bytes();
+        more.put(ROOT, "id", Uuid::from_bytes(doc_id).to_string())
+            .expect("put");
+        more.put(ROOT, "kind", "account").expect("put");
         let (bytes, _) = change(&mut more, "C");
         let envelope = Envelope {
-            doc_id: *Uuid::now_v7().as_bytes(),
+            doc_id,
             kind: "account".into(),
             scope: Default::default(),
             bytes,

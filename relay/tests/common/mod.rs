@@ -324,8 +324,16 @@ impl Doc {
         heads
     }
 
-    /// One change setting `field` to `value`, in an envelope of kind "account".
+    /// One change setting `field` to `value`, in an envelope of kind "account". The
+    /// document's first change is its creation: it also puts the record's `id` and `kind`,
+    /// as the relay requires of a record's first change.
     pub(crate) fn change(&mut self, field: &str, value: &str) -> Envelope {
+        if self.doc.get_heads().is_empty() {
+            self.doc
+                .put(ROOT, "id", uuid::Uuid::from_bytes(self.id).to_string())
+                .expect("put");
+            self.doc.put(ROOT, "kind", "account").expect("put");
+        }
         self.doc.put(ROOT, field, value).expect("put");
         self.doc.commit();
         let change = self.doc.get_last_local_change().expect("a change");
