@@ -198,7 +198,7 @@ async fn a_change_pushed_under_another_records_id_is_refused_and_sync_goes_on() 
             .expect("applies");
         let id = automerge::ReadDoc::get(&doc, automerge::ROOT, "id")
             .expect("read")
-            .map(|(v, _)| v.to_str().map(str::to_string));
+            .map(|(v, _)| v.as_str().map(str::to_string));
         assert_eq!(
             id,
             Some(Some(uuid::Uuid::from_bytes(entry.doc_id).to_string()))
