@@ -173,15 +173,7 @@ impl Bootstrap {
             .join(auth.workspace, auth.device, auth.authorized.head)
         {
             Ok((slot, _)) => self.slot = Some(slot),
-            Err(_) => {
-                return refused(
-                    ErrorCode::RATE_LIMITED,
-                    format!(
-                        "the workspace has its maximum of {} connections; try again later",
-                        self.shared.config.max_connections_per_workspace
-                    ),
-                );
-            }
+            Err(why) => return End::Refused(crate::session::full(&why, &self.shared.config)),
         }
         tracing::info!(user = %auth.user, role = %auth.role, "bootstrap authenticated");
         let workspace = auth.workspace;
@@ -316,6 +308,9 @@ impl Bootstrap {
                     }
                 }
                 () = stopping(&mut shutdown) => return going_away(),
+                () = revoked(self.slot.as_ref()) => {
+                    return refused(ErrorCode::REVOKED, crate::session::revoked_message());
+                }
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     return refused(
                         ErrorCode::UNEXPECTED_MESSAGE,
@@ -375,6 +370,14 @@ impl Bootstrap {
 /// Resolves once the relay starts shutting down (and holds no lock on the flag after).
 async fn stopping(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Resolves once the session's device is revoked; never before it has joined.
+async fn revoked(slot: Option<&Slot>) {
+    match slot {
+        Some(slot) => slot.revoked().await,
+        None => std::future::pending().await,
+    }
 }
 
 fn internal(message: &str) -> End {

@@ -33,6 +33,7 @@ const TAIL_BYTES: usize = 1 << 20;
 pub(crate) struct Hub {
     workspaces: Mutex<HashMap<WorkspaceId, Arc<WorkspaceHub>>>,
     max_connections: usize,
+    max_per_device: usize,
     pushes_per_second: f64,
 }
 
@@ -45,17 +46,24 @@ struct WorkspaceHub {
     tail: Mutex<Option<(u64, Arc<LogRead>)>>,
 }
 
-/// A token bucket: `pushes_per_second` tokens a second, holding at most one second's worth.
+/// A connected device: its push meter (a token bucket: `pushes_per_second` tokens a second,
+/// holding at most one second's worth), its sessions, and whether its token was revoked.
 #[derive(Debug)]
 struct Bucket {
     tokens: f64,
     at: Instant,
     sessions: usize,
+    revoked: watch::Sender<bool>,
 }
 
-/// The workspace already has its maximum number of sessions.
-#[derive(Debug)]
-pub(crate) struct Full;
+/// Why a session may not join.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The workspace already has its maximum number of sessions.
+    Workspace,
+    /// The device already has its maximum number of sessions.
+    Device,
+}
 
 /// A session's place in its workspace; leaving frees it.
 #[derive(Debug)]
@@ -63,14 +71,40 @@ pub(crate) struct Slot {
     hub: Arc<WorkspaceHub>,
     device: DeviceId,
     pushes_per_second: f64,
+    revoked: watch::Receiver<bool>,
 }
 
 impl Hub {
-    pub(crate) fn new(max_connections: usize, pushes_per_second: u32) -> Hub {
+    pub(crate) fn new(
+        max_connections: usize,
+        max_per_device: usize,
+        pushes_per_second: u32,
+    ) -> Hub {
         Hub {
             workspaces: Mutex::new(HashMap::new()),
             max_connections,
+            max_per_device: max_per_device.max(1),
             pushes_per_second: f64::from(pushes_per_second.max(1)),
+        }
+    }
+
+    /// A device's token was revoked: every open session of it ends (they watch for this).
+    /// Returns whether the device had any.
+    pub(crate) fn revoke(&self, workspace: WorkspaceId, device: DeviceId) -> bool {
+        let hub = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&workspace)
+            .cloned();
+        let Some(hub) = hub else { return false };
+        let buckets = hub.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        match buckets.get(&device) {
+            Some(bucket) => {
+                bucket.revoked.send_replace(true);
+                true
+            }
+            None => false,
         }
     }
 
@@ -96,25 +130,38 @@ impl Hub {
                 })
             })
             .clone();
-        hub.connections
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < self.max_connections).then_some(n + 1)
-            })
-            .map_err(|_| Full)?;
-        hub.buckets
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(device)
-            .or_insert_with(|| Bucket {
+        // The device's share first: a device at its limit takes no workspace slot.
+        let revoked = {
+            let mut buckets = hub.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+            let bucket = buckets.entry(device).or_insert_with(|| Bucket {
                 tokens: self.pushes_per_second,
                 at: Instant::now(),
                 sessions: 0,
-            })
-            .sessions += 1;
+                revoked: watch::channel(false).0,
+            });
+            if bucket.sessions >= self.max_per_device {
+                return Err(Full::Device);
+            }
+            if hub
+                .connections
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < self.max_connections).then_some(n + 1)
+                })
+                .is_err()
+            {
+                if bucket.sessions == 0 {
+                    buckets.remove(&device);
+                }
+                return Err(Full::Workspace);
+            }
+            bucket.sessions += 1;
+            bucket.revoked.subscribe()
+        };
         let slot = Slot {
             hub: hub.clone(),
             device,
             pushes_per_second: self.pushes_per_second,
+            revoked,
         };
         slot.publish(head);
         Ok((slot, hub.head.subscribe()))
@@ -151,6 +198,12 @@ impl Slot {
         let kept = self.hub.tail.lock().unwrap_or_else(PoisonError::into_inner);
         let (from, read) = kept.as_ref()?;
         (*from == after && read.entries.len() <= limit).then(|| LogRead::clone(read))
+    }
+
+    /// Resolves once the device's token is revoked (see [`Hub::revoke`]).
+    pub(crate) async fn revoked(&self) {
+        let mut revoked = self.revoked.clone();
+        let _ = revoked.wait_for(|r| *r).await;
     }
 
     /// Whether the device may push once more now.
@@ -206,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_workspace_takes_at_most_its_limit_of_sessions() {
-        let hub = Hub::new(2, 10);
+        let hub = Hub::new(2, 8, 10);
         let ws = WorkspaceId::new();
         let a = hub.join(ws, DeviceId::new(), 0).expect("first");
         let _b = hub.join(ws, DeviceId::new(), 0).expect("second");
@@ -218,7 +271,7 @@ mod tests {
 
     #[test]
     fn heads_only_rise_and_reach_every_session() {
-        let hub = Hub::new(10, 10);
+        let hub = Hub::new(10, 8, 10);
         let ws = WorkspaceId::new();
         let (a, _) = hub.join(ws, DeviceId::new(), 5).expect("join");
         let (_b, mut rx) = hub.join(ws, DeviceId::new(), 3).expect("join");
@@ -231,7 +284,7 @@ mod tests {
 
     #[test]
     fn the_latest_batch_is_kept_for_the_sessions_at_the_live_edge() {
-        let hub = Hub::new(10, 10);
+        let hub = Hub::new(10, 8, 10);
         let ws = WorkspaceId::new();
         let (a, mut rx) = hub.join(ws, DeviceId::new(), 4).expect("join");
         let (b, _) = hub.join(ws, DeviceId::new(), 4).expect("join");
@@ -277,8 +330,48 @@ mod tests {
     }
 
     #[test]
+    fn a_device_takes_at_most_its_share_of_sessions() {
+        let hub = Hub::new(10, 2, 10);
+        let ws = WorkspaceId::new();
+        let greedy = DeviceId::new();
+        let a = hub.join(ws, greedy, 0).expect("first");
+        let _b = hub.join(ws, greedy, 0).expect("second");
+        assert_eq!(hub.join(ws, greedy, 0).err(), Some(Full::Device));
+        // Everyone else still gets in, up to the workspace's limit.
+        for _ in 0..8 {
+            let _ = hub.join(ws, DeviceId::new(), 0).expect("another device");
+        }
+        drop(a);
+        assert!(hub.join(ws, greedy, 0).is_ok());
+    }
+
+    #[tokio::test]
+    async fn revoking_a_device_wakes_each_of_its_sessions_and_no_other() {
+        let hub = Hub::new(10, 8, 10);
+        let ws = WorkspaceId::new();
+        let (device, other) = (DeviceId::new(), DeviceId::new());
+        let (a, _) = hub.join(ws, device, 0).expect("join");
+        let (b, _) = hub.join(ws, device, 0).expect("join");
+        let (c, _) = hub.join(ws, other, 0).expect("join");
+        assert!(!hub.revoke(WorkspaceId::new(), device), "another workspace");
+        assert!(hub.revoke(ws, device));
+        let patience = Duration::from_secs(5);
+        tokio::time::timeout(patience, a.revoked())
+            .await
+            .expect("a");
+        tokio::time::timeout(patience, b.revoked())
+            .await
+            .expect("b");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), c.revoked())
+                .await
+                .is_err()
+        );
+    }
+
+    #[test]
     fn pushes_are_metered_per_device() {
-        let hub = Hub::new(10, 3);
+        let hub = Hub::new(10, 8, 3);
         let ws = WorkspaceId::new();
         let device = DeviceId::new();
         let (slot, _) = hub.join(ws, device, 0).expect("join");

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::store::RelayStore;
-use crate::{bootstrap, compactor, session};
+use crate::{bootstrap, compactor, revocation, session};
 
 /// The relay's limits and timings.
 #[derive(Clone, Debug)]
@@ -38,12 +38,18 @@ pub struct Config {
     pub outgoing_frames: usize,
     /// Most sessions of one workspace at a time.
     pub max_connections_per_workspace: usize,
+    /// Most sessions of one device at a time (sync and bootstrap together), so one token
+    /// cannot take its workspace's every connection.
+    pub max_sessions_per_device: usize,
     /// Pushes a device may make per second (its sessions together), with bursts of as many.
     pub pushes_per_second: u32,
     /// How long a new connection may take to say `Hello`.
     pub hello_timeout: Duration,
     /// How long one frame may take to reach a device before the session is dropped.
     pub write_timeout: Duration,
+    /// How often the relay looks for devices revoked (by `crm-relay device revoke`, from
+    /// another process) to close their open sessions.
+    pub revocation_poll: Duration,
     /// How long shutdown waits for sessions to finish their stores and say goodbye.
     pub shutdown_grace: Duration,
     /// Whether `serve` runs the compactor, which keeps every document's snapshot up to date
@@ -61,10 +67,15 @@ impl Default for Config {
             read_batch: 256,
             outgoing_frames: 8,
             max_connections_per_workspace: 1000,
+            // A device runs one `crm serve` or `crm sync --watch`, a bootstrap before it, and
+            // now and then a `crm sync` beside them: 8 leaves room for reconnects that
+            // overlap a session the relay has not noticed is gone yet.
+            max_sessions_per_device: 8,
             pushes_per_second: 100,
             hello_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(10),
+            revocation_poll: Duration::from_millis(250),
             compact: true,
             bootstrap_page_bytes: crate::bootstrap::MAX_PAGE_BYTES,
         }
@@ -95,6 +106,7 @@ impl AppState {
             shared: Arc::new(Shared {
                 hub: Hub::new(
                     config.max_connections_per_workspace,
+                    config.max_sessions_per_device,
                     config.pushes_per_second,
                 ),
                 store,
@@ -161,6 +173,7 @@ pub async fn serve(
         .config
         .compact
         .then(|| tokio::spawn(compactor::run(state.shared.clone())));
+    let revocations = tokio::spawn(revocation::run(state.shared.clone()));
     let signalled = state.clone();
     // Small frames (Ack, Changes of one entry) must not wait for Nagle's algorithm.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -187,6 +200,7 @@ pub async fn serve(
             "sessions still open after the shutdown grace period"
         );
     }
+    revocations.abort();
     // The compactor stops between batches; a batch's writes are short transactions.
     if let Some(compactor) = compactor
         && tokio::time::timeout(grace, compactor).await.is_err()

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::hub::Slot;
+use crate::hub::{Full, Slot};
 use crate::ids::{DeviceId, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::server::{AppState, Shared};
@@ -144,9 +144,10 @@ impl Session {
                     Incoming::Closed => break,
                 },
                 Some(done) = done_rx.recv() => self.on_done(done),
-                Some(head) = next_head(self.joined.as_mut()) => {
-                    self.machine.handle(RelayInput::NewHead(head))
-                }
+                Some(event) = next_event(self.joined.as_mut()) => match event {
+                    Event::Head(head) => self.machine.handle(RelayInput::NewHead(head)),
+                    Event::Revoked => refuse(ErrorCode::REVOKED, revoked_message()),
+                },
                 _ = shutdown.wait_for(|s| *s), if !shutting_down => {
                     shutting_down = true;
                     continue;
@@ -313,13 +314,7 @@ impl Session {
             .shared
             .hub
             .join(auth.workspace, auth.device, auth.authorized.head)
-            .map_err(|_| ErrorFrame {
-                code: ErrorCode::RATE_LIMITED,
-                message: format!(
-                    "the workspace has its maximum of {} connections; try again later",
-                    self.shared.config.max_connections_per_workspace
-                ),
-            })?;
+            .map_err(|why| full(&why, &self.shared.config))?;
         tracing::info!(user = %auth.user, role = %auth.role, "authenticated");
         self.joined = Some(Joined {
             workspace: auth.workspace,
@@ -351,14 +346,49 @@ impl Session {
     }
 }
 
-/// The next head of the session's workspace; never resolves before authentication.
-async fn next_head(joined: Option<&mut Joined>) -> Option<u64> {
+/// What the session's workspace says to it once joined.
+enum Event {
+    /// The log's head moved.
+    Head(u64),
+    /// The device's token was revoked: the session ends now.
+    Revoked,
+}
+
+/// The next event of the session's workspace; never resolves before authentication.
+async fn next_event(joined: Option<&mut Joined>) -> Option<Event> {
     match joined {
-        Some(j) => {
-            j.head.changed().await.ok()?;
-            Some(*j.head.borrow_and_update())
-        }
+        Some(j) => tokio::select! {
+            biased;
+            () = j.slot.revoked() => Some(Event::Revoked),
+            changed = j.head.changed() => {
+                changed.ok()?;
+                Some(Event::Head(*j.head.borrow_and_update()))
+            }
+        },
         None => std::future::pending().await,
+    }
+}
+
+/// What a session of a revoked device is told as it is closed.
+pub(crate) fn revoked_message() -> String {
+    "this device's token was revoked; ask an admin for a new one".into()
+}
+
+/// The refusal of a session that may not join its workspace.
+pub(crate) fn full(why: &Full, config: &crate::server::Config) -> ErrorFrame {
+    ErrorFrame {
+        code: ErrorCode::RATE_LIMITED,
+        message: match why {
+            Full::Workspace => format!(
+                "the workspace has its maximum of {} connections; try again later",
+                config.max_connections_per_workspace
+            ),
+            Full::Device => format!(
+                "this device already has its maximum of {} open connections; close one or \
+                 try again later",
+                config.max_sessions_per_device
+            ),
+        },
     }
 }
 

@@ -598,6 +598,82 @@ async fn a_workspace_takes_at_most_its_limit_of_connections() {
     assert_eq!(welcome.head, 0);
 }
 
+/// Issue 12, failure 6: one token opening the workspace's every connection locked every
+/// other device out with 429.
+#[tokio::test]
+async fn one_device_cannot_take_its_workspaces_every_connection() {
+    let relay = Relay::start_with(Config {
+        max_connections_per_workspace: 4,
+        max_sessions_per_device: 2,
+        ..Config::default()
+    })
+    .await;
+    let ws = relay.workspace("acme");
+    let (_, mallory) = relay.device(ws, "mallory");
+    let (_, bob) = relay.device(ws, "bob");
+    let _one = Client::join(&relay, ws, &mallory, None).await;
+    let _two = Client::join(&relay, ws, &mallory, None).await;
+    for bootstrap in [false, true] {
+        let mut third = if bootstrap {
+            Client::connect_bootstrap(&relay).await
+        } else {
+            Client::connect(&relay).await
+        };
+        third.send(&hello(ws, &mallory, None)).await;
+        let error = third.expect_error().await;
+        assert_eq!(error.code, ErrorCode::RATE_LIMITED);
+        assert!(error.message.contains("this device"), "{}", error.message);
+    }
+    let (_b, welcome) = Client::join(&relay, ws, &bob, None).await;
+    assert_eq!(welcome.head, 0);
+}
+
+/// Issue 12, failure 4: after `crm-relay device revoke`, the device's open `crm sync --watch`
+/// kept receiving changes made after the revocation. Its sessions now end with 402 at once
+/// (within the relay's revocation poll), sync and bootstrap alike.
+#[tokio::test]
+async fn revoking_a_device_closes_its_open_sessions() {
+    let relay = Relay::start().await;
+    let ws = relay.workspace("acme");
+    let (device, mallory) = relay.device(ws, "mallory");
+    let (_, bob) = relay.device(ws, "bob");
+    let mut doc = Doc::new();
+    let (mut b, _) = Client::join(&relay, ws, &bob, None).await;
+    b.push(1, vec![doc.change("name", "ACME")]).await;
+    let (mut m, welcome) = Client::join(&relay, ws, &mallory, None).await;
+    m.pull_until(welcome.head).await;
+    let (mut boot, _) = Client::bootstrap(&relay, ws, &mallory).await;
+
+    // Revoked as the admin command does it: from another handle on the relay's database.
+    let admin = crm_relay::SqliteStore::open(relay.dir.path()).expect("store");
+    admin.revoke_device(device).expect("revoke");
+    let error = m.expect_error().await;
+    assert_eq!(error.code, ErrorCode::REVOKED, "{}", error.message);
+    // The bootstrap session may finish its pages first; it never outlives the revocation.
+    loop {
+        match boot.try_recv().await {
+            Some(Message::Error(e)) => {
+                assert_eq!(e.code, ErrorCode::REVOKED);
+                break;
+            }
+            Some(Message::Documents(d)) if d.done.is_none() => {}
+            Some(Message::Documents(d)) => {
+                boot.send(&Message::DocumentsReceived(crm_sync::DocumentsReceived {
+                    page: d.page,
+                }))
+                .await;
+            }
+            None => break,
+            Some(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    // Bob goes on; mallory cannot come back.
+    b.push(2, vec![doc.change("industry", "retail")]).await;
+    let mut again = Client::connect(&relay).await;
+    again.send(&hello(ws, &mallory, None)).await;
+    assert_eq!(again.expect_error().await.code, ErrorCode::REVOKED);
+}
+
 #[tokio::test]
 async fn a_connection_without_hello_is_dropped() {
     let relay = Relay::start_with(Config {

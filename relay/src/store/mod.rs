@@ -88,6 +88,10 @@ pub trait RelayStore: Send + Sync + 'static {
     /// the first time.
     fn revoke_device(&self, device: DeviceId) -> Result<Device, AdminError>;
 
+    /// Devices (of every workspace) revoked at or after `since`, so a serving relay can
+    /// close their open sessions.
+    fn revoked_since(&self, since: DateTime<Utc>) -> Result<Vec<Device>, StoreError>;
+
     /// The workspace log's head and the hash of the change there (zeros for an empty log): the
     /// cursor a device has once it holds everything up to the head.
     fn head(&self, workspace: WorkspaceId) -> Result<(u64, Hash), StoreError>;

@@ -849,6 +849,16 @@ impl RelayStore for SqliteStore {
         })
     }
 
+    fn revoked_since(&self, since: DateTime<Utc>) -> Result<Vec<Device>, StoreError> {
+        self.read_with(|tx| {
+            let mut stmt = tx.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE revoked_at >= ?1"
+            ))?;
+            let rows = stmt.query_map([since.timestamp_millis()], device_row)?;
+            rows.map(|r| to_device(r?)).collect()
+        })
+    }
+
     fn head(&self, workspace: WorkspaceId) -> Result<(u64, Hash), StoreError> {
         self.read_with(|tx| {
             let head = workspace_head(tx, workspace)?;
