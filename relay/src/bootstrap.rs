@@ -24,13 +24,13 @@ use futures_util::StreamExt as _;
 use futures_util::stream::SplitStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tracing::Instrument as _;
 
 use crate::hub::Slot;
 use crate::ids::WorkspaceId;
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::server::{AppState, Shared};
-use crate::session::{Incoming, Out, counted, finish, write_frames};
+use crate::session::{Incoming, counted};
 use crate::store::{AuthError, DocumentsPage, StoreError};
 
 /// The largest page: the frame limit less room for the page's own fields.
@@ -86,10 +86,7 @@ async fn serve_socket(shared: Arc<Shared>, socket: WebSocket) {
     let (sink, stream) = socket.split();
     // Room for every page in flight and the error and close after them.
     let queue = config.outgoing_frames.max(PAGES_IN_FLIGHT as usize + 2);
-    let (out, out_rx) = mpsc::channel(queue);
-    let writer = tokio::spawn(
-        write_frames(sink, out_rx, config.write_timeout, shared.clone()).in_current_span(),
-    );
+    let (out, writer) = Outbound::start(sink, shared.clone(), queue);
     let mut bootstrap = Bootstrap {
         shared,
         stream,
@@ -99,7 +96,7 @@ async fn serve_socket(shared: Arc<Shared>, socket: WebSocket) {
     match bootstrap.exchange().await {
         End::Done => {
             tracing::debug!("bootstrap complete");
-            let _ = bootstrap.out.send(Out::Close(close_code::NORMAL)).await;
+            bootstrap.out.close(close_code::NORMAL).await;
         }
         End::Refused(error) => {
             bootstrap.shared.metrics.rejected(error.code);
@@ -109,8 +106,8 @@ async fn serve_socket(shared: Arc<Shared>, socket: WebSocket) {
                 tracing::info!(code = %error.code, message = %error.message, "bootstrap refused");
             }
             let frame = Message::Error(error).encode();
-            if bootstrap.out.send(Out::Frame(frame)).await.is_ok() {
-                let _ = bootstrap.out.send(Out::Close(close_code::NORMAL)).await;
+            if bootstrap.out.frame(frame).await.is_ok() {
+                bootstrap.out.close(close_code::NORMAL).await;
             }
         }
         End::Gone => {}
@@ -118,14 +115,14 @@ async fn serve_socket(shared: Arc<Shared>, socket: WebSocket) {
     let Bootstrap {
         out, stream, slot, ..
     } = bootstrap;
-    finish(out, writer, stream, config.write_timeout).await;
+    out.finish(writer, stream).await;
     drop(slot);
 }
 
 struct Bootstrap {
     shared: Arc<Shared>,
     stream: SplitStream<WebSocket>,
-    out: mpsc::Sender<Out>,
+    out: Outbound,
     /// The session's place among its workspace's connections, once authenticated.
     slot: Option<Slot>,
 }
@@ -190,7 +187,7 @@ impl Bootstrap {
             head,
             resume: Resume::FromStart,
         });
-        if self.out.send(Out::Frame(welcome.encode())).await.is_err() {
+        if self.out.frame(welcome.encode()).await.is_err() {
             return End::Gone;
         }
         let done = Cursor {
@@ -296,7 +293,7 @@ impl Bootstrap {
                     }
                     tracing::debug!(page = sent, documents = count, bytes = frame.len(), "page");
                     in_flight.push_back(frame.len());
-                    if self.out.send(Out::Frame(frame)).await.is_err() {
+                    if self.out.frame(frame).await.is_err() {
                         return End::Gone;
                     }
                     Metrics::add(&self.shared.metrics.bootstrap_pages, 1);

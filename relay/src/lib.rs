@@ -25,6 +25,7 @@ mod compactor;
 mod hub;
 mod ids;
 mod metrics;
+mod outbound;
 mod revocation;
 pub mod server;
 mod session;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::PoisonError;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use crm_sync::ErrorCode;
 
@@ -25,6 +25,13 @@ pub struct Metrics {
     pub(crate) bootstrap_pages: AtomicU64,
     /// Log reads answered from the workspace's latest batch instead of the store.
     pub(crate) tail_reads: AtomicU64,
+    /// Sessions dropped because their device did not read while the relay was short of
+    /// memory for unread data.
+    pub(crate) slow_readers_dropped: AtomicU64,
+    /// Connections closed at once because the relay had its maximum open.
+    pub(crate) connections_refused: AtomicU64,
+    /// Bytes of frames queued for devices and not yet taken by their sockets.
+    pub(crate) unsent: AtomicUsize,
     rejected: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -137,6 +144,24 @@ impl Metrics {
             "counter",
             "Log reads of sessions at the live edge, answered with the batch just stored instead of reading the store.",
             get(&self.tail_reads),
+        );
+        metric(
+            "connections_refused_total",
+            "counter",
+            "Connections closed at once because the relay had its maximum open.",
+            get(&self.connections_refused),
+        );
+        metric(
+            "unsent_bytes",
+            "gauge",
+            "Bytes of frames queued for devices and not yet taken by their sockets.",
+            self.unsent.load(Ordering::Relaxed).to_string(),
+        );
+        metric(
+            "slow_readers_dropped_total",
+            "counter",
+            "Sessions dropped because their device did not read while the relay was short of memory for unread data.",
+            get(&self.slow_readers_dropped),
         );
         let _ = writeln!(
             out,

@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -45,6 +45,9 @@ pub struct Config {
     pub pushes_per_second: u32,
     /// How long a new connection may take to say `Hello`.
     pub hello_timeout: Duration,
+    /// Most bytes of frames queued for devices and not yet taken by their sockets, over all
+    /// sessions: past it, slow readers are dropped (see the outbound module).
+    pub max_unsent_bytes: usize,
     /// How long one frame may take to reach a device before the session is dropped.
     pub write_timeout: Duration,
     /// How often the relay looks for devices revoked (by `crm-relay device revoke`, from
@@ -52,6 +55,12 @@ pub struct Config {
     pub revocation_poll: Duration,
     /// How long shutdown waits for sessions to finish their stores and say goodbye.
     pub shutdown_grace: Duration,
+    /// Most open connections (HTTP and sessions together); `serve` keeps fewer when the
+    /// process's file limit is lower (see `connection_cap`).
+    pub max_connections: usize,
+    /// How long a connection may take to send a request's headers (and may sit idle
+    /// between requests) before it is closed.
+    pub header_timeout: Duration,
     /// Whether `serve` runs the compactor, which keeps every document's snapshot up to date
     /// for bootstrapping devices. Bootstraps work without it (from the log), only slower.
     pub compact: bool,
@@ -74,8 +83,11 @@ impl Default for Config {
             pushes_per_second: 100,
             hello_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
+            max_unsent_bytes: 256 << 20,
             shutdown_grace: Duration::from_secs(10),
             revocation_poll: Duration::from_millis(250),
+            max_connections: 20_000,
+            header_timeout: Duration::from_secs(10),
             compact: true,
             bootstrap_page_bytes: crate::bootstrap::MAX_PAGE_BYTES,
         }
@@ -163,40 +175,98 @@ pub fn app(state: AppState) -> Router {
 /// Serves `app(state)` on `listener` until `shutdown` resolves; then stops accepting, tells
 /// every session to finish and say `GOING_AWAY`, and waits for them (at most
 /// `Config::shutdown_grace`).
+///
+/// The accept loop is our own rather than `axum::serve`, which sets no timeouts: every HTTP
+/// connection must send its request's headers within `Config::header_timeout` (also between
+/// requests of a kept-alive connection), and at most [`connection_cap`] connections (HTTP and
+/// upgraded sessions together) are open at once, so idle sockets can never use up the
+/// process's files and starve `/healthz` and every device. Past the cap, new connections are
+/// closed at once, with a warning in the log (at most one every 10 s).
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let compactor = state
-        .shared
+    let shared = state.shared.clone();
+    let compactor = shared
         .config
         .compact
-        .then(|| tokio::spawn(compactor::run(state.shared.clone())));
-    let revocations = tokio::spawn(revocation::run(state.shared.clone()));
-    let signalled = state.clone();
-    // Small frames (Ack, Changes of one entry) must not wait for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        .then(|| tokio::spawn(compactor::run(shared.clone())));
+    let revocations = tokio::spawn(revocation::run(shared.clone()));
+    let cap = connection_cap(shared.config.max_connections);
+    tracing::info!(max_connections = cap, "accepting connections");
+    let router = app(state.clone());
+    let (closing, closing_rx) = watch::channel(false);
+    // Open HTTP connections (an upgraded one counts as a session from then on).
+    let http = Arc::new(AtomicUsize::new(0));
+    let mut warned: Option<std::time::Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of files or memory: back off instead of spinning on the error.
+                    if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        warned = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let open = http.load(Ordering::Acquire) + *shared.sessions.borrow();
+        if open >= cap {
+            Metrics::add(&shared.metrics.connections_refused, 1);
+            if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
+                tracing::warn!(
+                    open,
+                    max_connections = cap,
+                    "connection limit reached; refusing new connections until some close \
+                     (raise the file limit, or --max-connections, if this is not an attack)"
+                );
+                warned = Some(std::time::Instant::now());
+            }
+            drop(tcp);
+            continue;
+        }
+        // Small frames (Ack, Changes of one entry) must not wait for Nagle's algorithm.
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-    });
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            signalled.begin_shutdown();
-        })
-        .await?;
-    // Upgraded connections are not axum's any more: wait for the sessions ourselves.
+        http.fetch_add(1, Ordering::AcqRel);
+        let done = http.clone();
+        let connection = serve_connection(
+            tcp,
+            router.clone(),
+            shared.config.header_timeout,
+            closing_rx.clone(),
+        );
+        tokio::spawn(async move {
+            connection.await;
+            done.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+    tracing::info!("shutting down");
     state.begin_shutdown();
-    let grace = state.shared.config.shutdown_grace;
+    closing.send_replace(true);
+    let grace = shared.config.shutdown_grace;
+    // HTTP requests finish first (upgraded connections are not theirs any more)…
+    let _ = tokio::time::timeout(grace, async {
+        while http.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // …then the sessions say goodbye.
     if tokio::time::timeout(grace, state.sessions_closed())
         .await
         .is_err()
     {
         tracing::warn!(
-            open = *state.shared.sessions.borrow(),
+            open = *shared.sessions.borrow(),
             "sessions still open after the shutdown grace period"
         );
     }
@@ -208,6 +278,52 @@ pub async fn serve(
         tracing::warn!("the compactor was still busy after the shutdown grace period");
     }
     Ok(())
+}
+
+/// How often at most the accept loop warns about the same trouble.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+/// How long the accept loop waits after `accept` failed.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Files kept for the relay itself beside its connections: the database and its WAL, the
+/// readers' connections, logs.
+const RESERVED_FILES: u64 = 256;
+
+/// The most connections the relay keeps open: `requested`, and never more than the
+/// process's file limit (`RLIMIT_NOFILE`) less [`RESERVED_FILES`].
+pub fn connection_cap(requested: usize) -> usize {
+    let files = rlimit::Resource::NOFILE
+        .get()
+        .map(|(soft, _)| soft)
+        .unwrap_or(1024);
+    let room = usize::try_from(files.saturating_sub(RESERVED_FILES).max(1)).unwrap_or(usize::MAX);
+    requested.clamp(1, room)
+}
+
+/// One HTTP/1 connection: requests until it closes, or its upgrade to a WebSocket, with a
+/// header timeout; it finishes its request and closes when the relay shuts down.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    router: Router,
+    header_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) {
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = async { drop(closing.wait_for(|c| *c).await) } => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended");
+    }
 }
 
 /// The only error a handler answers with; it names no internals.

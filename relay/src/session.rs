@@ -1,8 +1,9 @@
 //! One sync session: the tokio driver of a `RelaySync` for one WebSocket connection.
 //!
 //! The session task owns the state machine and the socket's reading half. A writer task owns
-//! the writing half and drains a bounded queue of frames, so a device that does not read
-//! makes only its own session wait (and is dropped after `Config::write_timeout`). Store work
+//! the writing half and drains a bounded queue of frames (see the outbound module), so a
+//! device that does not read makes only its own session wait, and is dropped after
+//! `Config::write_timeout`, or sooner when the relay is short of memory for unread data. Store work
 //! runs on blocking threads; its answers come back through a channel, so the session keeps
 //! reading frames while a batch is being stored or the log read. Nothing here holds a lock
 //! across an `.await`.
@@ -10,13 +11,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, close_code};
+use axum::extract::ws::{Message as WsMessage, WebSocket, close_code};
 use crm_sync::relay::{LogRead, RelayConfig, RelayEffect, RelayInput, RelaySync};
 use crm_sync::{ErrorCode, ErrorFrame, Message};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -24,19 +23,9 @@ use tracing::Instrument;
 use crate::hub::{Full, Slot};
 use crate::ids::{DeviceId, WorkspaceId};
 use crate::metrics::Metrics;
+use crate::outbound::Outbound;
 use crate::server::{AppState, Shared};
 use crate::store::{Authenticated, PushError, StoreError, StoredBatch};
-
-/// How long a closing session waits for the device to finish the close handshake, so the
-/// device reads the error frame before the connection goes.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
-
-/// What the writer task sends.
-pub(crate) enum Out {
-    Frame(Vec<u8>),
-    /// Send a close frame and stop.
-    Close(u16),
-}
 
 /// Answers of blocking store work.
 enum Done {
@@ -117,10 +106,7 @@ impl Session {
     async fn run(mut self, socket: WebSocket) {
         let config = self.shared.config.clone();
         let (sink, mut stream) = socket.split();
-        let (out, out_rx) = mpsc::channel(config.outgoing_frames.max(1));
-        let writer = tokio::spawn(
-            write_frames(sink, out_rx, config.write_timeout, self.shared.clone()).in_current_span(),
-        );
+        let (out, writer) = Outbound::start(sink, self.shared.clone(), config.outgoing_frames);
         // At most one store and one read are in flight.
         let (done_tx, mut done_rx) = mpsc::channel(4);
         let mut shutdown = self.shared.shutdown.subscribe();
@@ -163,7 +149,7 @@ impl Session {
             };
             self.execute(effects, &out, &done_tx).await;
         }
-        finish(out, writer, stream, config.write_timeout).await;
+        out.finish(writer, stream).await;
         self.shared
             .metrics
             .lag
@@ -215,7 +201,7 @@ impl Session {
     async fn execute(
         &mut self,
         effects: Vec<RelayEffect>,
-        out: &mpsc::Sender<Out>,
+        out: &Outbound,
         done: &mpsc::Sender<Done>,
     ) {
         let mut queue = VecDeque::from(effects);
@@ -225,7 +211,7 @@ impl Session {
                     if matches!(queue.front(), Some(RelayEffect::Close)) {
                         self.note_refusal(&frame);
                     }
-                    if out.send(Out::Frame(frame)).await.is_err() {
+                    if out.frame(frame).await.is_err() {
                         self.closed = true;
                         return;
                     }
@@ -297,7 +283,7 @@ impl Session {
                 }
                 RelayEffect::Close => {
                     self.closed = true;
-                    let _ = out.send(Out::Close(close_code::NORMAL)).await;
+                    out.close(close_code::NORMAL).await;
                     return;
                 }
             }
@@ -447,60 +433,4 @@ impl Incoming {
             }
         }
     }
-}
-
-/// Ends a session's connection: lets the writer send what is queued (the error frame and the
-/// close), then gives the device a moment to answer the close so it surely reads the error
-/// first.
-pub(crate) async fn finish(
-    out: mpsc::Sender<Out>,
-    writer: tokio::task::JoinHandle<()>,
-    mut stream: SplitStream<WebSocket>,
-    write_timeout: Duration,
-) {
-    drop(out);
-    let _ = tokio::time::timeout(write_timeout, writer).await;
-    let _ = tokio::time::timeout(CLOSE_LINGER, async {
-        while let Some(Ok(_)) = stream.next().await {}
-    })
-    .await;
-}
-
-/// Sends queued frames to the device, each within `timeout`, until a close or the end of
-/// the queue.
-pub(crate) async fn write_frames(
-    mut sink: SplitSink<WebSocket, WsMessage>,
-    mut frames: mpsc::Receiver<Out>,
-    timeout: Duration,
-    shared: Arc<Shared>,
-) {
-    while let Some(out) = frames.recv().await {
-        match out {
-            Out::Frame(frame) => {
-                let len = frame.len();
-                match tokio::time::timeout(timeout, sink.send(WsMessage::Binary(frame.into())))
-                    .await
-                {
-                    Ok(Ok(())) => Metrics::add(&shared.metrics.bytes_sent, len),
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "writing to the socket failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::info!("the device did not read for {timeout:?}; dropping it");
-                        return;
-                    }
-                }
-            }
-            Out::Close(code) => {
-                let close = WsMessage::Close(Some(CloseFrame {
-                    code,
-                    reason: "".into(),
-                }));
-                let _ = tokio::time::timeout(timeout, sink.send(close)).await;
-                return;
-            }
-        }
-    }
-    let _ = tokio::time::timeout(timeout, sink.close()).await;
 }

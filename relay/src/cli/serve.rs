@@ -15,6 +15,17 @@ pub(crate) struct Args {
     /// Most simultaneous connections of one workspace.
     #[arg(long, value_name = "N", default_value_t = Config::default().max_connections_per_workspace)]
     max_connections_per_workspace: usize,
+    /// Most simultaneous connections of one device (sync and bootstrap together).
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_sessions_per_device)]
+    max_sessions_per_device: usize,
+    /// Most open connections in all; never more than the process's file limit allows (the
+    /// relay raises its soft limit to the hard one and keeps 256 files for itself).
+    #[arg(long, value_name = "N", default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Most MiB of data queued for devices and not yet read by them, over all sessions;
+    /// past half of it, devices that stop reading are dropped.
+    #[arg(long, value_name = "MIB", default_value_t = Config::default().max_unsent_bytes >> 20)]
+    max_unsent_mib: usize,
     /// Pushes a device may make per second.
     #[arg(long, value_name = "N", default_value_t = Config::default().pushes_per_second)]
     max_pushes_per_second: u32,
@@ -29,6 +40,11 @@ const BLOCKING_THREADS: usize = 32;
 
 pub(crate) fn run(data: &Path, args: Args) -> anyhow::Result<()> {
     let store = super::open(data, true)?;
+    // Every connection is a file: take all the process may have (the cap stays below it).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => tracing::debug!(files, "file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the file limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(BLOCKING_THREADS)
@@ -46,6 +62,9 @@ pub(crate) fn run(data: &Path, args: Args) -> anyhow::Result<()> {
         tracing::info!(%address, %relay_id, database = %store.path().display(), "relay started");
         let config = Config {
             max_connections_per_workspace: args.max_connections_per_workspace,
+            max_sessions_per_device: args.max_sessions_per_device,
+            max_connections: args.max_connections,
+            max_unsent_bytes: args.max_unsent_mib.saturating_mul(1 << 20).max(1 << 20),
             pushes_per_second: args.max_pushes_per_second,
             compact: !args.no_compact,
             ..Config::default()
