@@ -42,6 +42,8 @@ pub(crate) struct Parsed<'a> {
     /// For a dependency-free change: the record id and kind it creates, if it is a
     /// record's creation at all.
     creation: Option<Option<crm_model::change::Creation>>,
+    /// For a change with dependencies: whether it puts or deletes the root `id` or `kind`.
+    touches_identity: bool,
 }
 
 impl Parsed<'_> {
@@ -64,6 +66,8 @@ pub(crate) fn parse(changes: &[Envelope]) -> Result<Vec<Parsed<'_>>, PushError> 
             let change =
                 crm_model::change::verify(&envelope.bytes).map_err(|e| invalid(e.to_string()))?;
             let deps: Vec<Hash> = change.deps().iter().map(|h| h.0).collect();
+            let keys = crm_model::change::root_keys(&change)
+                .ok_or_else(|| invalid("its operations cannot be decoded".into()))?;
             let creation = deps
                 .is_empty()
                 .then(|| crm_model::change::creation(&change));
@@ -72,6 +76,7 @@ pub(crate) fn parse(changes: &[Envelope]) -> Result<Vec<Parsed<'_>>, PushError> 
                 hash: change.hash().0,
                 deps,
                 creation,
+                touches_identity: !keys.id.is_empty() || !keys.kind.is_empty(),
             })
         })
         .collect()
@@ -128,6 +133,11 @@ impl Batch {
                 Ok(())
             }
             None => {
+                if change.touches_identity {
+                    return Err(refuse(
+                        "it changes the record's id or kind, which only its creation sets".into(),
+                    ));
+                }
                 if !exists {
                     return Err(refuse(
                         "the relay has no creation of this record; push the record's earlier \
@@ -299,6 +309,35 @@ mod tests {
             .to_vec();
         let reason = wrong_document(run(&mut log, &[], &[envelope([3; 16], "account", bare)]));
         assert!(reason.contains("does not put"), "{reason}");
+    }
+
+    #[test]
+    fn an_edit_that_puts_another_id_is_refused() {
+        let x = [1; 16];
+        let (cx, ex) = record(x, "account");
+        let mut doc = AutoCommit::new();
+        doc.apply_changes([
+            automerge::Change::try_from(cx.as_slice()).expect("change"),
+            automerge::Change::try_from(ex.as_slice()).expect("change"),
+        ])
+        .expect("apply");
+        doc.put(ROOT, "id", Uuid::from_bytes([2; 16]).to_string())
+            .expect("put");
+        doc.commit();
+        let forged = doc
+            .get_last_local_change()
+            .expect("a change")
+            .raw_bytes()
+            .to_vec();
+        let mut log = Log::default();
+        run(
+            &mut log,
+            &[],
+            &[envelope(x, "account", cx), envelope(x, "account", ex)],
+        )
+        .expect("the record");
+        let reason = wrong_document(run(&mut log, &[x], &[envelope(x, "account", forged)]));
+        assert!(reason.contains("only its creation sets"), "{reason}");
     }
 
     #[test]
