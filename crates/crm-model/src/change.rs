@@ -104,14 +104,13 @@ pub fn creation(change: &Change) -> Option<Creation> {
     if !change.deps().is_empty() {
         return None;
     }
-    match root_keys(change)? {
-        RootKeys { id, kind } => match (id.as_slice(), kind.as_slice()) {
-            ([Some(id)], [Some(kind)]) => Some(Creation {
-                id: id.clone(),
-                kind: kind.clone(),
-            }),
-            _ => None,
-        },
+    let RootKeys { id, kind } = root_keys(change)?;
+    match (id.as_slice(), kind.as_slice()) {
+        ([Some(id)], [Some(kind)]) => Some(Creation {
+            id: id.clone(),
+            kind: kind.clone(),
+        }),
+        _ => None,
     }
 }
 
