@@ -34,6 +34,22 @@ pub enum StoreError {
         expected: Kind,
         found: Kind,
     },
+    /// A local write whose change would be larger than a relay accepts: it could never be
+    /// pushed, so it is refused before anything is stored.
+    #[error(
+        "{what} {id}: this write makes a change of {bytes} bytes, over the limit of {max} bytes \
+         for one change that the relay accepts; nothing was stored. Make it in smaller steps \
+         (fewer or shorter texts, tags, items or custom fields at once)",
+        what = if *.created { format!("new {kind}") } else { kind.to_string() }
+    )]
+    ChangeTooLarge {
+        id: RecordId,
+        kind: Kind,
+        /// The record did not exist before this write.
+        created: bool,
+        bytes: usize,
+        max: usize,
+    },
     #[error("{field} refers to {id}, but there is no such record")]
     MissingReference { field: String, id: RecordId },
     #[error("{field} must refer to a {expected}, but {id} is a {found}")]
@@ -107,6 +123,7 @@ impl StoreError {
             | StoreError::UnknownReport { .. }
             | StoreError::Rejected(_)
             | StoreError::CannotMerge { .. }
+            | StoreError::ChangeTooLarge { .. }
             | StoreError::Invalid(_) => true,
             StoreError::Document { source, .. } => matches!(**source, DocError::Invalid(_)),
             _ => false,

@@ -564,11 +564,31 @@ fn persist_local(
             crm_model::DocError::NotARecord("no local change to store"),
         ));
     };
-    insert_local_change(tx, row.docno, change.hash(), &change.bytes(), now)?;
+    let hash = change.hash();
+    let bytes = change.bytes();
+    check_change_size(id, row_kind(id, row)?, false, &bytes)?;
+    insert_local_change(tx, row.docno, hash, &bytes, now)?;
     store_document(tx, row, document, 1, now)?;
     let record = doc::read(&*document, None).map_err(|source| StoreError::doc(id, source))?;
     projection::write(tx, row.docno, &record, &last_change(document), fts)?;
     Ok(record)
+}
+
+/// Refuses a local change larger than a relay accepts ([`crm_model::MAX_CHANGE_BYTES`], the
+/// bytes as stored and pushed): it could never leave this replica, and every later change
+/// of the record would wait behind it in the outbox. Called before anything of the write is
+/// stored, so the caller's transaction (or batch savepoint) writes nothing.
+fn check_change_size(id: RecordId, kind: Kind, created: bool, bytes: &[u8]) -> Result<()> {
+    if bytes.len() > crm_model::MAX_CHANGE_BYTES {
+        return Err(StoreError::ChangeTooLarge {
+            id,
+            kind,
+            created,
+            bytes: bytes.len(),
+            max: crm_model::MAX_CHANGE_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Stores a change made here and queues it for the relay.
@@ -822,6 +842,7 @@ pub(crate) fn build_create(
     };
     let hash = change.hash();
     let bytes = change.bytes().into_owned();
+    check_change_size(id, edit.kind(), true, &bytes)?;
     let record = doc::read(&document, None).map_err(|source| StoreError::doc(id, source))?;
     let last = last_change(&document);
     Ok(NewRecord {

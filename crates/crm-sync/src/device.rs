@@ -3,12 +3,24 @@
 //! The driver feeds [`DeviceInput`]s and carries out the returned [`DeviceEffect`]s in order:
 //! it sends frames, reads the outbox, applies pulled entries together with the new cursor in
 //! one store transaction, and drops acknowledged changes from the outbox.
+//!
+//! A push is cut by count (`push_batch`) and by encoded bytes (`push_bytes`, at most
+//! [`PUSH_BYTES`]), so no frame a device sends is over [`MAX_FRAME_BYTES`]: the oldest
+//! changes that fit go, the others wait for the next push. A change over
+//! [`MAX_CHANGE_BYTES`] is never sent; the session ends with [`DeviceEffect::Unpushable`]
+//! naming it.
 
 use crate::error::ErrorCode;
 use crate::message::{
-    Cursor, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION,
-    Push, Received, RelayId, Resume,
+    Cursor, DocId, Entry, Envelope, ErrorFrame, Hello, MAX_CHANGE_BYTES, MAX_FRAME_BYTES,
+    MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES, Push, Received, RelayId,
+    Resume,
 };
+
+/// Most encoded bytes of one `Push`: half the frame limit. A change as large as the relay
+/// accepts ([`MAX_CHANGE_BYTES`]) fits with its envelope, and the frame stays far from
+/// [`MAX_FRAME_BYTES`] whatever the envelopes hold.
+pub const PUSH_BYTES: usize = MAX_FRAME_BYTES / 2;
 
 /// What a device needs to open a session.
 #[derive(Clone, Debug)]
@@ -17,6 +29,9 @@ pub struct DeviceConfig {
     pub token: String,
     /// Most changes per `Push`.
     pub push_batch: usize,
+    /// Most encoded bytes per `Push` (taken as [`PUSH_BYTES`] when larger). A single change
+    /// is pushed alone when it is larger than this.
+    pub push_bytes: usize,
 }
 
 /// A local change waiting in the outbox, with its local log position.
@@ -43,9 +58,12 @@ pub enum DeviceInput<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeviceEffect {
     Send(Vec<u8>),
-    /// Read the `limit` oldest outbox changes (acknowledged ones are gone by then).
+    /// Read the oldest outbox changes (acknowledged ones are gone by then): at most `limit`,
+    /// and once their change bytes add up to `bytes`, no more (always at least one). The
+    /// machine pushes the oldest of them that fit a push; the others are read again later.
     ReadOutbox {
         limit: usize,
+        bytes: usize,
     },
     /// Apply these entries and store `cursor`, in one transaction; then answer `Applied`.
     Apply {
@@ -58,6 +76,15 @@ pub enum DeviceEffect {
     /// the outbox (the relay may have lost any of them).
     Reset {
         relay_id: RelayId,
+    },
+    /// The oldest change of the outbox is larger than a relay accepts for one change (an
+    /// older build stored it without checking): it can never be pushed, and the changes after
+    /// it wait behind it. Nothing was sent; the session is over.
+    Unpushable {
+        local_seq: i64,
+        doc_id: DocId,
+        kind: String,
+        bytes: usize,
     },
     /// Everything local is acknowledged and everything in the log up to its head is applied.
     Synced,
@@ -156,11 +183,26 @@ impl DeviceSync {
                 Ok(message) => self.on_message(message, &mut out),
                 Err(e) => self.fail(ErrorCode::from(&e), e.to_string(), &mut out),
             },
-            DeviceInput::Outbox(changes) => {
+            DeviceInput::Outbox(mut changes) => {
                 self.reading_outbox = false;
                 if self.phase != Phase::Ready {
                     return out;
                 }
+                let fit = self.fitting(&changes);
+                if fit == 0
+                    && let Some(first) = changes.first()
+                {
+                    self.phase = Phase::Closed;
+                    out.push(DeviceEffect::Unpushable {
+                        local_seq: first.local_seq,
+                        doc_id: first.envelope.doc_id,
+                        kind: first.envelope.kind.clone(),
+                        bytes: first.envelope.bytes.len(),
+                    });
+                    return out;
+                }
+                // The others stay in the outbox and are read again after the `Ack`.
+                changes.truncate(fit);
                 if changes.is_empty() {
                     self.outbox_empty = true;
                     if std::mem::take(&mut self.more_local) {
@@ -279,8 +321,32 @@ impl DeviceSync {
         self.reading_outbox = true;
         self.more_local = false;
         out.push(DeviceEffect::ReadOutbox {
-            limit: self.config.push_batch,
+            limit: self.config.push_batch.max(1),
+            bytes: self.push_bytes(),
         });
+    }
+
+    fn push_bytes(&self) -> usize {
+        self.config.push_bytes.min(PUSH_BYTES)
+    }
+
+    /// How many of the oldest `changes` go in the next push: as many as fit its count and
+    /// bytes, and at least the first unless it is over [`MAX_CHANGE_BYTES`] (then none).
+    fn fitting(&self, changes: &[Outgoing]) -> usize {
+        let mut size = PUSH_OVERHEAD_BYTES;
+        let mut fit = 0;
+        for change in changes.iter().take(self.config.push_batch.max(1)) {
+            if change.envelope.bytes.len() > MAX_CHANGE_BYTES {
+                break;
+            }
+            let len = change.envelope.encoded_len();
+            if fit > 0 && size + len > self.push_bytes() {
+                break;
+            }
+            size += len;
+            fit += 1;
+        }
+        fit
     }
 
     fn report_synced(&mut self, out: &mut Vec<DeviceEffect>) {

@@ -116,6 +116,7 @@ impl World {
                         workspace: "acme".into(),
                         token: format!("token{i}"),
                         push_batch: 50,
+                        push_bytes: crm_sync::device::PUSH_BYTES,
                     }),
                     _dir: dir,
                     synced: false,
@@ -180,7 +181,7 @@ impl World {
                 self.frames += 1;
                 self.to_relay.push_back((d, frame));
             }
-            DeviceEffect::ReadOutbox { limit } => {
+            DeviceEffect::ReadOutbox { limit, .. } => {
                 let outgoing = self.devices[d]
                     .store
                     .outbox(limit)
@@ -228,6 +229,13 @@ impl World {
             DeviceEffect::Synced => self.devices[d].synced = true,
             DeviceEffect::Close { error } => {
                 self.devices[d].closed_with = error;
+                self.sessions.remove(&d);
+            }
+            DeviceEffect::Unpushable { bytes, .. } => {
+                self.devices[d].closed_with = Some(ErrorFrame {
+                    code: crm_sync::ErrorCode::TOO_LARGE,
+                    message: format!("a local change of {bytes} bytes cannot be pushed"),
+                });
                 self.sessions.remove(&d);
             }
         }

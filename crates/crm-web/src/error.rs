@@ -76,7 +76,8 @@ pub(crate) fn validation_field(e: &ValidationError) -> Option<&str> {
         | ValidationError::InvalidValue { field, .. }
         | ValidationError::Required { field, .. }
         | ValidationError::Immutable { field }
-        | ValidationError::AppendOnly { field } => Some(field),
+        | ValidationError::AppendOnly { field }
+        | ValidationError::TextTooLong { field, .. } => Some(field),
         ValidationError::InvalidTag { .. } => Some("tags"),
         ValidationError::InvalidCustomName { .. } | ValidationError::MissingEquals(_) => None,
     }
