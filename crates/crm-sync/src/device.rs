@@ -365,3 +365,132 @@ impl DeviceSync {
         self.phase = Phase::Closed;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Ack, Scope, Welcome};
+
+    fn ready() -> DeviceSync {
+        ready_with(PUSH_BYTES)
+    }
+
+    fn ready_with(push_bytes: usize) -> DeviceSync {
+        let mut device = DeviceSync::new(DeviceConfig {
+            workspace: "acme".into(),
+            token: "t".into(),
+            push_batch: 500,
+            push_bytes,
+        });
+        device.handle(DeviceInput::Connected { cursor: None });
+        let welcome = Message::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            relay_id: [1; 16],
+            head: 0,
+            resume: Resume::FromCursor,
+        })
+        .encode();
+        let effects = device.handle(DeviceInput::Frame(&welcome));
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, DeviceEffect::ReadOutbox { .. }))
+        );
+        device
+    }
+
+    fn change(local_seq: i64, bytes: usize) -> Outgoing {
+        Outgoing {
+            local_seq,
+            envelope: Envelope {
+                doc_id: [2; 16],
+                kind: "account".into(),
+                scope: Scope {
+                    owner: Some([3; 16]),
+                    teams: vec![[4; 16]],
+                },
+                bytes: vec![9; bytes],
+            },
+        }
+    }
+
+    fn pushed(effects: &[DeviceEffect]) -> Option<(usize, Push)> {
+        effects.iter().find_map(|e| match e {
+            DeviceEffect::Send(frame) => match Message::decode(frame) {
+                Ok(Message::Push(p)) => Some((frame.len(), p)),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    /// Issue 12, failure 2: 600 changes of 24 KB went out as one push over the frame limit.
+    #[test]
+    fn a_large_outbox_is_pushed_in_frames_under_the_limit_in_order() {
+        let mut device = ready();
+        let mut outbox: Vec<Outgoing> = (1..=600).map(|i| change(i, 24_000)).collect();
+        let mut pushes = 0;
+        while !outbox.is_empty() {
+            let effects = device.handle(DeviceInput::Outbox(outbox.clone()));
+            let (len, push) = pushed(&effects).expect("a push");
+            assert!(len <= PUSH_BYTES && len < MAX_FRAME_BYTES, "{len}");
+            let sent: Vec<i64> = outbox[..push.changes.len()]
+                .iter()
+                .map(|c| c.local_seq)
+                .collect();
+            assert_eq!(sent[0], outbox[0].local_seq, "oldest first");
+            let effects = device.handle(DeviceInput::Frame(
+                &Message::Ack(Ack {
+                    batch: push.batch,
+                    seqs: sent.iter().map(|s| *s as u64).collect(),
+                })
+                .encode(),
+            ));
+            assert!(effects.contains(&DeviceEffect::Acknowledged(sent.clone())));
+            assert!(effects.iter().any(
+                |e| matches!(e, DeviceEffect::ReadOutbox { bytes, .. } if *bytes <= PUSH_BYTES)
+            ));
+            outbox.drain(..sent.len());
+            pushes += 1;
+        }
+        assert!(pushes >= 4, "{pushes} pushes");
+    }
+
+    #[test]
+    fn a_change_larger_than_the_push_budget_goes_alone() {
+        let mut device = ready_with(10_000);
+        let effects = device.handle(DeviceInput::Outbox(vec![change(1, 20_000), change(2, 10)]));
+        assert_eq!(pushed(&effects).map(|(_, p)| p.changes.len()), Some(1));
+    }
+
+    /// A change over the relay's limit (stored by an older build) is never sent: the session
+    /// ends naming it, after pushing what comes before it.
+    #[test]
+    fn an_outbox_change_over_the_limit_is_never_sent() {
+        let mut device = ready();
+        let outbox = vec![
+            change(1, 10),
+            change(2, MAX_CHANGE_BYTES + 1),
+            change(3, 10),
+        ];
+        let effects = device.handle(DeviceInput::Outbox(outbox.clone()));
+        let (_, push) = pushed(&effects).expect("the change before it goes");
+        assert_eq!(push.changes.len(), 1);
+        device.handle(DeviceInput::Frame(
+            &Message::Ack(Ack {
+                batch: push.batch,
+                seqs: vec![1],
+            })
+            .encode(),
+        ));
+        let effects = device.handle(DeviceInput::Outbox(outbox[1..].to_vec()));
+        assert!(pushed(&effects).is_none(), "{effects:?}");
+        assert!(effects.contains(&DeviceEffect::Unpushable {
+            local_seq: 2,
+            doc_id: [2; 16],
+            kind: "account".into(),
+            bytes: MAX_CHANGE_BYTES + 1,
+        }));
+        assert!(device.is_closed());
+    }
+}

@@ -595,3 +595,10 @@ fn a_pushed_batch_with_garbage_is_refused_whole() {
     assert_eq!(result.map_err(|e| e.code), Err(ErrorCode::INVALID_CHANGE));
     assert_eq!(w.log.head(), head);
 }
+
+/// The device refuses local changes over the relay's limit at edit time with the model's
+/// constant: it must be the protocol's.
+#[test]
+fn the_models_change_limit_is_the_protocols() {
+    assert_eq!(crm_model::MAX_CHANGE_BYTES, crm_sync::MAX_CHANGE_BYTES);
+}
