@@ -467,6 +467,9 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
 
 impl Drop for Store {
     fn drop(&mut self) {
+        // Opportunistic: when another process holds the writer (or the replica is read-only),
+        // skip it rather than wait for the busy timeout on the way out.
+        let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
         if let Err(e) = self.conn.execute_batch("PRAGMA optimize;") {
             tracing::debug!(error = %e, "PRAGMA optimize failed");
         }
