@@ -17,6 +17,21 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// The stand-in relay's frame limit.
 const LIMIT: usize = 64 << 10;
 
+/// The handshake: `/v1/sync` only.
+#[allow(
+    clippy::result_large_err,
+    reason = "tungstenite's handshake callback returns its error response by value"
+)]
+fn only_sync(request: &Request, response: Response) -> Result<Response, ErrorResponse> {
+    if request.uri().path() == "/v1/sync" {
+        Ok(response)
+    } else {
+        let mut refused = ErrorResponse::new(None);
+        *refused.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+        Err(refused)
+    }
+}
+
 /// Serves one device session: no `/v1/bootstrap` (404, so the device uses the log), a
 /// `Welcome` to its `Hello`, and `Error 413` to a frame over [`LIMIT`].
 async fn refusing_relay(listener: tokio::net::TcpListener) {
@@ -27,15 +42,6 @@ async fn refusing_relay(listener: tokio::net::TcpListener) {
         let config = WebSocketConfig::default()
             .max_message_size(Some(LIMIT))
             .max_frame_size(Some(LIMIT));
-        let only_sync = |request: &Request, response: Response| {
-            if request.uri().path() == "/v1/sync" {
-                Ok(response)
-            } else {
-                let mut refused = ErrorResponse::new(None);
-                *refused.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
-                Err(refused)
-            }
-        };
         let Ok(mut ws) =
             tokio_tungstenite::accept_hdr_async_with_config(stream, only_sync, Some(config)).await
         else {
