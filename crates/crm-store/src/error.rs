@@ -18,6 +18,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A write to a replica opened for reading only; reads work.
+    #[error("{why}: {} can be read but not written; nothing was changed", path.display())]
+    ReadOnly {
+        path: PathBuf,
+        why: crate::replica::ReadOnly,
+    },
     #[error("{} is an SQLite database of another application, not a CRM replica", path.display())]
     Foreign { path: PathBuf },
     #[error("{} is an empty file, not a CRM replica (left by an interrupted `crm init`?); move it away and run `crm init` again", path.display())]
@@ -108,6 +114,25 @@ impl StoreError {
         StoreError::Document {
             id,
             source: Box::new(source.into()),
+        }
+    }
+
+    /// Why an SQLite failure happened, when it means the replica cannot be written (a
+    /// read-only file or directory, a full disk) rather than that it is damaged.
+    pub(crate) fn cannot_write(&self) -> Option<crate::replica::ReadOnly> {
+        use crate::replica::ReadOnly;
+        let (StoreError::Sqlite(e) | StoreError::Corrupt { source: e, .. }) = self else {
+            return None;
+        };
+        match e.sqlite_error_code()? {
+            rusqlite::ErrorCode::ReadOnly
+            | rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::PermissionDenied => Some(ReadOnly::Permission),
+            // Under a full disk, making or growing `-shm` or the WAL fails as an I/O error.
+            rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure => {
+                Some(ReadOnly::NoSpace)
+            }
+            _ => None,
         }
     }
 
