@@ -970,6 +970,68 @@ mod tests {
         (doc, author)
     }
 
+    /// Text from an alphabet with multi-byte characters, in runs, so texts share long
+    /// stretches (and a trimmed prefix and suffix can overlap).
+    fn texts() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("a".to_string()),
+            Just("ab".to_string()),
+            Just("客户".to_string()),
+            Just("é😀".to_string()),
+            Just("e\u{301}".to_string()),
+            "[a-c€]{1,40}",
+        ];
+        (proptest::collection::vec(piece, 0..12), 1usize..100)
+            .prop_map(|(pieces, repeat)| pieces.concat().repeat(repeat))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// `replace_text` gives exactly the new text, through the diff (a short middle) and
+        /// the splice (a long one), with multi-byte and combining characters.
+        #[test]
+        fn replace_text_gives_the_new_text(old in texts(), new in texts()) {
+            let mut doc = Automerge::new();
+            let mut tx = doc.transaction();
+            let obj = tx.put_object(ROOT, NOTES, ObjType::Text).expect("text");
+            tx.splice_text(&obj, 0, 0, &old).expect("splice");
+            replace_text(&mut tx, &obj, &new).expect("replace");
+            proptest::prop_assert_eq!(tx.text(&obj).expect("text"), new.clone());
+            tx.commit();
+            proptest::prop_assert_eq!(doc.text(&obj).expect("text"), new);
+        }
+    }
+
+    /// A long rewrite of one part of the notes (spliced, not diffed) merges with a
+    /// concurrent edit of another part, character by character.
+    #[test]
+    fn a_spliced_replacement_merges_with_a_concurrent_edit_elsewhere() {
+        let (mut a, author) = account("ACME");
+        let body: String = "客户拜访记录，合同续签。".repeat(1_000);
+        let mut first = Edit::new(Kind::Account);
+        first.replace_notes(&format!("{body}\nEND")).expect("valid");
+        apply_edit(&mut a, &first, stamp(&author)).expect("notes");
+        let mut b = a.fork().with_actor(ActorId::random());
+
+        let rewritten = format!("{}\nEND", "Rewritten in English. ".repeat(700));
+        let mut replace = Edit::new(Kind::Account);
+        replace.replace_notes(&rewritten).expect("valid");
+        apply_edit(&mut a, &replace, stamp(&author)).expect("replace");
+        let mut append = Edit::new(Kind::Account);
+        append
+            .replace_notes(&format!("{body}\nEND (signed)"))
+            .expect("valid");
+        apply_edit(&mut b, &append, stamp(&author)).expect("append");
+
+        a.merge(&mut b).expect("merge");
+        assert_eq!(
+            read(&a, None).expect("read").notes,
+            format!("{}\nEND (signed)", "Rewritten in English. ".repeat(700))
+        );
+    }
+
     #[test]
     fn create_applies_defaults_and_records_the_author() {
         let (doc, _) = account("ACME 深圳");
