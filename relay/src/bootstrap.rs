@@ -394,7 +394,10 @@ mod tests {
             super::PAGES_IN_FLIGHT,
             super::BYTES_IN_FLIGHT >> 20
         );
-        assert!(flowing.contains(&text), "the Bootstrap section lacks {text:?}");
+        assert!(
+            flowing.contains(&text),
+            "the Bootstrap section lacks {text:?}"
+        );
         let row = doc
             .lines()
             .find(|l| l.starts_with("| pages in flight on `/v1/bootstrap` |"))
