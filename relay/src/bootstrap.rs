@@ -380,3 +380,33 @@ async fn revoked(slot: Option<&Slot>) {
 fn internal(message: &str) -> End {
     refused(ErrorCode::INTERNAL, message.into())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Issue 12, failure 7: docs/PROTOCOL.md said 8 pages in flight in its text and 2 in its
+    /// limits table. Both must say what this code does.
+    #[test]
+    fn the_protocol_doc_states_the_pages_in_flight_the_code_allows() {
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        let flowing = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text = format!(
+            "At most {} pages (and, past the first, {} MiB)",
+            super::PAGES_IN_FLIGHT,
+            super::BYTES_IN_FLIGHT >> 20
+        );
+        assert!(
+            flowing.contains(&text),
+            "the Bootstrap section lacks {text:?}"
+        );
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with("| pages in flight on `/v1/bootstrap` |"))
+            .expect("a limits row for the pages in flight");
+        let expected = format!(
+            "| pages in flight on `/v1/bootstrap` | {}, and {} MiB past the first |",
+            super::PAGES_IN_FLIGHT,
+            super::BYTES_IN_FLIGHT >> 20
+        );
+        assert_eq!(row, expected);
+    }
+}

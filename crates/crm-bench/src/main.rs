@@ -21,6 +21,9 @@
 //!
 //! `crm-bench web` benchmarks the web UI: list and record page server time and live-update
 //! latency over a seeded replica ([`web`]).
+//!
+//! `crm-bench text` times replacing a long text (notes) three ways and through
+//! `Store::edit` ([`text`]).
 
 mod import;
 mod mem;
@@ -29,6 +32,7 @@ mod reports;
 mod run;
 mod stats;
 mod sync;
+mod text;
 mod web;
 
 use std::path::PathBuf;
@@ -81,6 +85,9 @@ enum Bench {
     Import(import::ImportArgs),
     /// The web UI benchmark: list and record page server time, live-update latency.
     Web(web::WebArgs),
+    /// Replacing a long text (notes): Automerge's diff, a whole splice and the model's
+    /// trimmed splice at 5 KB to 1 MB, and `Store::edit` replacing notes.
+    Text(text::TextArgs),
 }
 
 /// What the figures were measured on.
@@ -123,6 +130,7 @@ fn main() -> Result<()> {
         Some(Bench::Reports(report_args)) => return reports::main(report_args),
         Some(Bench::Import(import_args)) => return import::main(import_args),
         Some(Bench::Web(web_args)) => return web::main(web_args),
+        Some(Bench::Text(text_args)) => return text::main(text_args),
         None => {}
     }
     let plan = Plan::new(args.quick);

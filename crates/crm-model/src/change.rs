@@ -17,6 +17,14 @@ use automerge::{Change, ChangeHash, ScalarValue};
 
 use crate::doc::{ID_KEY, KIND_KEY};
 
+/// Largest single change, in bytes: the relay refuses a larger one (`crm_sync::MAX_CHANGE_BYTES`,
+/// the same number; crm-sync's tests check they agree). The device refuses to store a local
+/// change over it, at edit time, so nothing it could never push waits in its outbox. It is
+/// defined here rather than taken from crm-sync because the model is what makes changes and
+/// bounds their contents (text fields, [`crate::MAX_PROSE_CHARS`]), and the replica needs it
+/// without depending on the wire protocol.
+pub const MAX_CHANGE_BYTES: usize = 2 << 20;
+
 /// Change bytes that must not be stored or applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChangeError {

@@ -34,7 +34,7 @@ use crate::id::RecordId;
 use crate::kind::Kind;
 use crate::record::{HistoryEntry, Record};
 use crate::schema::{FieldDef, FieldType, MergeRule};
-use crate::value::{Amount, FieldValue, LineItem};
+use crate::value::{Amount, FieldValue, LineItem, MAX_PROSE_CHARS};
 
 /// The record schema version this build writes and understands.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -670,7 +670,7 @@ fn apply_op(
         }
         Op::ReplaceNotes(text) => {
             let notes = ensure_obj(tx, &ROOT, NOTES, ObjType::Text)?;
-            tx.update_text(&notes, text)?;
+            replace_text(tx, &notes, text)?;
             Ok(())
         }
         Op::AppendNotes(text) => {
@@ -682,6 +682,18 @@ fn apply_op(
                 insert.push('\n');
             }
             insert.push_str(text);
+            // The notes as they will be must fit, not only what is appended.
+            if existing.len() + insert.len() > MAX_PROSE_CHARS {
+                let chars = existing.chars().count() + insert.chars().count();
+                if chars > MAX_PROSE_CHARS {
+                    return Err(ValidationError::TextTooLong {
+                        field: NOTES.into(),
+                        chars,
+                        max: MAX_PROSE_CHARS,
+                    }
+                    .into());
+                }
+            }
             tx.splice_text(&notes, len, 0, &insert)?;
             Ok(())
         }
@@ -690,6 +702,74 @@ fn apply_op(
             Ok(())
         }
     }
+}
+
+/// Most characters in the changed middle of a text (removed plus inserted) that
+/// [`replace_text`] diffs character by character; a larger middle is replaced in one splice.
+/// Diffing costs O(N·D) in the middle's length N and the number of differences D, so this
+/// bounds it to a few milliseconds.
+const DIFF_MIDDLE_CHARS: usize = 4_096;
+
+/// Replaces the whole text of `obj` with `new`, in time linear in the two texts: what they
+/// share at the start and at the end stays as it is, and the changed middle between them is
+/// diffed when it is short ([`DIFF_MIDDLE_CHARS`]) and otherwise replaced in one splice
+/// (delete what was there, insert what replaces it).
+///
+/// Automerge's `update_text` diffs the whole texts (Myers, O(N·D)), which took seconds for a
+/// 20 KB rewrite and hours for 1 MB while holding the replica's writer (issue 12, failure
+/// 3). Splicing the whole text would be linear, but would make a concurrent edit anywhere
+/// in the text collide with this one; keeping the common prefix and suffix keeps
+/// concurrent edits of the unchanged parts merging character by character, and a notes
+/// editor mostly sends a text changed in one place. `crm-bench text` measures the three
+/// ways (docs/BENCHMARKS.md).
+pub fn replace_text(tx: &mut Transaction<'_>, obj: &ObjId, new: &str) -> Result<(), DocError> {
+    let old = tx.text(obj)?;
+    if old == new {
+        return Ok(());
+    }
+    let width: fn(&str) -> usize = match tx.text_encoding() {
+        automerge::TextEncoding::UnicodeCodePoint => |s| s.chars().count(),
+        automerge::TextEncoding::Utf8CodeUnit => str::len,
+        automerge::TextEncoding::Utf16CodeUnit => |s| s.encode_utf16().count(),
+        // Indexes by grapheme cluster are not ours to compute; no record document uses them.
+        automerge::TextEncoding::GraphemeCluster => {
+            tx.update_text(obj, new)?;
+            return Ok(());
+        }
+    };
+    let prefix: usize = old
+        .chars()
+        .zip(new.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .sum();
+    let room = old.len().min(new.len()) - prefix;
+    let suffix: usize = old[prefix..]
+        .chars()
+        .rev()
+        .zip(new[prefix..].chars().rev())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a.len_utf8())
+        .scan(0, |total, n| {
+            *total += n;
+            (*total <= room).then_some(n)
+        })
+        .sum();
+    let deleted = &old[prefix..old.len() - suffix];
+    let inserted = &new[prefix..new.len() - suffix];
+    // Bytes bound characters from above: most middles need no count.
+    if deleted.len() + inserted.len() <= DIFF_MIDDLE_CHARS
+        || deleted.chars().count() + inserted.chars().count() <= DIFF_MIDDLE_CHARS
+    {
+        // Automerge's diff skips the common prefix and suffix itself, so its cost is the
+        // middle's.
+        tx.update_text(obj, new)?;
+        return Ok(());
+    }
+    let deleted = isize::try_from(width(deleted))
+        .map_err(|_| DocError::NotARecord("a text longer than memory"))?;
+    tx.splice_text(obj, width(&old[..prefix]), deleted, inserted)?;
+    Ok(())
 }
 
 /// Puts a scalar unless the key already holds exactly that value with no conflict. Returns
@@ -734,7 +814,7 @@ fn set_field(
     let changed = match (field.ty, value) {
         (FieldType::Prose, FieldValue::Text(text)) => {
             let obj = ensure_obj(tx, fields, field.name, ObjType::Text)?;
-            tx.update_text(&obj, text)?;
+            replace_text(tx, &obj, text)?;
             true
         }
         (FieldType::Set(_), FieldValue::Set(items)) => {
@@ -850,7 +930,7 @@ fn unset_field(
         .into()),
         FieldType::Prose => {
             let obj = ensure_obj(tx, fields, field.name, ObjType::Text)?;
-            tx.update_text(&obj, "")?;
+            replace_text(tx, &obj, "")?;
             Ok(())
         }
         FieldType::Set(_) => {
@@ -888,6 +968,68 @@ mod tests {
         e.set("name", name).expect("valid");
         let doc = create(RecordId::new(), &e, stamp(&author), ActorId::random()).expect("created");
         (doc, author)
+    }
+
+    /// Text from an alphabet with multi-byte characters, in runs, so texts share long
+    /// stretches (and a trimmed prefix and suffix can overlap).
+    fn texts() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just("a".to_string()),
+            Just("ab".to_string()),
+            Just("客户".to_string()),
+            Just("é😀".to_string()),
+            Just("e\u{301}".to_string()),
+            "[a-c€]{1,40}",
+        ];
+        (proptest::collection::vec(piece, 0..12), 1usize..100)
+            .prop_map(|(pieces, repeat)| pieces.concat().repeat(repeat))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// `replace_text` gives exactly the new text, through the diff (a short middle) and
+        /// the splice (a long one), with multi-byte and combining characters.
+        #[test]
+        fn replace_text_gives_the_new_text(old in texts(), new in texts()) {
+            let mut doc = Automerge::new();
+            let mut tx = doc.transaction();
+            let obj = tx.put_object(ROOT, NOTES, ObjType::Text).expect("text");
+            tx.splice_text(&obj, 0, 0, &old).expect("splice");
+            replace_text(&mut tx, &obj, &new).expect("replace");
+            proptest::prop_assert_eq!(tx.text(&obj).expect("text"), new.clone());
+            tx.commit();
+            proptest::prop_assert_eq!(doc.text(&obj).expect("text"), new);
+        }
+    }
+
+    /// A long rewrite of one part of the notes (spliced, not diffed) merges with a
+    /// concurrent edit of another part, character by character.
+    #[test]
+    fn a_spliced_replacement_merges_with_a_concurrent_edit_elsewhere() {
+        let (mut a, author) = account("ACME");
+        let body: String = "客户拜访记录，合同续签。".repeat(1_000);
+        let mut first = Edit::new(Kind::Account);
+        first.replace_notes(&format!("{body}\nEND")).expect("valid");
+        apply_edit(&mut a, &first, stamp(&author)).expect("notes");
+        let mut b = a.fork().with_actor(ActorId::random());
+
+        let rewritten = format!("{}\nEND", "Rewritten in English. ".repeat(700));
+        let mut replace = Edit::new(Kind::Account);
+        replace.replace_notes(&rewritten).expect("valid");
+        apply_edit(&mut a, &replace, stamp(&author)).expect("replace");
+        let mut append = Edit::new(Kind::Account);
+        append
+            .replace_notes(&format!("{body}\nEND (signed)"))
+            .expect("valid");
+        apply_edit(&mut b, &append, stamp(&author)).expect("append");
+
+        a.merge(&mut b).expect("merge");
+        assert_eq!(
+            read(&a, None).expect("read").notes,
+            format!("{}\nEND (signed)", "Rewritten in English. ".repeat(700))
+        );
     }
 
     #[test]

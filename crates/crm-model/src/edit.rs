@@ -7,7 +7,7 @@
 use crate::error::ValidationError;
 use crate::kind::Kind;
 use crate::schema::FieldDef;
-use crate::value::{FieldValue, MAX_PROSE_BYTES};
+use crate::value::{FieldValue, check_prose};
 
 /// One validated operation on a record.
 #[derive(Clone, Debug, PartialEq)]
@@ -136,12 +136,14 @@ impl Edit {
     }
 
     pub fn replace_notes(&mut self, text: &str) -> Result<&mut Self, ValidationError> {
-        self.ops.push(Op::ReplaceNotes(check_prose("notes", text)?));
+        check_prose("notes", text)?;
+        self.ops.push(Op::ReplaceNotes(text.to_string()));
         Ok(self)
     }
 
     pub fn append_notes(&mut self, text: &str) -> Result<&mut Self, ValidationError> {
-        self.ops.push(Op::AppendNotes(check_prose("notes", text)?));
+        check_prose("notes", text)?;
+        self.ops.push(Op::AppendNotes(text.to_string()));
         Ok(self)
     }
 
@@ -186,17 +188,6 @@ fn check_tag(tag: &str) -> Result<String, ValidationError> {
         });
     }
     Ok(t.to_string())
-}
-
-fn check_prose(field: &str, text: &str) -> Result<String, ValidationError> {
-    if text.len() > MAX_PROSE_BYTES {
-        return Err(ValidationError::InvalidValue {
-            field: field.to_string(),
-            value: format!("{} bytes", text.len()),
-            expected: format!("at most {MAX_PROSE_BYTES} bytes"),
-        });
-    }
-    Ok(text.to_string())
 }
 
 #[cfg(test)]

@@ -28,6 +28,15 @@ pub enum ValidationError {
     InvalidTag { tag: String },
     #[error("invalid custom field name {name:?}: use letters, digits and underscores")]
     InvalidCustomName { name: String },
+    #[error(
+        "{field} is {chars} characters long; a text field holds at most {max} characters: \
+         shorten it, or keep the long document elsewhere and link to it"
+    )]
+    TextTooLong {
+        field: String,
+        chars: usize,
+        max: usize,
+    },
     #[error("expected FIELD=VALUE, got {0:?}")]
     MissingEquals(String),
 }

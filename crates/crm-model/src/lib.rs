@@ -25,6 +25,7 @@ mod schema;
 mod value;
 
 pub use author::{Author, millis_to_time};
+pub use change::MAX_CHANGE_BYTES;
 pub use doc::{SCHEMA_VERSION, Stamp};
 pub use edit::{Edit, Op};
 pub use error::{DocError, ValidationError};
@@ -33,7 +34,7 @@ pub use kind::{Kind, UnknownKind};
 pub use record::{HistoryEntry, RESERVED_KEYS, Record};
 pub use schema::{COMMON_FIELDS, FieldDef, FieldType, MergeRule, Schema, SetOf};
 pub use value::{
-    Amount, FieldValue, LineItem, MAX_PROSE_BYTES, MAX_TEXT_CHARS, ParseAmountError, format_time,
+    Amount, FieldValue, LineItem, MAX_PROSE_CHARS, MAX_TEXT_CHARS, ParseAmountError, format_time,
     normalize_domain, normalize_email, normalize_phone, phone_key,
 };
 

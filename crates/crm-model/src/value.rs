@@ -14,8 +14,30 @@ use crate::schema::{FieldDef, FieldType, SetOf};
 
 /// Longest accepted single-line text, in characters.
 pub const MAX_TEXT_CHARS: usize = 1_000;
-/// Longest accepted prose (notes, descriptions), in bytes.
-pub const MAX_PROSE_BYTES: usize = 1 << 20;
+/// Longest accepted prose (notes, descriptions and every other long-text field), in
+/// characters (Unicode scalar values, so a Chinese character counts once, as a Latin letter
+/// does). 131,072 is what Salesforce's long text areas hold: about 40 pages of English or
+/// 100 of Chinese. Even at 4 bytes a character the text is 512 KiB, so replacing all of it
+/// makes a change far below the relay's limit of one change ([`crate::MAX_CHANGE_BYTES`]),
+/// and replacing it costs milliseconds (`doc::replace_text`).
+pub const MAX_PROSE_CHARS: usize = 131_072;
+
+/// Checks that a long text fits in a text field.
+pub(crate) fn check_prose(field: &str, text: &str) -> Result<(), ValidationError> {
+    // Bytes bound characters from above: most texts need no count.
+    if text.len() <= MAX_PROSE_CHARS {
+        return Ok(());
+    }
+    let chars = text.chars().count();
+    if chars > MAX_PROSE_CHARS {
+        return Err(ValidationError::TextTooLong {
+            field: field.to_string(),
+            chars,
+            max: MAX_PROSE_CHARS,
+        });
+    }
+    Ok(())
+}
 
 /// A fixed-point decimal with two fraction digits (money, quantities), held as minor units so
 /// sums are exact.
@@ -157,9 +179,7 @@ impl FieldValue {
         Ok(match field.ty {
             FieldType::Text => FieldValue::Text(parse_line(v).map_err(invalid)?),
             FieldType::Prose => {
-                if input.len() > MAX_PROSE_BYTES {
-                    return Err(invalid(format!("at most {MAX_PROSE_BYTES} bytes")));
-                }
+                check_prose(field.name, input)?;
                 FieldValue::Text(input.to_string())
             }
             FieldType::Email => FieldValue::Text(normalize_email(v).map_err(invalid)?),

@@ -5,14 +5,16 @@ use std::time::Duration;
 
 use crm_model::RecordId;
 use crm_store::{RelayLink, RemoteChange, Store, StoreError, SyncCursor};
-use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing};
-use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame, Scope};
+use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing, PUSH_BYTES};
+use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame, Message, Scope};
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use rand::RngExt as _;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-/// Most changes per push.
+/// Most changes per push (and at most `PUSH_BYTES` of them: see `crm_sync::device`).
 const PUSH_BATCH: usize = 500;
+/// How long to look for the relay's `Error` frame after sending to it failed.
+const REFUSAL_WAIT: Duration = Duration::from_secs(2);
 /// Most pulled changes applied in one transaction (frames that arrived together).
 const APPLY_AT_ONCE: usize = 8_192;
 /// A pull at least this far behind the relay's head drops the replica's read indexes and
@@ -38,6 +40,19 @@ pub enum SyncError {
     Unreachable { url: String, reason: String },
     #[error("the relay refused: {} — {}", .0.code, .0.message)]
     Refused(ErrorFrame),
+    #[error(
+        "record {record} ({kind}): a local change of {bytes} bytes waits to be pushed, over the \
+         limit of {max} bytes for one change that the relay accepts (an older version of crm \
+         stored it without checking); it can never be pushed, so sync stops before it. The \
+         record and every local change after it stay in the outbox, nothing is lost; `crm \
+         status` shows what waits"
+    )]
+    Unpushable {
+        record: RecordId,
+        kind: String,
+        bytes: usize,
+        max: usize,
+    },
     #[error("the connection to the relay was lost: {0}")]
     Lost(String),
     #[error(transparent)]
@@ -195,6 +210,7 @@ async fn connected(
         workspace,
         token: link.token.clone(),
         push_batch: PUSH_BATCH,
+        push_bytes: PUSH_BYTES,
     });
     let cursor = store.sync_cursor()?.map(|c| Cursor {
         relay_id: c.relay_id,
@@ -212,13 +228,14 @@ async fn connected(
             let mut next = Vec::new();
             for effect in pending {
                 match effect {
-                    DeviceEffect::Send(frame) => ws
-                        .send(WsMessage::Binary(frame.into()))
-                        .await
-                        .map_err(|e| SyncError::Lost(e.to_string()))?,
-                    DeviceEffect::ReadOutbox { limit } => {
+                    DeviceEffect::Send(frame) => {
+                        if let Err(e) = ws.send(WsMessage::Binary(frame.into())).await {
+                            return Err(lost_on_send(&mut ws, e).await);
+                        }
+                    }
+                    DeviceEffect::ReadOutbox { limit, bytes } => {
                         let outgoing = store
-                            .outbox(limit)?
+                            .outbox_within(limit, bytes)?
                             .into_iter()
                             .map(|c| Outgoing {
                                 local_seq: c.local_seq,
@@ -325,6 +342,20 @@ async fn connected(
                             }
                         }
                     }
+                    DeviceEffect::Unpushable {
+                        doc_id,
+                        kind,
+                        bytes,
+                        ..
+                    } => {
+                        let _ = ws.close(None).await;
+                        return Err(SyncError::Unpushable {
+                            record: RecordId::from_uuid(uuid::Uuid::from_bytes(doc_id)),
+                            kind,
+                            bytes,
+                            max: crm_sync::MAX_CHANGE_BYTES,
+                        });
+                    }
                     DeviceEffect::Close { error } => {
                         let _ = ws.close(None).await;
                         return Err(match error {
@@ -366,6 +397,32 @@ async fn connected(
 }
 
 type WsResult = Option<Result<WsMessage, tokio_tungstenite::tungstenite::Error>>;
+
+/// Why sending to the relay failed. A relay that refuses a frame (413, too large) sends an
+/// `Error` frame and closes without reading the rest, so the send fails with a reset
+/// connection while the reason may already be waiting to be read: it is looked for
+/// briefly, so the user sees the refusal rather than "connection reset".
+async fn lost_on_send<S>(ws: &mut S, error: tokio_tungstenite::tungstenite::Error) -> SyncError
+where
+    S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    let refusal = tokio::time::timeout(REFUSAL_WAIT, async {
+        while let Some(Ok(frame)) = ws.next().await {
+            if let WsMessage::Binary(bytes) = frame
+                && let Ok(Message::Error(e)) = Message::decode(&bytes)
+            {
+                return Some(e);
+            }
+        }
+        None
+    })
+    .await;
+    match refusal {
+        Ok(Some(e)) => SyncError::Refused(e),
+        _ => SyncError::Lost(error.to_string()),
+    }
+}
 
 fn on_frame(machine: &mut DeviceSync, frame: WsResult) -> Result<Vec<DeviceEffect>, SyncError> {
     match frame {

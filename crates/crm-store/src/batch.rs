@@ -68,6 +68,7 @@ impl Store {
         ops: &[BatchOp],
         atomic: bool,
     ) -> Result<Vec<Result<Written, StoreError>>> {
+        self.writable()?;
         let now = self.now();
         let mut out = Vec::with_capacity(ops.len());
         let mut keep = Vec::new();

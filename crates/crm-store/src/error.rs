@@ -18,6 +18,12 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// A write to a replica opened for reading only; reads work.
+    #[error("{why}: {} can be read but not written; nothing was changed", path.display())]
+    ReadOnly {
+        path: PathBuf,
+        why: crate::replica::ReadOnly,
+    },
     #[error("{} is an SQLite database of another application, not a CRM replica", path.display())]
     Foreign { path: PathBuf },
     #[error("{} is an empty file, not a CRM replica (left by an interrupted `crm init`?); move it away and run `crm init` again", path.display())]
@@ -33,6 +39,22 @@ pub enum StoreError {
         id: RecordId,
         expected: Kind,
         found: Kind,
+    },
+    /// A local write whose change would be larger than a relay accepts: it could never be
+    /// pushed, so it is refused before anything is stored.
+    #[error(
+        "{what} {id}: this write makes a change of {bytes} bytes, over the limit of {max} bytes \
+         for one change that the relay accepts; nothing was stored. Make it in smaller steps \
+         (fewer or shorter texts, tags, items or custom fields at once)",
+        what = if *.created { format!("new {kind}") } else { kind.to_string() }
+    )]
+    ChangeTooLarge {
+        id: RecordId,
+        kind: Kind,
+        /// The record did not exist before this write.
+        created: bool,
+        bytes: usize,
+        max: usize,
     },
     #[error("{field} refers to {id}, but there is no such record")]
     MissingReference { field: String, id: RecordId },
@@ -95,6 +117,25 @@ impl StoreError {
         }
     }
 
+    /// Why an SQLite failure happened, when it means the replica cannot be written (a
+    /// read-only file or directory, a full disk) rather than that it is damaged.
+    pub(crate) fn cannot_write(&self) -> Option<crate::replica::ReadOnly> {
+        use crate::replica::ReadOnly;
+        let (StoreError::Sqlite(e) | StoreError::Corrupt { source: e, .. }) = self else {
+            return None;
+        };
+        match e.sqlite_error_code()? {
+            rusqlite::ErrorCode::ReadOnly
+            | rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::PermissionDenied => Some(ReadOnly::Permission),
+            // Under a full disk, making or growing `-shm` or the WAL fails as an I/O error.
+            rusqlite::ErrorCode::DiskFull | rusqlite::ErrorCode::SystemIoFailure => {
+                Some(ReadOnly::NoSpace)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the error is the caller's input (a usage or validation error) rather than a
     /// failure of the replica or the machine.
     pub fn is_invalid_input(&self) -> bool {
@@ -107,6 +148,7 @@ impl StoreError {
             | StoreError::UnknownReport { .. }
             | StoreError::Rejected(_)
             | StoreError::CannotMerge { .. }
+            | StoreError::ChangeTooLarge { .. }
             | StoreError::Invalid(_) => true,
             StoreError::Document { source, .. } => matches!(**source, DocError::Invalid(_)),
             _ => false,

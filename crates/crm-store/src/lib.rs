@@ -50,5 +50,5 @@ pub use history::{FieldChange, TimelineEntry};
 pub use query::{Cmp, Conflict, Filter, ListQuery, ListRow, SearchHit};
 pub use record_merge::MergeReport;
 pub use remote::{ApplyReport, LoggedChange, RemoteChange};
-pub use replica::{Identity, REPLICA_FILE, Store};
+pub use replica::{Identity, REPLICA_FILE, ReadOnly, Store};
 pub use sync::{OutboxChange, RelayLink, SyncCursor};

@@ -65,6 +65,47 @@ pub struct Store {
     /// The file of an import's key index while one is started (see `Store::key_index_start`);
     /// deleted when dropped.
     pub(crate) key_file: Option<tempfile::TempPath>,
+    /// Why the replica cannot be written, when it was opened for reading only.
+    read_only: Option<ReadOnly>,
+}
+
+/// Why a replica was opened for reading only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadOnly {
+    /// The file or its directory is write-protected.
+    Permission,
+    /// Writing failed: the disk is full, or refuses writes.
+    NoSpace,
+}
+
+impl std::fmt::Display for ReadOnly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReadOnly::Permission => {
+                "the replica is read-only (no write permission on it or its directory)"
+            }
+            ReadOnly::NoSpace => {
+                "the replica cannot be written (the disk is full or refuses writes)"
+            }
+        })
+    }
+}
+
+/// A `file:` URI opening `path` read-only as a file nobody changes: SQLite then needs no
+/// lock, `-shm` or `-wal` file, so it reads a replica in a read-only directory or on a full
+/// disk.
+fn immutable_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for byte in path.to_string_lossy().bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(char::from(byte));
+            }
+            other => uri.push_str(&format!("%{other:02X}")),
+        }
+    }
+    uri.push_str("?mode=ro&immutable=1");
+    uri
 }
 
 impl std::fmt::Debug for Store {
@@ -138,6 +179,10 @@ impl Store {
     }
 
     /// Opens the replica in `dir`, refusing anything that is not a replica this build can read.
+    ///
+    /// A replica that cannot be written (a read-only file or directory, a full disk) opens
+    /// for reading: every read works, and a write fails with [`StoreError::ReadOnly`]
+    /// saying why (see [`Store::read_only`]).
     pub fn open(dir: &Path) -> Result<Store> {
         let path = dir.join(REPLICA_FILE);
         if !path.is_file() {
@@ -146,19 +191,70 @@ impl Store {
         if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
             return Err(StoreError::EmptyFile { path });
         }
-        let mut conn = Connection::open_with_flags(
-            &path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| StoreError::Corrupt {
-            path: path.clone(),
-            source,
-        })?;
-        // Check what the file is before anything writes to it.
+        match Self::open_as(dir, &path, None) {
+            Err(e) => match e.cannot_write() {
+                // SQLite could not make or grow the files a reader of a WAL database shares
+                // (`-shm`, `-wal`): read the file as it is, as SQLite's `immutable` does.
+                // What a WAL left by a process that did not close holds is then not seen.
+                Some(why) => {
+                    let store = Self::open_as(dir, &path, Some(why)).map_err(|_| e)?;
+                    // Reads are what the user asked for; a write says why it fails.
+                    tracing::info!(
+                        replica = %path.display(),
+                        "{why}: reading the replica as it is on disk; writes will fail"
+                    );
+                    Ok(store)
+                }
+                None => Err(e),
+            },
+            ok => ok,
+        }
+    }
+
+    /// Why this replica cannot be written, when it was opened for reading only.
+    pub fn read_only(&self) -> Option<ReadOnly> {
+        self.read_only
+    }
+
+    /// Fails with [`StoreError::ReadOnly`] when this replica was opened for reading only.
+    pub(crate) fn writable(&self) -> Result<()> {
+        match self.read_only {
+            Some(why) => Err(StoreError::ReadOnly {
+                path: self.dir.join(REPLICA_FILE),
+                why,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Opens and checks the replica file: for writing (`immutable` is `None`), else read-only
+    /// without touching any other file.
+    fn open_as(dir: &Path, path: &Path, immutable: Option<ReadOnly>) -> Result<Store> {
         let corrupt = |source| StoreError::Corrupt {
-            path: path.clone(),
+            path: path.to_path_buf(),
             source,
         };
+        let mut conn = match immutable {
+            None => Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+            Some(_) => Connection::open_with_flags(
+                immutable_uri(path),
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_URI
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            ),
+        }
+        .map_err(corrupt)?;
+        // A write-protected file opens read-only even when asked for writing.
+        let read_only = match immutable {
+            Some(why) => Some(why),
+            None if conn.is_readonly(rusqlite::MAIN_DB)? => Some(ReadOnly::Permission),
+            None => None,
+        };
+        let path = path.to_path_buf();
+        // Check what the file is before anything writes to it.
         let app_id: i64 = conn
             .pragma_query_value(None, "application_id", |r| r.get(0))
             .map_err(corrupt)?;
@@ -176,11 +272,25 @@ impl Store {
         }
         conn.query_row("SELECT count(*) FROM documents", [], |_| Ok(()))
             .map_err(corrupt)?;
-        configure(&mut conn, &path)?;
+        match read_only {
+            None => configure(&mut conn, &path)?,
+            Some(_) => configure_reader(&conn)?,
+        }
         let mut store = Store::from_conn(conn, dir)?;
-        store.ensure_projections()?;
-        // A process that died during a large pull left the read indexes dropped.
-        store.restore_read_indexes()?;
+        store.read_only = read_only;
+        if read_only.is_none() {
+            // Upkeep that writes: with the disk full it fails, and reading must still work.
+            let upkeep = store.ensure_projections().and_then(|()| {
+                // A process that died during a large pull left the read indexes dropped.
+                store.restore_read_indexes()
+            });
+            if let Err(e) = upkeep {
+                match e.cannot_write() {
+                    Some(why) => tracing::warn!(error = %e, "{why}: the replica's upkeep waits"),
+                    None => return Err(e),
+                }
+            }
+        }
         Ok(store)
     }
 
@@ -206,6 +316,7 @@ impl Store {
             cache: LruCache::new(NonZeroUsize::new(CACHE_DOCS).unwrap_or(NonZeroUsize::MIN)),
             clock: None,
             key_file: None,
+            read_only: None,
         })
     }
 
@@ -234,6 +345,7 @@ impl Store {
     }
 
     pub(crate) fn begin(&mut self) -> Result<Transaction<'_>> {
+        self.writable()?;
         Ok(self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?)
@@ -272,6 +384,7 @@ impl Store {
     /// Creates a record from `edit` and returns it. Gives new tickets, quotes, contracts and
     /// orders a provisional number and new records the local user as owner, unless given.
     pub fn create(&mut self, edit: &Edit) -> Result<Record> {
+        self.writable()?;
         let now = self.now();
         let tx = self
             .conn
@@ -291,6 +404,7 @@ impl Store {
 
     /// Applies `edit` to record `id` as one change and returns the record as it now is.
     pub fn edit(&mut self, id: RecordId, edit: &Edit) -> Result<Record> {
+        self.writable()?;
         let now = self.now();
         let cached = self.cache.pop(&id);
         let tx = self
@@ -459,14 +573,29 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     crate::checkpoint::install(conn, path.to_path_buf())?;
     // Query-planner statistics, so a list filtered on a rare value uses that field's index
     // instead of walking the sort order: bounded sampling, refreshed when SQLite sees a
-    // need (at open here, and again when the store is dropped).
+    // need (at open here, and again when the store is dropped). It may write: with the disk
+    // full it fails, and reading must still work.
     conn.pragma_update(None, "analysis_limit", 400)?;
-    conn.execute_batch("PRAGMA optimize = 0x10002;")?;
+    if let Err(e) = conn.execute_batch("PRAGMA optimize = 0x10002;") {
+        tracing::debug!(error = %e, "PRAGMA optimize failed");
+    }
+    Ok(())
+}
+
+/// The settings of a connection that only reads (see [`Store::read_only`]): nothing that
+/// writes to the file.
+fn configure_reader(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }
 
 impl Drop for Store {
     fn drop(&mut self) {
+        // Opportunistic: when another process holds the writer (or the replica is read-only),
+        // skip it rather than wait for the busy timeout on the way out.
+        let _ = self.conn.busy_timeout(std::time::Duration::ZERO);
         if let Err(e) = self.conn.execute_batch("PRAGMA optimize;") {
             tracing::debug!(error = %e, "PRAGMA optimize failed");
         }
@@ -564,11 +693,31 @@ fn persist_local(
             crm_model::DocError::NotARecord("no local change to store"),
         ));
     };
-    insert_local_change(tx, row.docno, change.hash(), &change.bytes(), now)?;
+    let hash = change.hash();
+    let bytes = change.bytes();
+    check_change_size(id, row_kind(id, row)?, false, &bytes)?;
+    insert_local_change(tx, row.docno, hash, &bytes, now)?;
     store_document(tx, row, document, 1, now)?;
     let record = doc::read(&*document, None).map_err(|source| StoreError::doc(id, source))?;
     projection::write(tx, row.docno, &record, &last_change(document), fts)?;
     Ok(record)
+}
+
+/// Refuses a local change larger than a relay accepts ([`crm_model::MAX_CHANGE_BYTES`], the
+/// bytes as stored and pushed): it could never leave this replica, and every later change
+/// of the record would wait behind it in the outbox. Called before anything of the write is
+/// stored, so the caller's transaction (or batch savepoint) writes nothing.
+fn check_change_size(id: RecordId, kind: Kind, created: bool, bytes: &[u8]) -> Result<()> {
+    if bytes.len() > crm_model::MAX_CHANGE_BYTES {
+        return Err(StoreError::ChangeTooLarge {
+            id,
+            kind,
+            created,
+            bytes: bytes.len(),
+            max: crm_model::MAX_CHANGE_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Stores a change made here and queues it for the relay.
@@ -822,6 +971,7 @@ pub(crate) fn build_create(
     };
     let hash = change.hash();
     let bytes = change.bytes().into_owned();
+    check_change_size(id, edit.kind(), true, &bytes)?;
     let record = doc::read(&document, None).map_err(|source| StoreError::doc(id, source))?;
     let last = last_change(&document);
     Ok(NewRecord {

@@ -34,6 +34,13 @@ const CURSOR_KEY: &str = "cursor";
 impl Store {
     /// The oldest `limit` changes of the outbox.
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxChange>> {
+        self.outbox_within(limit, usize::MAX)
+    }
+
+    /// The oldest changes of the outbox, at most `limit` of them and no more once their bytes
+    /// add up to `max_bytes` (always the oldest one, whatever its size): what one push can
+    /// carry, without reading hundreds of large changes to send a few.
+    pub fn outbox_within(&self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxChange>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.seq, d.id, coalesce(d.kind, ''), c.bytes, d.docno, c.hash FROM outbox o
              JOIN changes c ON c.seq = o.seq JOIN documents d ON d.docno = c.docno
@@ -50,12 +57,17 @@ impl Store {
             ))
         })?;
         let mut out = Vec::new();
+        let mut total = 0usize;
         // After `reset_sync`, changes a bootstrap stored in snapshots only are queued too.
         let mut from_snapshots = crate::bootstrap::ChangeBytes::default();
         for row in rows {
             let (local_seq, id, kind, bytes, docno, hash) = row?;
             let Ok(doc_id) = id.parse() else { continue };
             let bytes = from_snapshots.get(&self.conn, docno, &hash, bytes)?;
+            total = total.saturating_add(bytes.len());
+            if total > max_bytes && !out.is_empty() {
+                break;
+            }
             let (owner, teams) = match kind.parse::<crm_model::Kind>() {
                 Ok(k) => self.scope_of(k, docno)?,
                 Err(_) => (None, Vec::new()),

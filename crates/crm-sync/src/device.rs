@@ -3,12 +3,24 @@
 //! The driver feeds [`DeviceInput`]s and carries out the returned [`DeviceEffect`]s in order:
 //! it sends frames, reads the outbox, applies pulled entries together with the new cursor in
 //! one store transaction, and drops acknowledged changes from the outbox.
+//!
+//! A push is cut by count (`push_batch`) and by encoded bytes (`push_bytes`, at most
+//! [`PUSH_BYTES`]), so no frame a device sends is over [`MAX_FRAME_BYTES`]: the oldest
+//! changes that fit go, the others wait for the next push. A change over
+//! [`MAX_CHANGE_BYTES`] is never sent; the session ends with [`DeviceEffect::Unpushable`]
+//! naming it.
 
 use crate::error::ErrorCode;
 use crate::message::{
-    Cursor, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION,
-    Push, Received, RelayId, Resume,
+    Cursor, DocId, Entry, Envelope, ErrorFrame, Hello, MAX_CHANGE_BYTES, MAX_FRAME_BYTES,
+    MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES, Push, Received, RelayId,
+    Resume,
 };
+
+/// Most encoded bytes of one `Push`: half the frame limit. A change as large as the relay
+/// accepts ([`MAX_CHANGE_BYTES`]) fits with its envelope, and the frame stays far from
+/// [`MAX_FRAME_BYTES`] whatever the envelopes hold.
+pub const PUSH_BYTES: usize = MAX_FRAME_BYTES / 2;
 
 /// What a device needs to open a session.
 #[derive(Clone, Debug)]
@@ -17,6 +29,9 @@ pub struct DeviceConfig {
     pub token: String,
     /// Most changes per `Push`.
     pub push_batch: usize,
+    /// Most encoded bytes per `Push` (taken as [`PUSH_BYTES`] when larger). A single change
+    /// is pushed alone when it is larger than this.
+    pub push_bytes: usize,
 }
 
 /// A local change waiting in the outbox, with its local log position.
@@ -43,9 +58,12 @@ pub enum DeviceInput<'a> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeviceEffect {
     Send(Vec<u8>),
-    /// Read the `limit` oldest outbox changes (acknowledged ones are gone by then).
+    /// Read the oldest outbox changes (acknowledged ones are gone by then): at most `limit`,
+    /// and once their change bytes add up to `bytes`, no more (always at least one). The
+    /// machine pushes the oldest of them that fit a push; the others are read again later.
     ReadOutbox {
         limit: usize,
+        bytes: usize,
     },
     /// Apply these entries and store `cursor`, in one transaction; then answer `Applied`.
     Apply {
@@ -58,6 +76,15 @@ pub enum DeviceEffect {
     /// the outbox (the relay may have lost any of them).
     Reset {
         relay_id: RelayId,
+    },
+    /// The oldest change of the outbox is larger than a relay accepts for one change (an
+    /// older build stored it without checking): it can never be pushed, and the changes after
+    /// it wait behind it. Nothing was sent; the session is over.
+    Unpushable {
+        local_seq: i64,
+        doc_id: DocId,
+        kind: String,
+        bytes: usize,
     },
     /// Everything local is acknowledged and everything in the log up to its head is applied.
     Synced,
@@ -156,11 +183,26 @@ impl DeviceSync {
                 Ok(message) => self.on_message(message, &mut out),
                 Err(e) => self.fail(ErrorCode::from(&e), e.to_string(), &mut out),
             },
-            DeviceInput::Outbox(changes) => {
+            DeviceInput::Outbox(mut changes) => {
                 self.reading_outbox = false;
                 if self.phase != Phase::Ready {
                     return out;
                 }
+                let fit = self.fitting(&changes);
+                if fit == 0
+                    && let Some(first) = changes.first()
+                {
+                    self.phase = Phase::Closed;
+                    out.push(DeviceEffect::Unpushable {
+                        local_seq: first.local_seq,
+                        doc_id: first.envelope.doc_id,
+                        kind: first.envelope.kind.clone(),
+                        bytes: first.envelope.bytes.len(),
+                    });
+                    return out;
+                }
+                // The others stay in the outbox and are read again after the `Ack`.
+                changes.truncate(fit);
                 if changes.is_empty() {
                     self.outbox_empty = true;
                     if std::mem::take(&mut self.more_local) {
@@ -279,8 +321,32 @@ impl DeviceSync {
         self.reading_outbox = true;
         self.more_local = false;
         out.push(DeviceEffect::ReadOutbox {
-            limit: self.config.push_batch,
+            limit: self.config.push_batch.max(1),
+            bytes: self.push_bytes(),
         });
+    }
+
+    fn push_bytes(&self) -> usize {
+        self.config.push_bytes.min(PUSH_BYTES)
+    }
+
+    /// How many of the oldest `changes` go in the next push: as many as fit its count and
+    /// bytes, and at least the first unless it is over [`MAX_CHANGE_BYTES`] (then none).
+    fn fitting(&self, changes: &[Outgoing]) -> usize {
+        let mut size = PUSH_OVERHEAD_BYTES;
+        let mut fit = 0;
+        for change in changes.iter().take(self.config.push_batch.max(1)) {
+            if change.envelope.bytes.len() > MAX_CHANGE_BYTES {
+                break;
+            }
+            let len = change.envelope.encoded_len();
+            if fit > 0 && size + len > self.push_bytes() {
+                break;
+            }
+            size += len;
+            fit += 1;
+        }
+        fit
     }
 
     fn report_synced(&mut self, out: &mut Vec<DeviceEffect>) {
@@ -297,5 +363,134 @@ impl DeviceSync {
         out.push(DeviceEffect::Send(Message::Error(error.clone()).encode()));
         out.push(DeviceEffect::Close { error: Some(error) });
         self.phase = Phase::Closed;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Ack, Scope, Welcome};
+
+    fn ready() -> DeviceSync {
+        ready_with(PUSH_BYTES)
+    }
+
+    fn ready_with(push_bytes: usize) -> DeviceSync {
+        let mut device = DeviceSync::new(DeviceConfig {
+            workspace: "acme".into(),
+            token: "t".into(),
+            push_batch: 500,
+            push_bytes,
+        });
+        device.handle(DeviceInput::Connected { cursor: None });
+        let welcome = Message::Welcome(Welcome {
+            protocol: PROTOCOL_VERSION,
+            relay_id: [1; 16],
+            head: 0,
+            resume: Resume::FromCursor,
+        })
+        .encode();
+        let effects = device.handle(DeviceInput::Frame(&welcome));
+        assert!(
+            effects
+                .iter()
+                .any(|e| matches!(e, DeviceEffect::ReadOutbox { .. }))
+        );
+        device
+    }
+
+    fn change(local_seq: i64, bytes: usize) -> Outgoing {
+        Outgoing {
+            local_seq,
+            envelope: Envelope {
+                doc_id: [2; 16],
+                kind: "account".into(),
+                scope: Scope {
+                    owner: Some([3; 16]),
+                    teams: vec![[4; 16]],
+                },
+                bytes: vec![9; bytes],
+            },
+        }
+    }
+
+    fn pushed(effects: &[DeviceEffect]) -> Option<(usize, Push)> {
+        effects.iter().find_map(|e| match e {
+            DeviceEffect::Send(frame) => match Message::decode(frame) {
+                Ok(Message::Push(p)) => Some((frame.len(), p)),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    /// Issue 12, failure 2: 600 changes of 24 KB went out as one push over the frame limit.
+    #[test]
+    fn a_large_outbox_is_pushed_in_frames_under_the_limit_in_order() {
+        let mut device = ready();
+        let mut outbox: Vec<Outgoing> = (1..=600).map(|i| change(i, 24_000)).collect();
+        let mut pushes = 0;
+        while !outbox.is_empty() {
+            let effects = device.handle(DeviceInput::Outbox(outbox.clone()));
+            let (len, push) = pushed(&effects).expect("a push");
+            assert!(len <= PUSH_BYTES, "{len}");
+            let sent: Vec<i64> = outbox[..push.changes.len()]
+                .iter()
+                .map(|c| c.local_seq)
+                .collect();
+            assert_eq!(sent[0], outbox[0].local_seq, "oldest first");
+            let effects = device.handle(DeviceInput::Frame(
+                &Message::Ack(Ack {
+                    batch: push.batch,
+                    seqs: sent.iter().map(|s| *s as u64).collect(),
+                })
+                .encode(),
+            ));
+            assert!(effects.contains(&DeviceEffect::Acknowledged(sent.clone())));
+            assert!(effects.iter().any(
+                |e| matches!(e, DeviceEffect::ReadOutbox { bytes, .. } if *bytes <= PUSH_BYTES)
+            ));
+            outbox.drain(..sent.len());
+            pushes += 1;
+        }
+        assert!(pushes >= 4, "{pushes} pushes");
+    }
+
+    #[test]
+    fn a_change_larger_than_the_push_budget_goes_alone() {
+        let mut device = ready_with(10_000);
+        let effects = device.handle(DeviceInput::Outbox(vec![change(1, 20_000), change(2, 10)]));
+        assert_eq!(pushed(&effects).map(|(_, p)| p.changes.len()), Some(1));
+    }
+
+    /// A change over the relay's limit (stored by an older build) is never sent: the session
+    /// ends naming it, after pushing what comes before it.
+    #[test]
+    fn an_outbox_change_over_the_limit_is_never_sent() {
+        let mut device = ready();
+        let outbox = vec![
+            change(1, 10),
+            change(2, MAX_CHANGE_BYTES + 1),
+            change(3, 10),
+        ];
+        let effects = device.handle(DeviceInput::Outbox(outbox.clone()));
+        let (_, push) = pushed(&effects).expect("the change before it goes");
+        assert_eq!(push.changes.len(), 1);
+        device.handle(DeviceInput::Frame(
+            &Message::Ack(Ack {
+                batch: push.batch,
+                seqs: vec![1],
+            })
+            .encode(),
+        ));
+        let effects = device.handle(DeviceInput::Outbox(outbox[1..].to_vec()));
+        assert!(pushed(&effects).is_none(), "{effects:?}");
+        assert!(effects.contains(&DeviceEffect::Unpushable {
+            local_seq: 2,
+            doc_id: [2; 16],
+            kind: "account".into(),
+            bytes: MAX_CHANGE_BYTES + 1,
+        }));
+        assert!(device.is_closed());
     }
 }

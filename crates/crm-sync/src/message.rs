@@ -97,6 +97,31 @@ pub struct Envelope {
     pub bytes: Vec<u8>,
 }
 
+impl Envelope {
+    /// The bytes this envelope takes in an encoded `Push`, exactly (postcard: fixed arrays as
+    /// their bytes, lengths and counts as varints).
+    pub fn encoded_len(&self) -> usize {
+        let owner = 1 + self.scope.owner.map_or(0, |o| o.len());
+        16 + varint_len(self.kind.len())
+            + self.kind.len()
+            + owner
+            + varint_len(self.scope.teams.len())
+            + self.scope.teams.len() * 16
+            + varint_len(self.bytes.len())
+            + self.bytes.len()
+    }
+}
+
+/// The bytes of a postcard varint of `n`.
+fn varint_len(n: usize) -> usize {
+    let bits = usize::BITS - n.leading_zeros();
+    (bits.max(1) as usize).div_ceil(7)
+}
+
+/// Most bytes a `Push` takes besides its envelopes: the variant, the batch number and the
+/// count of changes, each a varint.
+pub const PUSH_OVERHEAD_BYTES: usize = 1 + 10 + 10;
+
 /// Device → relay: local changes. One push is in flight at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Push {
@@ -395,6 +420,33 @@ mod tests {
             "{}",
             m.encode().len()
         );
+    }
+
+    proptest! {
+        #[test]
+        fn envelopes_know_their_encoded_length(
+            kind in "[a-z_]{0,200}",
+            owner in proptest::option::of(any::<[u8; 16]>()),
+            teams in 0usize..70,
+            bytes in 0usize..20_000,
+            batch in any::<u64>(),
+            count in 0usize..3,
+        ) {
+            let envelope = Envelope {
+                doc_id: [3; 16],
+                kind,
+                scope: Scope { owner, teams: vec![[1; 16]; teams] },
+                bytes: vec![7; bytes],
+            };
+            let changes = vec![envelope.clone(); count];
+            let frame = Message::Push(Push { batch, changes }).encode();
+            let envelopes = count * envelope.encoded_len();
+            prop_assert!(frame.len() >= envelopes);
+            prop_assert!(frame.len() <= envelopes + PUSH_OVERHEAD_BYTES);
+            let mut one = postcard::to_allocvec(&envelope).expect("encodes");
+            prop_assert_eq!(one.len(), envelope.encoded_len());
+            one.clear();
+        }
     }
 
     #[test]

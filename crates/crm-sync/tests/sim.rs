@@ -116,6 +116,7 @@ impl World {
                         workspace: "acme".into(),
                         token: format!("token{i}"),
                         push_batch: 50,
+                        push_bytes: crm_sync::device::PUSH_BYTES,
                     }),
                     _dir: dir,
                     synced: false,
@@ -180,7 +181,7 @@ impl World {
                 self.frames += 1;
                 self.to_relay.push_back((d, frame));
             }
-            DeviceEffect::ReadOutbox { limit } => {
+            DeviceEffect::ReadOutbox { limit, .. } => {
                 let outgoing = self.devices[d]
                     .store
                     .outbox(limit)
@@ -228,6 +229,13 @@ impl World {
             DeviceEffect::Synced => self.devices[d].synced = true,
             DeviceEffect::Close { error } => {
                 self.devices[d].closed_with = error;
+                self.sessions.remove(&d);
+            }
+            DeviceEffect::Unpushable { bytes, .. } => {
+                self.devices[d].closed_with = Some(ErrorFrame {
+                    code: crm_sync::ErrorCode::TOO_LARGE,
+                    message: format!("a local change of {bytes} bytes cannot be pushed"),
+                });
                 self.sessions.remove(&d);
             }
         }
@@ -586,4 +594,11 @@ fn a_pushed_batch_with_garbage_is_refused_whole() {
     ]);
     assert_eq!(result.map_err(|e| e.code), Err(ErrorCode::INVALID_CHANGE));
     assert_eq!(w.log.head(), head);
+}
+
+/// The device refuses local changes over the relay's limit at edit time with the model's
+/// constant: it must be the protocol's.
+#[test]
+fn the_models_change_limit_is_the_protocols() {
+    assert_eq!(crm_model::MAX_CHANGE_BYTES, crm_sync::MAX_CHANGE_BYTES);
 }

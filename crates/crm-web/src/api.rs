@@ -47,7 +47,12 @@ where
 {
     let id = id_of(id)?;
     let b = body(b)?;
-    let value = state.with_store(move |store| f(store, id, b)).await?;
+    let value = state
+        .with_store(move |store| {
+            tracing::debug!(record = %id, what = key, "writing a record");
+            f(store, id, b)
+        })
+        .await?;
     Ok(ok(json!({ key: value })))
 }
 

@@ -76,7 +76,8 @@ pub(crate) fn validation_field(e: &ValidationError) -> Option<&str> {
         | ValidationError::InvalidValue { field, .. }
         | ValidationError::Required { field, .. }
         | ValidationError::Immutable { field }
-        | ValidationError::AppendOnly { field } => Some(field),
+        | ValidationError::AppendOnly { field }
+        | ValidationError::TextTooLong { field, .. } => Some(field),
         ValidationError::InvalidTag { .. } => Some("tags"),
         ValidationError::InvalidCustomName { .. } | ValidationError::MissingEquals(_) => None,
     }
@@ -107,6 +108,10 @@ impl From<StoreError> for WebError {
                 message: e.to_string(),
             },
             StoreError::WrongKind { .. } => WebError::invalid(e.to_string(), None),
+            // Not the request's fault, but the user must see why (without the file's path).
+            StoreError::ReadOnly { why, .. } => WebError::Forbidden(format!(
+                "{why}: it can be read but not written; nothing was changed"
+            )),
             // Any other mistake in the request (an unknown report, a step the record's state
             // does not allow, …) is the caller's, not the replica's.
             other if other.is_invalid_input() => WebError::invalid(other.to_string(), None),

@@ -205,13 +205,33 @@ pub async fn serve(
     live::start(&state)?;
     sync::start(&state)?;
     let stopping = state.clone();
-    let result = axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // End the event streams, or the graceful shutdown would wait for them forever.
-            stopping.shutdown();
-        })
-        .await;
+    let (stopped, mut stop_seen) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app(state.clone())).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopped.send(true);
+        // End the event streams, or the graceful shutdown would wait for them forever.
+        stopping.shutdown();
+    });
+    // A request still running after the grace period (a write waiting for the replica's
+    // writer, held by another process) does not keep the server up: its transaction rolls
+    // back when the process exits, so nothing half-written is left.
+    let grace = async {
+        let _ = stop_seen.wait_for(|stopped| *stopped).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        result = server => result,
+        () = grace => {
+            tracing::warn!(
+                "requests still running {} s after the stop signal; stopping without them",
+                SHUTDOWN_GRACE.as_secs()
+            );
+            Ok(())
+        }
+    };
     state.shutdown();
     result.map_err(|e| WebError::Internal(format!("the web server failed: {e}")))
 }
+
+/// How long [`serve`] lets requests in flight finish after the stop signal.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);

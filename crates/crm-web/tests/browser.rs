@@ -574,3 +574,70 @@ fn beyond_loopback_the_node_needs_a_token_and_every_request_must_carry_it() {
     let with_cookie = format!("crm_token={token}");
     assert_eq!(get(location, &[("Cookie", &with_cookie)]).status, 200);
 }
+
+/// Issue 12, failure 3: a 1 MB notes replacement through the web held the replica's writer
+/// for minutes, and `crm serve` ignored SIGTERM until it was done. Now a write still waiting
+/// after the grace period (here, for the writer another process holds) does not keep the
+/// server up, and its transaction is rolled back: nothing half-written.
+#[test]
+fn crm_serve_stops_promptly_on_sigterm_while_a_write_is_in_flight() {
+    let replica = Replica::init("alice", "laptop");
+    let id = replica.add("account", &["--name", "星光贸易", "--notes", "first visit"]);
+    let db = replica.path().join("replica.db");
+    let mut node = Node::serve_logging(replica, &["--listen", "127.0.0.1:0"], "crm_web=debug")
+        .expect("crm serve starts");
+    let addr = node.addr();
+    let page = harness::http(&addr, "GET", &format!("/r/{id}"), &[], "").expect("GET");
+    let csrf = csrf_of(&page.body);
+
+    // Another process holds the writer, as a long CLI import would.
+    let holder = rusqlite::Connection::open(&db).expect("open the replica");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the writer");
+    let notes: String = "客户拜访记录".chars().cycle().take(100_000).collect();
+    let body = serde_json::json!({ "text": notes }).to_string();
+    let origin = format!("http://{addr}");
+    let path = format!("/api/r/{id}/notes");
+    let writer = std::thread::spawn(move || {
+        let _ = harness::http(
+            &addr,
+            "POST",
+            &path,
+            &[
+                ("Content-Type", "application/json"),
+                ("X-CSRF-Token", &csrf),
+                ("Origin", &origin),
+            ],
+            &body,
+        );
+    });
+    // The write has begun (it now waits for the writer).
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    while !std::fs::read_to_string(&node.log)
+        .unwrap_or_default()
+        .contains("writing a record")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let started = std::time::Instant::now();
+    let status = node
+        .stop_within(Duration::from_secs(8))
+        .expect("SIGTERM sent");
+    let took = started.elapsed();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "crm serve did not exit by itself within 8 s of SIGTERM ({status:?})"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    holder
+        .execute_batch("ROLLBACK")
+        .expect("release the writer");
+    let _ = writer.join();
+    assert_eq!(show(&node.replica, "account", &id)["notes"], "first visit");
+}

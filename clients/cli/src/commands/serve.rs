@@ -35,14 +35,18 @@ pub(crate) fn run(m: &ArgMatches, _as_json: bool) -> Result<()> {
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(addr))
         .with_context(|| format!("cannot listen on {addr}"))?;
-    serve_on(
+    let served = serve_on(
         &rt,
         listener,
         &dir,
         token,
         !m.get_flag("no-sync"),
         m.get_flag("open"),
-    )
+    );
+    // Dropping the runtime would wait for every blocking task, including a request's write
+    // that the server stopped waiting for (see `crm_web::SHUTDOWN_GRACE`).
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    served
 }
 
 /// Serves `dir` on `listener` until Ctrl-C or SIGTERM, after printing `serving http://ADDR/`.

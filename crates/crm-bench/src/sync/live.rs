@@ -75,6 +75,7 @@ impl Client {
             workspace: workspace.to_string(),
             token: token.to_string(),
             push_batch: 500,
+            push_bytes: crm_sync::device::PUSH_BYTES,
         });
         let (push, push_rx) = mpsc::unbounded_channel();
         let (ack_tx, acks) = mpsc::unbounded_channel();
@@ -153,7 +154,8 @@ async fn run(
     shared: Shared,
 ) -> ClientEnd {
     let mut end = ClientEnd::default();
-    let mut outbox: Vec<Envelope> = Vec::new();
+    // Local changes with their local positions, oldest first, until acknowledged.
+    let mut outbox: std::collections::VecDeque<Outgoing> = Default::default();
     let mut next_local: i64 = 1;
     let mut in_flight_sent: Option<Instant> = None;
     let mut reported_synced = false;
@@ -175,19 +177,8 @@ async fn run(
                             return end;
                         }
                     }
-                    DeviceEffect::ReadOutbox { limit } => {
-                        let n = limit.min(outbox.len());
-                        let batch = outbox
-                            .drain(..n)
-                            .map(|envelope| {
-                                let local_seq = next_local;
-                                next_local += 1;
-                                Outgoing {
-                                    local_seq,
-                                    envelope,
-                                }
-                            })
-                            .collect();
+                    DeviceEffect::ReadOutbox { limit, .. } => {
+                        let batch = outbox.iter().take(limit).cloned().collect();
                         next.extend(machine.handle(DeviceInput::Outbox(batch)));
                     }
                     DeviceEffect::Apply { entries, cursor } => {
@@ -198,7 +189,15 @@ async fn run(
                         applied.fetch_max(cursor.seq, Ordering::Relaxed);
                         next.extend(machine.handle(DeviceInput::Applied(cursor)));
                     }
-                    DeviceEffect::Acknowledged(_) => {}
+                    DeviceEffect::Acknowledged(seqs) => {
+                        // Pushes go oldest first: the acknowledged ones are at the front.
+                        outbox.drain(..seqs.len().min(outbox.len()));
+                    }
+                    DeviceEffect::Unpushable { local_seq, .. } => {
+                        end.error = Some(format!("local change {local_seq} is too large to push"));
+                        let _ = ws.close(None).await;
+                        return end;
+                    }
                     DeviceEffect::Reset { .. } => {
                         end.error = Some("the relay did not know the cursor (FromStart)".into());
                         let _ = ws.close(None).await;
@@ -250,7 +249,11 @@ async fn run(
             },
             changes = push_rx.recv() => match changes {
                 Some(changes) => {
-                    outbox.extend(changes);
+                    outbox.extend(changes.into_iter().map(|envelope| {
+                        let local_seq = next_local;
+                        next_local += 1;
+                        Outgoing { local_seq, envelope }
+                    }));
                     pending = machine.handle(DeviceInput::LocalChanges);
                 }
                 None => {

@@ -554,6 +554,8 @@ impl Page {
 pub(crate) struct Node {
     pub(crate) replica: Replica,
     child: Option<Child>,
+    /// Its stderr (the log, at `RUST_LOG=info` unless started with [`Node::serve_logging`]).
+    pub(crate) log: PathBuf,
     /// `http://127.0.0.1:PORT` without the final slash.
     pub(crate) base: String,
 }
@@ -567,6 +569,11 @@ impl Node {
 
     /// Starts `crm --data-dir D serve ARGS…` and waits for its `serving http://ADDR/` line.
     pub(crate) fn serve_with(replica: Replica, args: &[&str]) -> Result<Self> {
+        Self::serve_logging(replica, args, "info")
+    }
+
+    /// [`Node::serve_with`] with the log filter `rust_log`.
+    pub(crate) fn serve_logging(replica: Replica, args: &[&str], rust_log: &str) -> Result<Self> {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!(
@@ -580,7 +587,8 @@ impl Node {
         all.extend_from_slice(args);
         let mut child = replica
             .command(&all)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
+            .env("CRM_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(log_file)
             .spawn()
@@ -603,10 +611,11 @@ impl Node {
                 replica.device
             );
         };
-        node_logs().push((format!("{}-{n}", replica.device), log));
+        node_logs().push((format!("{}-{n}", replica.device), log.clone()));
         Ok(Self {
             replica,
             child: Some(child),
+            log,
             base,
         })
     }
@@ -628,8 +637,19 @@ impl Node {
     /// SIGTERM, then waits for the exit (kills it after [`TIMEOUT`]); returns whether it
     /// exited by itself with code 0.
     pub(crate) fn stop(&mut self) -> Result<bool> {
+        Ok(self
+            .stop_within(TIMEOUT)?
+            .is_some_and(|status| status.success()))
+    }
+
+    /// SIGTERM, then waits up to `bound` for the exit (kills it after that); returns its
+    /// exit status if it exited by itself.
+    pub(crate) fn stop_within(
+        &mut self,
+        bound: Duration,
+    ) -> Result<Option<std::process::ExitStatus>> {
         let Some(mut child) = self.child.take() else {
-            return Ok(false);
+            return Ok(None);
         };
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -638,15 +658,15 @@ impl Node {
         if !status.success() {
             bail!("kill -TERM {} failed", child.id());
         }
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + bound;
         loop {
             if let Some(status) = child.try_wait()? {
-                return Ok(status.success());
+                return Ok(Some(status));
             }
             if Instant::now() >= deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Ok(false);
+                return Ok(None);
             }
             std::thread::sleep(POLL);
         }
