@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crm_model::RecordId;
-use crm_store::{RelayLink, RemoteChange, Store, StoreError, SyncCursor};
+use crm_store::{
+    PulledChange, Quarantined, RelayLink, RemoteChange, Store, StoreError, SyncCursor,
+};
 use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing};
 use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame, Scope};
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
@@ -70,6 +72,9 @@ pub struct SyncReport {
     pub reset: bool,
     /// Documents loaded from the relay's snapshots (a fresh device's first sync).
     pub bootstrapped: usize,
+    /// Pulled changes this device could not apply and set aside, in the order met (see
+    /// `crm_store::Quarantined`); the rest of the log applied and the cursor moved past them.
+    pub quarantined: Vec<Quarantined>,
 }
 
 /// The workspace a device token belongs to: tokens are `crm1.<workspace>.<secret>`.
@@ -203,6 +208,9 @@ async fn connected(
     });
     let mut pending = machine.handle(DeviceInput::Connected { cursor });
     let mut version = store.data_version()?;
+    // Damaged local changes the last outbox read held back (see `Store::outbox_batch`): the
+    // session pushes and pulls everything else, then fails with this.
+    let mut damage: Option<StoreError> = None;
     let mut poll = tokio::time::interval(Duration::from_millis(200));
     let mut ticks: u64 = 0;
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -217,8 +225,10 @@ async fn connected(
                         .await
                         .map_err(|e| SyncError::Lost(e.to_string()))?,
                     DeviceEffect::ReadOutbox { limit } => {
-                        let outgoing = store
-                            .outbox(limit)?
+                        let batch = store.outbox_batch(limit)?;
+                        damage = batch.damage();
+                        let outgoing = batch
+                            .changes
                             .into_iter()
                             .map(|c| Outgoing {
                                 local_seq: c.local_seq,
@@ -279,11 +289,14 @@ async fn connected(
                         if behind >= SUSPEND_INDEXES_BEHIND {
                             store.suspend_read_indexes()?;
                         }
-                        let batch: Vec<RemoteChange> = entries
+                        let batch: Vec<PulledChange> = entries
                             .into_iter()
-                            .map(|e| RemoteChange {
-                                doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(e.doc_id)),
-                                bytes: e.bytes,
+                            .map(|e| PulledChange {
+                                seq: e.seq,
+                                change: RemoteChange {
+                                    doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(e.doc_id)),
+                                    bytes: e.bytes,
+                                },
                             })
                             .collect();
                         let applied = store.apply_pulled(
@@ -296,6 +309,7 @@ async fn connected(
                         )?;
                         report.pulled += applied.applied;
                         report.records_changed += applied.changed.len();
+                        report.quarantined.extend(applied.quarantined);
                         if let Some(e) = lost {
                             return Err(e);
                         }
@@ -315,6 +329,11 @@ async fn connected(
                     DeviceEffect::Synced => {
                         store.restore_read_indexes()?;
                         report.head = machine.head();
+                        if let Some(e) = damage.take() {
+                            // Not synced: a damaged change and what builds on it stay here.
+                            let _ = ws.close(None).await;
+                            return Err(e.into());
+                        }
                         store.set_last_sync(chrono::Utc::now())?;
                         version = store.data_version()?;
                         match watcher.as_mut() {
