@@ -12,7 +12,8 @@ pub(crate) const APPLICATION_ID: i64 = 0x4352_4D31;
 /// tables; [`MIGRATIONS`] upgrade older replicas in place when they are opened.
 pub(crate) const FORMAT_VERSION: i64 = 2;
 
-/// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`.
+/// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`. Each is idempotent, so a replica
+/// whose version number was set back (by hand, or by a test) opens again.
 pub(crate) const MIGRATIONS: &[&str] = &[QUARANTINE];
 const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 
@@ -66,7 +67,7 @@ pub(crate) const QUARANTINE: &str = r#"
 -- of another record, a change the document refuses): kept for a person to look at, never
 -- applied, stored as data or pushed. `hash` is NULL when the bytes are not a change;
 -- `position` is the relay's log position, `peer` the other replica of a merge.
-CREATE TABLE quarantine (
+CREATE TABLE IF NOT EXISTS quarantine (
     id       INTEGER PRIMARY KEY,
     doc_id   TEXT NOT NULL,
     hash     BLOB,
@@ -78,8 +79,8 @@ CREATE TABLE quarantine (
     peer     TEXT,
     at       TEXT NOT NULL
 );
-CREATE INDEX quarantine_doc ON quarantine(doc_id);
-CREATE INDEX quarantine_hash ON quarantine(hash);
+CREATE INDEX IF NOT EXISTS quarantine_doc ON quarantine(doc_id);
+CREATE INDEX IF NOT EXISTS quarantine_hash ON quarantine(hash);
 "#;
 
 /// Tables derived from the documents; dropped and rebuilt by `reindex` or when the record
