@@ -258,6 +258,35 @@ fn a_bootstrap_page_with_another_records_change_failed_the_first_sync() {
     assert_eq!(dev.sync_cursor().expect("cursor"), None);
 }
 
+/// A bootstrap page whose document holds a change this device already stores as another
+/// record's failed the first sync with an SQLite constraint error. It is refused as invalid
+/// instead, so the device syncs from the log.
+#[test]
+fn a_bootstrap_page_with_a_change_stored_under_another_record_failed_the_first_sync() {
+    let (_x_dir, mut other) = replica("dave", "desktop");
+    let x = create(&mut other, Kind::Account, &[("name", "X Ltd")]);
+    other
+        .edit(x, &edit(Kind::Account, &[("grade", "vip")]))
+        .expect("edit");
+    let (_src_dir, mut src) = replica("alice", "laptop");
+    let y = create(&mut src, Kind::Account, &[("name", "Y Ltd")]);
+    let (_dir, mut dev) = replica("bob", "phone");
+    dev.apply_remote_changes(&changes_of(&other, x)).expect("x");
+    let mut changes: Vec<Vec<u8>> = changes_of(&src, y).into_iter().map(|c| c.bytes).collect();
+    changes.push(changes_of(&other, x).pop().expect("x's edit").bytes);
+    let page = vec![RemoteDocument {
+        doc_id: y,
+        snapshot: Vec::new(),
+        hashes: Vec::new(),
+        changes,
+    }];
+    match dev.apply_documents(page, Some(cursor(3))) {
+        Err(StoreError::InvalidDocument { id, .. }) => assert_eq!(id, y),
+        other => panic!("expected InvalidDocument, got {other:?}"),
+    }
+    assert_eq!(dev.sync_cursor().expect("cursor"), None);
+}
+
 /// `merge_from` queues what it takes, each change after the ones it builds on, even when the
 /// other replica stored them out of order (changes that came before their dependencies):
 /// the relay refuses a change whose dependencies it lacks, so a record that came on a USB

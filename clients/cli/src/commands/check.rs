@@ -88,7 +88,7 @@ fn print_report(r: &CheckReport) {
     }
     if !r.quarantined.is_empty() {
         println!(
-            "{} changes from elsewhere are quarantined (refused, never applied; not damage to this replica):",
+            "quarantined: {} change(s) from elsewhere, refused and never applied (not damage to this replica):",
             r.quarantined.len()
         );
         for q in &r.quarantined {

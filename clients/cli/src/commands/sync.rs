@@ -143,7 +143,7 @@ pub(crate) fn status(m: &ArgMatches, as_json: bool) -> Result<()> {
             if quarantined == 0 {
                 "0".into()
             } else {
-                format!("{quarantined} changes from elsewhere refused (see `crm check`)")
+                format!("{quarantined} change(s) from elsewhere refused (see `crm check`)")
             },
         ],
     ];
