@@ -12,14 +12,21 @@ mod output;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    let matches = cli::command().try_get_matches();
+    // One-shot commands print a `warning:` line of their own for each quarantined change;
+    // the store's log line about it would say the same again. `crm serve` logs it.
+    let default_filter = match &matches {
+        Ok(m) if m.subcommand_name() != Some("serve") => "warn,crm_store::quarantine=error",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CRM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let matches = match cli::command().try_get_matches() {
+    let matches = match matches {
         Ok(m) => m,
         Err(e) if !e.use_stderr() => {
             // --help and --version.

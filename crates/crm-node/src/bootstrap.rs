@@ -184,6 +184,7 @@ fn apply(
             report.pulled += applied.applied;
             report.records_changed += applied.changed.len();
             report.bootstrapped += count;
+            report.quarantined.extend(applied.quarantined);
             Ok(true)
         }
         Err(e @ crm_store::StoreError::InvalidDocument { .. }) => {

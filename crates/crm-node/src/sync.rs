@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use crm_model::RecordId;
-use crm_store::{RelayLink, RemoteChange, Store, StoreError, SyncCursor};
+use crm_store::{
+    PulledChange, Quarantined, RelayLink, RemoteChange, Store, StoreError, SyncCursor,
+};
 use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing, PUSH_BYTES};
 use crm_sync::{Cursor, Envelope, ErrorCode, ErrorFrame, Message, Scope};
 use futures_util::{FutureExt as _, SinkExt, StreamExt};
@@ -85,6 +87,9 @@ pub struct SyncReport {
     pub reset: bool,
     /// Documents loaded from the relay's snapshots (a fresh device's first sync).
     pub bootstrapped: usize,
+    /// Pulled changes this device could not apply and set aside, in the order met (see
+    /// `crm_store::Quarantined`); the rest of the log applied and the cursor moved past them.
+    pub quarantined: Vec<Quarantined>,
 }
 
 /// The workspace a device token belongs to: tokens are `crm1.<workspace>.<secret>`.
@@ -219,6 +224,9 @@ async fn connected(
     });
     let mut pending = machine.handle(DeviceInput::Connected { cursor });
     let mut version = store.data_version()?;
+    // Damaged local changes the last outbox read held back (see `Store::outbox_batch`): the
+    // session pushes and pulls everything else, then fails with this.
+    let mut damage: Option<StoreError> = None;
     let mut poll = tokio::time::interval(Duration::from_millis(200));
     let mut ticks: u64 = 0;
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -234,8 +242,10 @@ async fn connected(
                         }
                     }
                     DeviceEffect::ReadOutbox { limit, bytes } => {
-                        let outgoing = store
-                            .outbox_within(limit, bytes)?
+                        let batch = store.outbox_batch(limit, bytes)?;
+                        damage = batch.damage();
+                        let outgoing = batch
+                            .changes
                             .into_iter()
                             .map(|c| Outgoing {
                                 local_seq: c.local_seq,
@@ -296,11 +306,14 @@ async fn connected(
                         if behind >= SUSPEND_INDEXES_BEHIND {
                             store.suspend_read_indexes()?;
                         }
-                        let batch: Vec<RemoteChange> = entries
+                        let batch: Vec<PulledChange> = entries
                             .into_iter()
-                            .map(|e| RemoteChange {
-                                doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(e.doc_id)),
-                                bytes: e.bytes,
+                            .map(|e| PulledChange {
+                                seq: e.seq,
+                                change: RemoteChange {
+                                    doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(e.doc_id)),
+                                    bytes: e.bytes,
+                                },
                             })
                             .collect();
                         let applied = store.apply_pulled(
@@ -313,6 +326,7 @@ async fn connected(
                         )?;
                         report.pulled += applied.applied;
                         report.records_changed += applied.changed.len();
+                        report.quarantined.extend(applied.quarantined);
                         if let Some(e) = lost {
                             return Err(e);
                         }
@@ -332,6 +346,11 @@ async fn connected(
                     DeviceEffect::Synced => {
                         store.restore_read_indexes()?;
                         report.head = machine.head();
+                        if let Some(e) = damage.take() {
+                            // Not synced: a damaged change and what builds on it stay here.
+                            let _ = ws.close(None).await;
+                            return Err(e.into());
+                        }
                         store.set_last_sync(chrono::Utc::now())?;
                         version = store.data_version()?;
                         match watcher.as_mut() {

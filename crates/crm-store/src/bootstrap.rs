@@ -18,14 +18,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::Utc;
-use crm_model::automerge::{Automerge, Change, ChangeHash, ReadDoc};
+use crm_model::automerge::{Automerge, ChangeHash, ReadDoc};
 use crm_model::{Record, RecordId};
 use rusqlite::params;
 
 use crate::error::{Result, StoreError};
 use crate::parallel::InOrder;
 use crate::projection::{Fts, LastChange};
-use crate::remote::{ApplyReport, IdleFlush, RemoteChange, read_built};
+use crate::remote::{ApplyReport, IdleFlush, RemoteChange, Source, batch_of, read_built};
 use crate::replica::{self, Store};
 use crate::sync::{SyncCursor, write_cursor};
 
@@ -73,9 +73,13 @@ impl PreparedDocuments {
 impl Store {
     /// Applies a page of a relay's documents; with `cursor` (the last page), stores the cursor
     /// in the same transaction. Documents new to this replica are loaded from their snapshots
-    /// on worker threads; the others merge through [`Store::apply_remote_changes`]. A page
-    /// holding a snapshot that does not load, or whose changes are not the hashes it claims,
-    /// is refused whole.
+    /// on worker threads; the others merge through [`Store::apply_remote_changes`] (a change
+    /// of theirs that cannot be applied is quarantined). A page holding a new document that
+    /// does not check out (a snapshot that does not load or does not hold exactly the changes
+    /// it lists, a change that is damaged or refused, a document claiming another record's
+    /// id, a change stored here as another record's) is refused whole with
+    /// [`StoreError::InvalidDocument`]: the device then syncs from the relay's log, where
+    /// each bad entry is quarantined on its own.
     pub fn apply_documents(
         &mut self,
         docs: Vec<RemoteDocument>,
@@ -110,17 +114,19 @@ impl Store {
                     });
                 }
             }
+            let batch = batch_of(&batch);
             let merged = if new == 0 {
-                self.apply_remote_with(&batch, |tx| match &cursor {
+                self.apply_remote_with(&batch, Source::Bootstrap, false, |tx| match &cursor {
                     Some(c) => write_cursor(tx, c),
                     None => Ok(()),
                 })?
             } else {
-                self.apply_remote_changes(&batch)?
+                self.apply_remote_with(&batch, Source::Bootstrap, false, |_| Ok(()))?
             };
             report.applied += merged.applied;
             report.duplicates += merged.duplicates;
             report.changed.extend(merged.changed);
+            report.quarantined.extend(merged.quarantined);
             if new == 0 {
                 return Ok(report);
             }
@@ -209,7 +215,7 @@ fn build(d: &RemoteDocument) -> Result<Built> {
     let mut loose = Vec::new();
     let mut parsed = Vec::new();
     for bytes in &d.changes {
-        let change = Change::try_from(bytes.as_slice()).map_err(|e| invalid(id, e))?;
+        let change = crm_model::change::verify(bytes).map_err(|e| invalid(id, e))?;
         let hash = change.hash();
         if claimed.contains(&hash.0) || !seen.insert(hash) {
             continue;
@@ -219,8 +225,13 @@ fn build(d: &RemoteDocument) -> Result<Built> {
     }
     document
         .apply_changes(parsed)
-        .map_err(|e| StoreError::doc(id, e))?;
-    let (heads, record) = read_built(id, &document)?;
+        .map_err(|e| invalid(id, format!("a change is refused: {e}")))?;
+    let (heads, record) = read_built(id, &document).map_err(|e| match e {
+        StoreError::DocumentMismatch { claimed, .. } => {
+            invalid(id, format!("it holds a change of record {claimed}"))
+        }
+        other => other,
+    })?;
     Ok(Built {
         heads,
         loose,
@@ -250,15 +261,31 @@ fn write(
         at
     ])?;
     let docno = tx.last_insert_rowid();
+    // A change stored here already is another record's, since this document is new.
+    let elsewhere = |e: StoreError, hash: &[u8]| match e {
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            let hash = ChangeHash::try_from(hash).map_or_else(|_| "?".into(), |h| h.to_string());
+            invalid(
+                d.doc_id,
+                format!("change {hash} is stored here as another record's"),
+            )
+        }
+        other => other,
+    };
     let mut folded = tx.prepare_cached(
         "INSERT INTO changes (hash, docno, bytes, in_snapshot, local, received_at)
          VALUES (?1, ?2, x'', 1, 0, ?3)",
     )?;
     for hash in &d.hashes {
-        folded.execute(params![&hash[..], docno, at])?;
+        folded
+            .execute(params![&hash[..], docno, at])
+            .map_err(|e| elsewhere(e.into(), hash))?;
     }
     for (hash, bytes) in &built.loose {
-        replica::insert_change(tx, docno, *hash, bytes, false, now)?;
+        replica::insert_change(tx, docno, *hash, bytes, false, now)
+            .map_err(|e| elsewhere(e, &hash.0))?;
     }
     if let Some((record, last)) = &built.record {
         crate::projection::write_new(tx, docno, record, last, Fts::AtCommit)?;

@@ -91,6 +91,17 @@ pub enum StoreError {
     StoredChange { id: RecordId, reason: String },
     #[error("record {id}: a change claims to belong to record {claimed}")]
     DocumentMismatch { id: RecordId, claimed: String },
+    /// Local changes waiting to be pushed whose bytes no longer match their hash, with no
+    /// good copy in a snapshot: they are not pushed, nor are the changes that build on them.
+    #[error(
+        "record {id}: a local change waiting to be pushed ({hash}) is damaged (its stored bytes no longer match its hash) and no snapshot holds a good copy; it was not pushed, nor were the later changes of that record{more}. Everything else was synced. Run `crm check` for details"
+    )]
+    DamagedChanges {
+        id: RecordId,
+        hash: String,
+        /// ", and N other damaged changes" when there are more.
+        more: String,
+    },
     #[error("unreadable projection value {0:?}; rebuild the projections with `crm reindex`")]
     CorruptProjection(String),
     #[error("cannot merge: {reason}")]

@@ -9,6 +9,9 @@
 //!   an outbox entry in one transaction.
 //! - [`Store::apply_remote_changes`] is the heart of sync: it takes [`RemoteChange`]s in any
 //!   order, with duplicates, and applies them idempotently, documents and projections together.
+//!   A change that cannot be applied is quarantined on its own ([`Quarantined`]), never the
+//!   batch; [`Store::outbox_batch`] checks every change against its hash before it is pushed,
+//!   and [`Store::check`] checks a whole replica.
 //! - Reads come from projections ([`Store::list`] with a [`ListQuery`], [`Store::search`],
 //!   [`Store::conflicts`]) or, for one record, from its document ([`Store::get`],
 //!   [`Store::history`]).
@@ -23,6 +26,7 @@
 mod batch;
 mod bootstrap;
 mod bulk;
+mod check;
 mod checkpoint;
 pub mod dashboard;
 mod dedup;
@@ -31,6 +35,7 @@ pub mod flows;
 mod history;
 mod parallel;
 mod projection;
+mod quarantine;
 mod query;
 mod record_merge;
 mod remote;
@@ -41,14 +46,16 @@ mod sync;
 
 pub use batch::{BatchOp, Written};
 pub use bootstrap::{PreparedDocuments, RemoteDocument};
+pub use check::{CheckKind, CheckProblem, CheckReport};
 pub use dedup::{
     DedupKey, DuplicateGroup, DuplicateMember, KeyKind, KeySeen, KeyedRecord, name_key,
     phone_digits, record_keys,
 };
 pub use error::{Result, StoreError};
 pub use history::{FieldChange, TimelineEntry};
+pub use quarantine::{Origin, Problem, Quarantined};
 pub use query::{Cmp, Conflict, Filter, ListQuery, ListRow, SearchHit};
 pub use record_merge::MergeReport;
-pub use remote::{ApplyReport, LoggedChange, RemoteChange};
+pub use remote::{ApplyReport, LoggedChange, PulledChange, RemoteChange};
 pub use replica::{Identity, REPLICA_FILE, ReadOnly, Store};
-pub use sync::{OutboxChange, RelayLink, SyncCursor};
+pub use sync::{DamagedChange, OutboxBatch, OutboxChange, RelayLink, SyncCursor};

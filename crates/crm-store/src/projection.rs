@@ -122,21 +122,12 @@ pub(crate) fn write_new(
     write_rows(tx, docno, record, last, true, fts)
 }
 
-fn write_rows(
-    tx: &Transaction<'_>,
-    docno: i64,
-    record: &Record,
-    last: &LastChange,
-    fresh: bool,
-    fts: Fts,
-) -> Result<()> {
-    let kind = record.kind;
-    let title = record.title();
-    let json = record.to_json();
+/// The row of a record's kind table, in the order of its columns (`docno` first).
+pub(crate) fn row_values(docno: i64, record: &Record, last: &LastChange) -> Vec<Sql> {
     let mut values: Vec<Sql> = vec![
         Sql::Integer(docno),
         Sql::Text(record.id.to_string()),
-        Sql::Text(title.clone()),
+        Sql::Text(record.title()),
         Sql::Integer(i64::from(record.archived)),
         record
             .created_at
@@ -148,9 +139,9 @@ fn write_rows(
         Sql::Text(json!(record.tags).to_string()),
         Sql::Text(record.notes.clone()),
         Sql::Integer(i64::from(!record.conflicts.is_empty())),
-        Sql::Text(json.to_string()),
+        Sql::Text(record.to_json().to_string()),
     ];
-    for field in kind.schema().all_fields() {
+    for field in record.kind.schema().all_fields() {
         values.push(
             record
                 .fields
@@ -158,6 +149,63 @@ fn write_rows(
                 .map_or(Sql::Null, column_value),
         );
     }
+    values
+}
+
+/// The columns of a kind's table, in the order of [`row_values`].
+pub(crate) fn row_columns(kind: Kind) -> &'static [String] {
+    &ROW_SQL[&kind].columns
+}
+
+/// The stored row of a record in its kind's table, in the order of [`row_values`].
+pub(crate) fn stored_row(
+    conn: &rusqlite::Connection,
+    kind: Kind,
+    docno: i64,
+) -> Result<Option<Vec<Sql>>> {
+    let sql = &ROW_SQL[&kind];
+    Ok(conn
+        .prepare_cached(&sql.select)?
+        .query_row([docno], |r| {
+            (0..sql.columns.len()).map(|i| r.get(i)).collect()
+        })
+        .optional()?)
+}
+
+/// The `record_refs` rows of a record: (field, target).
+pub(crate) fn references(record: &Record) -> BTreeSet<(String, String)> {
+    record
+        .fields
+        .iter()
+        .flat_map(|(name, value)| {
+            value
+                .referenced_ids()
+                .into_iter()
+                .map(|target| ((*name).to_string(), target.to_string()))
+        })
+        .collect()
+}
+
+/// The `conflicts` rows of a record: field and every concurrent value, as JSON.
+pub(crate) fn conflict_values(record: &Record) -> BTreeMap<&str, String> {
+    record
+        .conflicts
+        .iter()
+        .map(|(field, vals)| (field.as_str(), json!(vals).to_string()))
+        .collect()
+}
+
+fn write_rows(
+    tx: &Transaction<'_>,
+    docno: i64,
+    record: &Record,
+    last: &LastChange,
+    fresh: bool,
+    fts: Fts,
+) -> Result<()> {
+    let kind = record.kind;
+    let title = record.title();
+    let values = row_values(docno, record, last);
     if fresh {
         tx.prepare_cached(&ROW_SQL[&kind].insert)?
             .execute(rusqlite::params_from_iter(values))?;
@@ -182,16 +230,7 @@ fn write_rows(
             .execute(params![new, docno])?;
     }
 
-    let refs: BTreeSet<(String, String)> = record
-        .fields
-        .iter()
-        .flat_map(|(name, value)| {
-            value
-                .referenced_ids()
-                .into_iter()
-                .map(|target| ((*name).to_string(), target.to_string()))
-        })
-        .collect();
+    let refs = references(record);
     let old_refs: BTreeSet<(String, String)> = if fresh {
         BTreeSet::new()
     } else {
@@ -214,11 +253,7 @@ fn write_rows(
 
     write_history(tx, docno, record, fresh)?;
 
-    let conflicts: BTreeMap<&str, String> = record
-        .conflicts
-        .iter()
-        .map(|(field, vals)| (field.as_str(), json!(vals).to_string()))
-        .collect();
+    let conflicts = conflict_values(record);
     let old_conflicts: BTreeMap<String, String> = if fresh {
         BTreeMap::new()
     } else {
@@ -392,12 +427,7 @@ fn write_history(tx: &Transaction<'_>, docno: i64, record: &Record, fresh: bool)
 /// Writes the kind's table row: inserted when new, else only the columns that changed.
 fn write_row(tx: &Transaction<'_>, kind: Kind, docno: i64, values: Vec<Sql>) -> Result<()> {
     let sql = &ROW_SQL[&kind];
-    let stored: Option<Vec<Sql>> = tx
-        .prepare_cached(&sql.select)?
-        .query_row([docno], |r| {
-            (0..sql.columns.len()).map(|i| r.get(i)).collect()
-        })
-        .optional()?;
+    let stored = stored_row(tx, kind, docno)?;
     let Some(stored) = stored else {
         tx.prepare_cached(&sql.insert)?
             .execute(rusqlite::params_from_iter(values))?;
@@ -452,7 +482,7 @@ pub(crate) fn remove(tx: &Transaction<'_>, docno: i64, kind: Option<Kind>) -> Re
 
 /// The searchable text of a record besides its title: every text-like field, the tags and
 /// the notes.
-fn search_body(record: &Record) -> String {
+pub(crate) fn search_body(record: &Record) -> String {
     let mut body = String::new();
     for field in record.kind.schema().all_fields() {
         let Some(value) = record.fields.get(field.name) else {

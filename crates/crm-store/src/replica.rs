@@ -149,6 +149,7 @@ impl Store {
         {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute_batch(schema::CORE)?;
+            tx.execute_batch(schema::QUARANTINE)?;
             tx.execute_batch(&schema::PROJECTIONS)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
@@ -273,7 +274,12 @@ impl Store {
         conn.query_row("SELECT count(*) FROM documents", [], |_| Ok(()))
             .map_err(corrupt)?;
         match read_only {
-            None => configure(&mut conn, &path)?,
+            None => {
+                configure(&mut conn, &path)?;
+                migrate(&mut conn, version)?;
+            }
+            // An older format stays as it is: reads of what it lacks (the quarantine) find
+            // nothing.
             Some(_) => configure_reader(&conn)?,
         }
         let mut store = Store::from_conn(conn, dir)?;
@@ -549,6 +555,30 @@ impl Store {
         commit(tx)?;
         Ok(n)
     }
+}
+
+/// Upgrades a replica of an older format (`version`) in place, in one transaction: a crash
+/// leaves it at its old format, to be upgraded at the next open.
+fn migrate(conn: &mut Connection, version: i64) -> Result<()> {
+    if version >= FORMAT_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have upgraded it while this one waited for the lock.
+    let now: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for step in now..FORMAT_VERSION {
+        let sql = usize::try_from(step - 1)
+            .ok()
+            .and_then(|i| schema::MIGRATIONS.get(i))
+            .ok_or(StoreError::Internal(
+                "no migration from this replica format",
+            ))?;
+        tx.execute_batch(sql)?;
+        tracing::info!(from = step, to = step + 1, "replica format upgraded");
+    }
+    tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn configure(conn: &mut Connection, path: &Path) -> Result<()> {

@@ -8,8 +8,14 @@ use crm_model::{FieldType, Kind};
 
 /// `PRAGMA application_id` of a replica: "CRM1". Tells our files from other SQLite files.
 pub(crate) const APPLICATION_ID: i64 = 0x4352_4D31;
-/// `PRAGMA user_version`: the replica's storage format. Bumped on incompatible changes.
-pub(crate) const FORMAT_VERSION: i64 = 1;
+/// `PRAGMA user_version`: the replica's storage format. Bumped on every change of the core
+/// tables; [`MIGRATIONS`] upgrade older replicas in place when they are opened.
+pub(crate) const FORMAT_VERSION: i64 = 2;
+
+/// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`. Each is idempotent, so a replica
+/// whose version number was set back (by hand, or by a test) opens again.
+pub(crate) const MIGRATIONS: &[&str] = &[QUARANTINE];
+const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 
 /// Tables that hold the data itself; never rebuilt.
 pub(crate) const CORE: &str = r#"
@@ -53,6 +59,28 @@ CREATE TABLE sync_state (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
+"#;
+
+/// Changes from elsewhere that were refused one by one (see `quarantine.rs`); format 2.
+pub(crate) const QUARANTINE: &str = r#"
+-- Changes from a relay or another replica that could not be applied (damaged bytes, a change
+-- of another record, a change the document refuses): kept for a person to look at, never
+-- applied, stored as data or pushed. `hash` is NULL when the bytes are not a change;
+-- `position` is the relay's log position, `peer` the other replica of a merge.
+CREATE TABLE IF NOT EXISTS quarantine (
+    id       INTEGER PRIMARY KEY,
+    doc_id   TEXT NOT NULL,
+    hash     BLOB,
+    bytes    BLOB NOT NULL,
+    problem  TEXT NOT NULL,
+    reason   TEXT NOT NULL,
+    origin   TEXT NOT NULL,
+    position INTEGER,
+    peer     TEXT,
+    at       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_doc ON quarantine(doc_id);
+CREATE INDEX IF NOT EXISTS quarantine_hash ON quarantine(hash);
 "#;
 
 /// Tables derived from the documents; dropped and rebuilt by `reindex` or when the record

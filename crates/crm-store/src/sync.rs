@@ -1,10 +1,15 @@
 //! What the sync driver needs from the replica: the outbox, acknowledgements, and pulled
 //! batches applied together with the relay cursor.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use crm_model::RecordId;
+use crm_model::automerge::{Change, ChangeHash};
 use rusqlite::{OptionalExtension, params};
 
-use crate::error::Result;
-use crate::remote::{ApplyReport, RemoteChange};
+use crate::bootstrap::ChangeBytes;
+use crate::error::{Result, StoreError};
+use crate::remote::{ApplyReport, PulledChange, Source};
 use crate::replica::Store;
 
 /// Where this replica is in a relay's log (see the sync protocol's cursor).
@@ -29,59 +34,178 @@ pub struct OutboxChange {
     pub bytes: Vec<u8>,
 }
 
+/// What [`Store::outbox_batch`] read: the changes to push, and the damaged ones held back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutboxBatch {
+    /// Changes to push, oldest first, each after the changes it builds on.
+    pub changes: Vec<OutboxChange>,
+    /// Local changes whose stored bytes no longer match their hash, with no good copy in a
+    /// snapshot. Never pushed, and neither is anything that builds on them.
+    pub damaged: Vec<DamagedChange>,
+}
+
+/// A queued change whose bytes are damaged (see [`OutboxBatch::damaged`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedChange {
+    pub local_seq: i64,
+    pub doc_id: RecordId,
+    /// Its hash (hex), as stored.
+    pub hash: String,
+    pub reason: String,
+}
+
+impl OutboxBatch {
+    /// The error a sync ends with while damaged changes wait in the outbox.
+    pub fn damage(&self) -> Option<StoreError> {
+        let first = self.damaged.first()?;
+        let more = match self.damaged.len() {
+            1 => String::new(),
+            n => format!(", and {} other damaged changes", n - 1),
+        };
+        Some(StoreError::DamagedChanges {
+            id: first.doc_id,
+            hash: first.hash.clone(),
+            more,
+        })
+    }
+}
+
 const CURSOR_KEY: &str = "cursor";
 
 impl Store {
-    /// The oldest `limit` changes of the outbox.
+    /// The oldest `limit` changes of the outbox that can be pushed (see
+    /// [`Store::outbox_batch`]).
     pub fn outbox(&self, limit: usize) -> Result<Vec<OutboxChange>> {
-        self.outbox_within(limit, usize::MAX)
+        Ok(self.outbox_batch(limit, usize::MAX)?.changes)
     }
 
-    /// The oldest changes of the outbox, at most `limit` of them and no more once their bytes
-    /// add up to `max_bytes` (always the oldest one, whatever its size): what one push can
-    /// carry, without reading hundreds of large changes to send a few.
-    pub fn outbox_within(&self, limit: usize, max_bytes: usize) -> Result<Vec<OutboxChange>> {
+    /// Up to `limit` changes of the outbox to push, oldest first, and no more once their bytes
+    /// add up to `max_bytes` (always one at least, whatever its size): what one push can
+    /// carry, without reading hundreds of large changes to send a few. Checked and in an
+    /// order the relay accepts:
+    ///
+    /// - Each change's bytes are verified against its stored hash
+    ///   ([`crm_model::change::verify_hash`]): a flipped bit on this disk must not become
+    ///   every device's data. A damaged change whose document's snapshot holds it is taken
+    ///   from there, and its row repaired; one with no good copy is reported in
+    ///   [`OutboxBatch::damaged`] and never pushed.
+    /// - A change goes after the changes it builds on (the relay refuses a change whose
+    ///   dependencies it lacks). Log order is causal for local edits but not always for the
+    ///   rest: changes taken from another replica ([`Store::merge_from`]) or queued again by
+    ///   [`Store::reset_sync`] may have been stored before their dependencies. A change whose
+    ///   dependencies wait later in the outbox is held until they are taken; one that builds
+    ///   on a change this replica does not have (still pending), or on a damaged one, stays
+    ///   queued and is not pushed. The changes of other records are not held up by it.
+    pub fn outbox_batch(&self, limit: usize, max_bytes: usize) -> Result<OutboxBatch> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.seq, d.id, coalesce(d.kind, ''), c.bytes, d.docno, c.hash FROM outbox o
              JOIN changes c ON c.seq = o.seq JOIN documents d ON d.docno = c.docno
-             ORDER BY o.seq LIMIT ?1",
+             ORDER BY o.seq",
         )?;
-        let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Vec<u8>>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, Vec<u8>>(5)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        let mut total = 0usize;
+        let mut rows = stmt.query([])?;
+        let mut out = Taken::new(limit, max_bytes);
+        let mut damaged = Vec::new();
+        let mut repairs = Vec::new();
         // After `reset_sync`, changes a bootstrap stored in snapshots only are queued too.
-        let mut from_snapshots = crate::bootstrap::ChangeBytes::default();
-        for row in rows {
-            let (local_seq, id, kind, bytes, docno, hash) = row?;
-            let Ok(doc_id) = id.parse() else { continue };
-            let bytes = from_snapshots.get(&self.conn, docno, &hash, bytes)?;
-            total = total.saturating_add(bytes.len());
-            if total > max_bytes && !out.is_empty() {
-                break;
+        let mut from_snapshots = ChangeBytes::default();
+        // Changes that are not pushed now, nor anything that builds on them.
+        let mut blocked: HashSet<ChangeHash> = HashSet::new();
+        while !out.full() {
+            let Some(row) = rows.next()? else { break };
+            let local_seq: i64 = row.get(0)?;
+            let id: String = row.get(1)?;
+            let kind: String = row.get(2)?;
+            let stored: Vec<u8> = row.get(3)?;
+            let docno: i64 = row.get(4)?;
+            let hash: Vec<u8> = row.get(5)?;
+            let Ok(doc_id) = id.parse::<RecordId>() else {
+                continue;
+            };
+            let Ok(hash) = ChangeHash::try_from(hash.as_slice()) else {
+                damaged.push(DamagedChange {
+                    local_seq,
+                    doc_id,
+                    hash: hash.iter().map(|b| format!("{b:02x}")).collect(),
+                    reason: "its stored hash is not a change hash".into(),
+                });
+                continue;
+            };
+            let (bytes, change) =
+                match checked(&self.conn, docno, &hash, stored, &mut from_snapshots)? {
+                    Checked::Good(bytes, change) => (bytes, change),
+                    Checked::Repaired(bytes, change) => {
+                        repairs.push((local_seq, bytes.clone()));
+                        (bytes, change)
+                    }
+                    Checked::Damaged(reason) => {
+                        blocked.insert(hash);
+                        damaged.push(DamagedChange {
+                            local_seq,
+                            doc_id,
+                            hash: hash.to_string(),
+                            reason,
+                        });
+                        continue;
+                    }
+                };
+            let mut unmet = Vec::new();
+            let mut stuck = false;
+            for dep in change.deps() {
+                if out.emitted.contains(dep) {
+                    continue;
+                }
+                if blocked.contains(dep) {
+                    stuck = true;
+                    break;
+                }
+                match queued(&self.conn, dep)? {
+                    // Stored and not queued: the relay has it.
+                    Some(false) => {}
+                    // Queued, not taken yet.
+                    Some(true) => unmet.push(*dep),
+                    // Not here: this change is pending until it arrives.
+                    None => {
+                        stuck = true;
+                        break;
+                    }
+                }
+            }
+            if stuck {
+                tracing::debug!(%doc_id, %hash, "an outbox change waits for a change it builds on");
+                blocked.insert(hash);
+                continue;
             }
             let (owner, teams) = match kind.parse::<crm_model::Kind>() {
                 Ok(k) => self.scope_of(k, docno)?,
                 Err(_) => (None, Vec::new()),
             };
-            out.push(OutboxChange {
-                local_seq,
-                doc_id,
-                kind,
-                owner,
-                teams,
-                bytes,
-            });
+            out.offer(
+                hash,
+                unmet,
+                OutboxChange {
+                    local_seq,
+                    doc_id,
+                    kind,
+                    owner,
+                    teams,
+                    bytes,
+                },
+            );
         }
-        Ok(out)
+        drop(rows);
+        for (seq, bytes) in repairs {
+            tracing::warn!(
+                local_seq = seq,
+                "a stored change was damaged; repaired from its document's snapshot"
+            );
+            self.conn
+                .prepare_cached("UPDATE changes SET bytes = ?2 WHERE seq = ?1")?
+                .execute(params![seq, bytes])?;
+        }
+        Ok(OutboxBatch {
+            changes: out.changes,
+            damaged,
+        })
     }
 
     /// A record's owner and teams, from its projection.
@@ -139,12 +263,22 @@ impl Store {
 
     /// Applies a pulled batch and stores the new cursor in the same transaction, so a crash
     /// never skips a change nor leaves the cursor ahead of what is applied.
+    ///
+    /// An entry that cannot be applied is quarantined with its log position, and the cursor
+    /// moves past it like past any other (see [`ApplyReport::quarantined`]).
     pub fn apply_pulled(
         &mut self,
-        batch: &[RemoteChange],
+        batch: &[PulledChange],
         cursor: SyncCursor,
     ) -> Result<ApplyReport> {
-        self.apply_remote_with(batch, |tx| write_cursor(tx, &cursor))
+        let seqs: Vec<u64> = batch.iter().map(|p| p.seq).collect();
+        let changes: Vec<(RecordId, &[u8])> = batch
+            .iter()
+            .map(|p| (p.change.doc_id, p.change.bytes.as_slice()))
+            .collect();
+        self.apply_remote_with(&changes, Source::Relay(&seqs), false, |tx| {
+            write_cursor(tx, &cursor)
+        })
     }
 
     /// The relay does not know this replica's cursor (a new relay, or one restored from a
@@ -160,6 +294,130 @@ impl Store {
         tx.commit()?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+}
+
+/// The changes [`Store::outbox_batch`] takes, in the order it takes them: each after the
+/// changes it builds on.
+struct Taken {
+    limit: usize,
+    max_bytes: usize,
+    /// The change bytes taken so far.
+    bytes: usize,
+    changes: Vec<OutboxChange>,
+    emitted: HashSet<ChangeHash>,
+    /// Changes waiting for queued changes they build on, with how many they still wait for.
+    held: Vec<(ChangeHash, usize, Option<OutboxChange>)>,
+    /// The held changes waiting for each change.
+    waiting: HashMap<ChangeHash, Vec<usize>>,
+}
+
+impl Taken {
+    fn new(limit: usize, max_bytes: usize) -> Self {
+        Taken {
+            limit,
+            max_bytes,
+            bytes: 0,
+            changes: Vec::new(),
+            emitted: HashSet::new(),
+            held: Vec::new(),
+            waiting: HashMap::new(),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.changes.len() >= self.limit || self.bytes >= self.max_bytes
+    }
+
+    /// Takes `change` now if it waits for nothing in `unmet`, else once those are taken;
+    /// taking it releases what waits for it.
+    fn offer(&mut self, hash: ChangeHash, unmet: Vec<ChangeHash>, change: OutboxChange) {
+        if !unmet.is_empty() {
+            let at = self.held.len();
+            self.held.push((hash, unmet.len(), Some(change)));
+            for dep in unmet {
+                self.waiting.entry(dep).or_default().push(at);
+            }
+            return;
+        }
+        let mut ready = VecDeque::from([(hash, change)]);
+        while let Some((hash, change)) = ready.pop_front() {
+            if self.full() {
+                break;
+            }
+            self.bytes = self.bytes.saturating_add(change.bytes.len());
+            self.changes.push(change);
+            self.emitted.insert(hash);
+            for at in self.waiting.remove(&hash).unwrap_or_default() {
+                let Some((held_hash, left, held)) = self.held.get_mut(at) else {
+                    continue;
+                };
+                *left = left.saturating_sub(1);
+                if *left == 0
+                    && let Some(held) = held.take()
+                {
+                    ready.push_back((*held_hash, held));
+                }
+            }
+        }
+    }
+}
+
+/// A queued change's bytes, checked against its hash.
+enum Checked {
+    Good(Vec<u8>, Change),
+    /// The stored bytes were damaged; these are the good ones, from the snapshot.
+    Repaired(Vec<u8>, Change),
+    /// Damaged, with no good copy: why.
+    Damaged(String),
+}
+
+/// Checks the bytes `stored` for change `hash` of document `docno`; empty bytes (a change held
+/// in the snapshot only) and damaged ones are taken from the document's snapshot.
+fn checked(
+    conn: &rusqlite::Connection,
+    docno: i64,
+    hash: &ChangeHash,
+    stored: Vec<u8>,
+    snapshots: &mut ChangeBytes,
+) -> Result<Checked> {
+    let held_only = stored.is_empty();
+    let fault = if held_only {
+        None
+    } else {
+        match crm_model::change::verify_hash(&stored, hash) {
+            Ok(change) => return Ok(Checked::Good(stored, change)),
+            Err(e) => Some(e.to_string()),
+        }
+    };
+    let from_snapshot = match snapshots.get(conn, docno, &hash.0, Vec::new()) {
+        Ok(bytes) => bytes,
+        Err(StoreError::UnreadableChange { reason, .. }) => {
+            return Ok(Checked::Damaged(fault.unwrap_or(reason)));
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(
+        match (
+            crm_model::change::verify_hash(&from_snapshot, hash),
+            held_only,
+        ) {
+            (Ok(change), true) => Checked::Good(from_snapshot, change),
+            (Ok(change), false) => Checked::Repaired(from_snapshot, change),
+            (Err(e), _) => Checked::Damaged(fault.unwrap_or_else(|| e.to_string())),
+        },
+    )
+}
+
+/// Whether a change is queued (`Some(true)`), stored and not queued (`Some(false)`), or not
+/// stored at all (`None`).
+fn queued(conn: &rusqlite::Connection, hash: &ChangeHash) -> Result<Option<bool>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT o.seq IS NOT NULL FROM changes c LEFT JOIN outbox o ON o.seq = c.seq
+             WHERE c.hash = ?1",
+        )?
+        .query_row([&hash.0[..]], |r| r.get(0))
+        .optional()?)
 }
 
 /// Stores the relay cursor (in the caller's transaction).

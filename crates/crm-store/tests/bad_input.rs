@@ -377,11 +377,15 @@ fn open_refuses_a_replica_of_a_newer_format() {
     let (dir, mut store) = replica("alice", "laptop");
     let id = create(&mut store, Kind::Account, &[("name", "ACME")]);
     drop(store);
-    {
+    let format: i64 = {
         let conn = rusqlite::Connection::open(dir.path().join(REPLICA_FILE)).expect("open db");
+        let format = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version");
         conn.pragma_update(None, "user_version", 99_i64)
             .expect("set user_version");
-    }
+        format
+    };
     match Store::open(dir.path()) {
         Err(StoreError::NewerVersion { found, supported }) => {
             assert_eq!(found, 99);
@@ -392,7 +396,7 @@ fn open_refuses_a_replica_of_a_newer_format() {
     // Back at the supported version, the data is all there.
     {
         let conn = rusqlite::Connection::open(dir.path().join(REPLICA_FILE)).expect("open db");
-        conn.pragma_update(None, "user_version", 1_i64)
+        conn.pragma_update(None, "user_version", format)
             .expect("set user_version");
     }
     let mut store = Store::open(dir.path()).expect("open");

@@ -5,7 +5,7 @@ mod common;
 use common::{assert_unchanged, changes_of, create, edit, replica, state};
 use crm_model::automerge::ActorId;
 use crm_model::{Author, Edit, FieldValue, Kind, RecordId, Stamp, ValidationError, doc};
-use crm_store::{Filter, ListQuery, RemoteChange, Store, StoreError};
+use crm_store::{Filter, ListQuery, Problem, RemoteChange, Store};
 
 /// `Edit::set_value` took an already typed value without checking it against the schema, so
 /// an enum value outside its list, an invalid email, an int out of range or a value of the
@@ -178,14 +178,18 @@ fn creating_change_under_an_existing_id_was_merged_into_it() {
             .expect("creating change")
             .bytes()
             .to_vec();
-        let result = b.apply_remote_changes(&[RemoteChange { doc_id: y, bytes }]);
-        match result {
-            Err(StoreError::DocumentMismatch { id, claimed }) => {
-                assert_eq!(id, y);
-                assert_eq!(claimed, x.to_string());
-            }
-            other => panic!("actor {i}: expected DocumentMismatch, got {other:?}"),
-        }
+        let hash = crm_model::change::verify(&bytes).expect("a change").hash();
+        // Refused on its own (quarantined), not merged into y.
+        let report = b
+            .apply_remote_changes(&[RemoteChange { doc_id: y, bytes }])
+            .expect("the batch applies");
+        assert_eq!(report.applied, 0, "actor {i}");
+        assert_eq!(report.quarantined.len(), 1, "actor {i}");
+        let q = &report.quarantined[0];
+        assert_eq!(q.doc_id, y);
+        assert_eq!(q.hash, Some(hash.to_string()));
+        assert_eq!(q.problem, Problem::OtherRecord);
+        assert!(q.reason.contains(&x.to_string()), "{}", q.reason);
         assert_unchanged(&b, dir.path(), &before, "change under an existing id");
         assert_eq!(b.get(y).expect("y"), want, "actor {i}: y is untouched");
     }

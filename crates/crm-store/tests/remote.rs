@@ -1,16 +1,14 @@
-//! `apply_remote_changes`: idempotent, order-independent, all-or-nothing, and strict about
-//! which document a change belongs to.
+//! `apply_remote_changes`: idempotent, order-independent, all-or-nothing for what applies, and
+//! strict about which document a change belongs to (what is not applied is quarantined).
 
 mod common;
 
 use std::collections::BTreeSet;
 
-use common::{
-    Rng, all_changes, assert_unchanged, changes_of, create, edit, records, replica, state,
-};
+use common::{Rng, all_changes, changes_of, create, edit, records, replica, state};
 use crm_model::automerge::{ActorId, Automerge, ROOT, transaction::Transactable};
 use crm_model::{FieldValue, Kind, RecordId};
-use crm_store::{ListQuery, RemoteChange, Store, StoreError};
+use crm_store::{ListQuery, Origin, Problem, RemoteChange, Store, StoreError};
 
 /// A replica with a few records and several changes on each.
 struct Source {
@@ -223,16 +221,12 @@ fn any_order_and_any_batching_gives_the_same_replica() {
     }
 }
 
+/// Garbage in a batch is quarantined on its own: every valid change around it applies, in the
+/// same transaction, exactly as it would have without the garbage.
 #[test]
-fn a_batch_with_garbage_is_refused_whole() {
+fn a_batch_with_garbage_applies_everything_but_the_garbage() {
     let src = source();
     let changes = all_changes(&src.store);
-    let (dir, mut b) = replica("bob", "phone");
-    // Some valid changes are already here; the refused batch must add none of the others.
-    b.apply_remote_changes(&changes[..2])
-        .expect("apply first two");
-    let before = state(&b);
-
     let valid = changes[2].clone();
     let mut truncated = changes[3].clone();
     truncated.bytes.truncate(truncated.bytes.len() / 2);
@@ -253,32 +247,58 @@ fn a_batch_with_garbage_is_refused_whole() {
         ("change with a flipped byte", flipped.bytes),
         ("saved document", saved),
     ];
+    // What the valid changes alone give.
+    let (_control_dir, mut control) = replica("carol", "tablet");
+    control
+        .apply_remote_changes(&changes[..2])
+        .expect("apply first two");
+    control
+        .apply_remote_changes(&[valid.clone(), changes[4].clone()])
+        .expect("apply valid");
     for (what, bytes) in garbage {
+        let (_dir, mut b) = replica("bob", "phone");
+        b.apply_remote_changes(&changes[..2])
+            .expect("apply first two");
         let batch = vec![
             valid.clone(),
             RemoteChange {
                 doc_id: valid.doc_id,
-                bytes,
+                bytes: bytes.clone(),
             },
             changes[4].clone(),
         ];
-        match b.apply_remote_changes(&batch) {
-            Err(StoreError::InvalidChange { index, .. }) => assert_eq!(index, 1, "{what}"),
-            other => panic!("{what}: expected InvalidChange, got {other:?}"),
+        let report = b.apply_remote_changes(&batch).expect(what);
+        assert_eq!(report.applied, 2, "{what}");
+        assert_eq!(report.quarantined.len(), 1, "{what}");
+        let q = &report.quarantined[0];
+        assert_eq!(q.doc_id, valid.doc_id, "{what}");
+        assert!(
+            matches!(q.problem, Problem::Unreadable | Problem::Damaged),
+            "{what}: {q:?}"
+        );
+        assert_eq!(q.origin, Origin::Remote);
+        assert_eq!(b.quarantined().expect("list").len(), 1, "{what}");
+        for id in [src.account, src.contact, src.deal] {
+            assert_eq!(
+                b.all_heads().expect("heads").get(&id),
+                control.all_heads().expect("heads").get(&id),
+                "{what}"
+            );
         }
-        assert_unchanged(&b, dir.path(), &before, what);
+        // The same garbage again is reported again but kept once.
+        let again = b.apply_remote_changes(&batch[1..2]).expect(what);
+        assert_eq!(again.quarantined.len(), 1, "{what}");
+        assert_eq!(b.quarantine_len().expect("len"), 1, "{what}");
     }
-    // The valid changes still apply on their own afterwards.
-    let report = b.apply_remote_changes(&changes[2..]).expect("apply valid");
-    assert_eq!(report.applied, changes.len() - 2);
 }
 
+/// A record's creating change sent under an id no record has: quarantined, and no document
+/// is made for that id; the other records of the batch apply.
 #[test]
-fn a_creating_change_sent_under_a_new_id_is_refused() {
+fn a_creating_change_sent_under_a_new_id_is_quarantined() {
     let src = source();
     let creating = changes_of(&src.store, src.account)[0].clone();
-    let (dir, mut b) = replica("bob", "phone");
-    let before = state(&b);
+    let (_dir, mut b) = replica("bob", "phone");
     let other = changes_of(&src.store, src.contact);
     let wrong = RecordId::new();
     let mut batch = other.clone();
@@ -286,15 +306,16 @@ fn a_creating_change_sent_under_a_new_id_is_refused() {
         doc_id: wrong,
         bytes: creating.bytes,
     });
-    match b.apply_remote_changes(&batch) {
-        Err(StoreError::DocumentMismatch { id, claimed }) => {
-            assert_eq!(id, wrong);
-            assert_eq!(claimed, src.account.to_string());
-        }
-        other => panic!("expected DocumentMismatch, got {other:?}"),
-    }
-    assert_unchanged(&b, dir.path(), &before, "change under a new id");
-    assert!(!b.all_heads().expect("heads").contains_key(&wrong));
+    let report = b.apply_remote_changes(&batch).expect("the batch applies");
+    assert_eq!(report.applied, other.len());
+    assert_eq!(report.quarantined.len(), 1);
+    let q = &report.quarantined[0];
+    assert_eq!(q.doc_id, wrong);
+    assert_eq!(q.problem, Problem::OtherRecord);
+    assert!(q.reason.contains(&src.account.to_string()), "{}", q.reason);
+    let heads = b.all_heads().expect("heads");
+    assert!(!heads.contains_key(&wrong));
+    assert!(heads.contains_key(&src.contact));
 }
 
 #[test]

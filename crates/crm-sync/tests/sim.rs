@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crm_model::automerge::Change;
 use crm_model::{Edit, Kind, RecordId};
-use crm_store::{RemoteChange, Store, SyncCursor};
+use crm_store::{PulledChange, RemoteChange, Store, SyncCursor};
 use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing};
 use crm_sync::relay::{Authorized, LogRead, RelayConfig, RelayEffect, RelayInput, RelaySync};
 use crm_sync::{Cursor, Entry, Envelope, ErrorCode, ErrorFrame};
@@ -200,11 +200,14 @@ impl World {
                 self.device_input(d, DeviceInput::Outbox(outgoing));
             }
             DeviceEffect::Apply { entries, cursor } => {
-                let batch: Vec<RemoteChange> = entries
+                let batch: Vec<PulledChange> = entries
                     .into_iter()
-                    .map(|e| RemoteChange {
-                        doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(e.doc_id)),
-                        bytes: e.bytes,
+                    .map(|e| PulledChange {
+                        seq: e.seq,
+                        change: RemoteChange {
+                            doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(e.doc_id)),
+                            bytes: e.bytes,
+                        },
                     })
                     .collect();
                 self.devices[d]

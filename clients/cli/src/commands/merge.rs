@@ -7,6 +7,7 @@ use clap::ArgMatches;
 use crm_store::{ApplyReport, Store};
 use serde_json::json;
 
+use super::check::{quarantined_json, warn_quarantined};
 use super::open;
 use crate::exit::Usage;
 use crate::output;
@@ -23,8 +24,11 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
         return Err(Usage(format!("{} is this replica itself", other_dir.display())).into());
     }
     let into_here = store.merge_from(&other)?;
+    warn_quarantined(&into_here.quarantined);
     let into_other = if m.get_flag("both-ways") {
-        Some(other.merge_from(&store)?)
+        let report = other.merge_from(&store)?;
+        warn_quarantined(&report.quarantined);
+        Some(report)
     } else {
         None
     };
@@ -34,6 +38,7 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
                 "applied": r.applied,
                 "duplicates": r.duplicates,
                 "records_changed": r.changed.len(),
+                "quarantined": r.quarantined.iter().map(quarantined_json).collect::<Vec<_>>(),
             })
         };
         output::json(&json!({

@@ -1,5 +1,6 @@
 //! One module per command group; `run` dispatches the parsed command line.
 
+mod check;
 pub(crate) mod dedup;
 mod demo;
 pub(crate) mod export;
@@ -39,6 +40,7 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         "join" => sync::join(sub, json),
         "sync" => sync::sync(sub, json),
         "status" => sync::status(sub, json),
+        "check" => check::run(sub, json),
         "reindex" => {
             let mut store = open(sub)?;
             let n = store.reindex().context("reindex failed")?;

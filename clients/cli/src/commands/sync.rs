@@ -6,6 +6,7 @@ use crm_node::sync::{SyncReport, sync_once, watch, workspace_of};
 use crm_store::RelayLink;
 use serde_json::json;
 
+use super::check::{quarantined_json, warn_quarantined};
 use super::open;
 use crate::exit::Usage;
 use crate::output;
@@ -45,6 +46,7 @@ fn report_json(r: &SyncReport) -> serde_json::Value {
         "head": r.head,
         "reset": r.reset,
         "bootstrapped": r.bootstrapped,
+        "quarantined": r.quarantined.iter().map(quarantined_json).collect::<Vec<_>>(),
     })
 }
 
@@ -55,9 +57,13 @@ pub(crate) fn sync(m: &ArgMatches, as_json: bool) -> Result<()> {
         let stop = async {
             let _ = tokio::signal::ctrl_c().await;
         };
+        // The report of a session grows; each quarantined change is warned about once.
+        let mut warned = 0;
         rt.block_on(watch(
             &mut store,
             |r| {
+                warn_quarantined(r.quarantined.get(warned..).unwrap_or_default());
+                warned = r.quarantined.len();
                 if as_json {
                     println!("{}", report_json(r));
                 } else {
@@ -72,6 +78,7 @@ pub(crate) fn sync(m: &ArgMatches, as_json: bool) -> Result<()> {
         return Ok(());
     }
     let report = rt.block_on(sync_once(&mut store))?;
+    warn_quarantined(&report.quarantined);
     if as_json {
         output::json(&report_json(&report));
     } else {
@@ -98,6 +105,7 @@ pub(crate) fn status(m: &ArgMatches, as_json: bool) -> Result<()> {
     let cursor = store.sync_cursor()?;
     let pending = store.outbox_len()?;
     let last = store.last_sync()?;
+    let quarantined = store.quarantine_len()?;
     let workspace = relay.as_ref().and_then(|r| workspace_of(&r.token).ok());
     let id = store.identity();
     if as_json {
@@ -109,6 +117,7 @@ pub(crate) fn status(m: &ArgMatches, as_json: bool) -> Result<()> {
             "last_sync": last,
             "pending": pending,
             "cursor": cursor.map(|c| c.seq),
+            "quarantined": quarantined,
         }));
         return Ok(());
     }
@@ -128,6 +137,14 @@ pub(crate) fn status(m: &ArgMatches, as_json: bool) -> Result<()> {
         vec![
             "cursor".into(),
             cursor.map_or("none".into(), |c| format!("log position {}", c.seq)),
+        ],
+        vec![
+            "quarantined".into(),
+            if quarantined == 0 {
+                "0".into()
+            } else {
+                format!("{quarantined} change(s) from elsewhere refused (see `crm check`)")
+            },
         ],
     ];
     output::pairs(rows);

@@ -1,0 +1,152 @@
+//! Issue 12, failures 1 and 5, end to end: real `crm-relay` and `crm` processes, with the
+//! relay's log or a device's replica damaged on disk.
+//!
+//! - A change of record X filed under record Y in the relay's log made every device refuse
+//!   the pulled batch (or the bootstrap page) on every try: sync stopped for the workspace,
+//!   and a fresh device received nothing.
+//! - A flipped bit in a device's stored change was pushed as it was, and the damaged change
+//!   reached every device with no error anywhere.
+
+use crm_model::RecordId;
+use crm_model::automerge::Change;
+use crm_tests::{Relay, Replica};
+use serde_json::Value;
+
+fn joined(relay: &Relay, workspace: &str, user: &str, device: &str) -> Replica {
+    let r = Replica::init(user, device);
+    let token = relay.token(workspace, user);
+    r.ok(&["join", &relay.url(), "--token", &token]);
+    r
+}
+
+fn uuid_bytes(id: &str) -> Vec<u8> {
+    id.parse::<RecordId>()
+        .expect("a record id")
+        .as_uuid()
+        .as_bytes()
+        .to_vec()
+}
+
+#[test]
+fn a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyone() {
+    let mut relay = Relay::start();
+    let ws = relay.workspace("acme");
+    let a = joined(&relay, &ws, "alice", "laptop");
+    let x = a.add("account", &["--name", "X Ltd"]);
+    let y = a.add("account", &["--name", "Y Ltd"]);
+    let z = a.add("account", &["--name", "Z Ltd"]);
+    a.json(&["sync"]);
+
+    // What a relay before the fix stored when a device pushed X's change under Y's id.
+    relay.kill();
+    {
+        let conn = rusqlite::Connection::open(relay.data().join("relay.db")).expect("relay.db");
+        let moved = conn
+            .execute(
+                "UPDATE changes SET doc_id = ?2 WHERE doc_id = ?1",
+                [uuid_bytes(&x), uuid_bytes(&y)],
+            )
+            .expect("poison the log");
+        assert_eq!(moved, 1);
+        // Whatever the compactor made from the clean log goes: the relay serves the log.
+        conn.execute("DELETE FROM snapshots", [])
+            .expect("snapshots");
+    }
+    relay.restart();
+
+    // A fresh device: its first sync goes through, with the bad entry set aside.
+    let b = joined(&relay, &ws, "bob", "phone");
+    let out = b.run(&["sync", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "crm sync failed: {stderr}");
+    assert_eq!(
+        stderr.matches("warning: quarantined").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains(&y), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let q = &report["quarantined"];
+    assert_eq!(q.as_array().map(Vec::len), Some(1), "{report}");
+    assert_eq!(q[0]["record"], y.as_str());
+    assert_eq!(q[0]["problem"], "other_record");
+    assert_eq!(q[0]["origin"], "relay");
+    assert!(q[0]["position"].as_u64().is_some(), "{report}");
+    assert_eq!(b.json(&["show", &y])["name"], "Y Ltd");
+    assert_eq!(b.json(&["show", &z])["name"], "Z Ltd");
+    assert_eq!(b.json(&["status"])["quarantined"], 1);
+    // The cursor moved past it: the next sync has nothing to say about it.
+    let again = b.run(&["sync"]);
+    assert!(again.status.success());
+    assert!(
+        !String::from_utf8_lossy(&again.stderr).contains("quarantined"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    // The device that made the records syncs on too.
+    a.ok(&["account", "edit", &z, "--industry", "retail"]);
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+    assert_eq!(b.json(&["show", &z])["industry"], "retail");
+}
+
+/// Flips one bit of the newest stored change of record `id` where the change still parses.
+fn flip_newest_change_of(r: &Replica, id: &str) {
+    let conn = rusqlite::Connection::open(r.path().join("replica.db")).expect("replica.db");
+    let (seq, good): (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT c.seq, c.bytes FROM changes c JOIN documents d ON d.docno = c.docno
+             WHERE d.id = ?1 ORDER BY c.seq DESC LIMIT 1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("a change");
+    let bad = (8..good.len())
+        .rev()
+        .find_map(|i| {
+            let mut bytes = good.clone();
+            bytes[i] ^= 0x01;
+            Change::try_from(bytes.as_slice()).is_ok().then_some(bytes)
+        })
+        .expect("a flip that parses");
+    conn.execute(
+        "UPDATE changes SET bytes = ?2 WHERE seq = ?1",
+        rusqlite::params![seq, bad],
+    )
+    .expect("flip");
+}
+
+#[test]
+fn a_flipped_bit_in_a_devices_replica_spread_to_every_device() {
+    let relay = Relay::start();
+    let ws = relay.workspace("acme");
+    let a = joined(&relay, &ws, "alice", "laptop");
+    let b = joined(&relay, &ws, "bob", "phone");
+    let r = a.add("account", &["--name", "ACME"]);
+    a.json(&["sync"]);
+    b.json(&["sync"]);
+
+    // Offline on a: an edit that rots on disk, an edit on top of it, another record.
+    a.ok(&["account", "edit", &r, "--name", "ACME Holdings"]);
+    flip_newest_change_of(&a, &r);
+    a.ok(&["account", "edit", &r, "--industry", "retail"]);
+    let s = a.add("account", &["--name", "Bolt"]);
+
+    let out = a.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    assert!(stderr.contains(&r), "{stderr}");
+    assert!(stderr.contains("crm check"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let check = a.run(&["check"]);
+    assert_eq!(check.status.code(), Some(1));
+
+    // Everything else went out; the damaged edit and the one on top of it did not.
+    b.json(&["sync"]);
+    assert_eq!(b.json(&["show", &s])["name"], "Bolt");
+    let shown = b.json(&["show", &r]);
+    assert_eq!(shown["name"], "ACME");
+    assert!(shown.get("industry").is_none_or(Value::is_null), "{shown}");
+    assert_eq!(a.json(&["status"])["pending"], 2);
+}
