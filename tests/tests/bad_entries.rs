@@ -150,3 +150,38 @@ fn a_flipped_bit_in_a_devices_replica_spread_to_every_device() {
     assert!(shown.get("industry").is_none_or(Value::is_null), "{shown}");
     assert_eq!(a.json(&["status"])["pending"], 2);
 }
+
+/// The relay now refuses a change whose record or dependencies it does not have (its log is
+/// causally closed per record). A replica that took a record from another one with an older
+/// `crm merge-from` (which did not queue what it took) and edited it would be refused on
+/// every push; on `424` it queues every change it has, once, and the push goes through.
+#[test]
+fn edits_on_a_record_merged_by_an_older_build_reach_the_relay() {
+    let relay = Relay::start();
+    let ws = relay.workspace("acme");
+    let usb = Replica::init("alice", "desktop");
+    let x = usb.add("account", &["--name", "X Ltd"]);
+    let a = joined(&relay, &ws, "alice", "laptop");
+    // Synced once: the relay knows its cursor, so nothing is queued again on connecting.
+    a.json(&["sync"]);
+    a.merge_from(&usb);
+    // What an older merge left: the merged changes stored, none of them queued.
+    {
+        let conn = rusqlite::Connection::open(a.path().join("replica.db")).expect("replica.db");
+        conn.execute("DELETE FROM outbox", []).expect("outbox");
+    }
+    a.ok(&["account", "edit", &x, "--industry", "retail"]);
+
+    let out = a.run(&["sync", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "crm sync failed: {stderr}");
+    assert_eq!(a.json(&["status"])["pending"], 0);
+
+    let b = joined(&relay, &ws, "bob", "phone");
+    b.json(&["sync"]);
+    let shown = b.json(&["show", &x]);
+    assert_eq!(
+        (shown["name"].as_str(), shown["industry"].as_str()),
+        (Some("X Ltd"), Some("retail"))
+    );
+}

@@ -62,6 +62,11 @@ pub enum SyncError {
 }
 
 impl SyncError {
+    /// Whether the relay refused a push because it lacks changes the push builds on.
+    pub fn is_missing_dependency(&self) -> bool {
+        matches!(self, SyncError::Refused(e) if e.code == ErrorCode::MISSING_DEPENDENCY)
+    }
+
     /// Whether trying again later may succeed without anyone changing anything.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -129,8 +134,29 @@ pub fn sync_url(base: &str) -> String {
 pub async fn sync_once(store: &mut Store) -> Result<SyncReport, SyncError> {
     let link = store.relay()?.ok_or(SyncError::NotJoined)?;
     let mut report = SyncReport::default();
-    session(store, &link, &mut report, None).await?;
-    Ok(report)
+    let mut requeued = false;
+    loop {
+        match session(store, &link, &mut report, None).await {
+            Err(e) if !requeued && e.is_missing_dependency() => {
+                requeued = true;
+                requeue(store, &e)?;
+            }
+            result => return result.map(|()| report),
+        }
+    }
+}
+
+/// The relay refused a push for changes it lacks (`424`): queue everything this replica has
+/// and push again (see `Store::requeue_all`). Done once per sync: a second refusal is an
+/// error for a person.
+fn requeue(store: &mut Store, e: &SyncError) -> Result<(), SyncError> {
+    let queued = store.requeue_all()?;
+    tracing::warn!(
+        error = %e,
+        queued,
+        "the relay lacks changes this replica's edits build on; pushing every change again"
+    );
+    Ok(())
 }
 
 /// Stays connected, applying live changes and pushing local ones as they are made (noticed
@@ -145,6 +171,7 @@ pub async fn watch(
     let link = store.relay()?.ok_or(SyncError::NotJoined)?;
     tokio::pin!(stop);
     let mut backoff = Duration::from_millis(250);
+    let mut requeued = false;
     loop {
         let mut report = SyncReport::default();
         let result = tokio::select! {
@@ -153,6 +180,11 @@ pub async fn watch(
         };
         match result {
             Ok(()) => backoff = Duration::from_millis(250),
+            Err(e) if !requeued && e.is_missing_dependency() => {
+                requeued = true;
+                requeue(store, &e)?;
+                continue;
+            }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "sync interrupted; reconnecting");
             }

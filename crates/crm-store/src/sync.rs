@@ -294,6 +294,21 @@ impl Store {
         tx.commit()?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
+
+    /// The relay lacks changes some queued change builds on (it answered `424`): queue every
+    /// change this replica has, keeping the cursor. A replica that took changes from another
+    /// one before merges queued what they took gets its whole history to the relay this way,
+    /// once; the relay acknowledges what it already has without storing it twice. Returns
+    /// how many changes were queued anew.
+    pub fn requeue_all(&mut self) -> Result<u64> {
+        let tx = self.begin()?;
+        let n = tx.execute(
+            "INSERT OR IGNORE INTO outbox (seq) SELECT seq FROM changes",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
 }
 
 /// The changes [`Store::outbox_batch`] takes, in the order it takes them: each after the

@@ -50,6 +50,9 @@ impl ErrorCode {
     pub const UNEXPECTED_MESSAGE: ErrorCode = ErrorCode(422);
     /// Change bytes that are not an Automerge change.
     pub const INVALID_CHANGE: ErrorCode = ErrorCode(415);
+    /// A pushed change depends on changes the relay does not have (its record's creation, or
+    /// a change it builds on): the device must push those first.
+    pub const MISSING_DEPENDENCY: ErrorCode = ErrorCode(424);
     /// The device sends faster than it may.
     pub const RATE_LIMITED: ErrorCode = ErrorCode(429);
     /// The other side failed; try again later.
@@ -74,6 +77,7 @@ impl ErrorCode {
             Self::TOO_LARGE => "too large",
             Self::UNEXPECTED_MESSAGE => "unexpected message",
             Self::INVALID_CHANGE => "invalid change",
+            Self::MISSING_DEPENDENCY => "missing dependency",
             Self::RATE_LIMITED => "rate limited",
             Self::INTERNAL => "internal error",
             Self::GOING_AWAY => "going away",

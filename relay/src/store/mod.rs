@@ -268,6 +268,12 @@ pub enum PushError {
         doc: uuid::Uuid,
         reason: String,
     },
+    #[error("change {index} of record {doc} cannot be stored yet: {reason}")]
+    MissingDependency {
+        index: usize,
+        doc: uuid::Uuid,
+        reason: String,
+    },
     #[error("change {index}: document {doc} belongs to another workspace")]
     WrongWorkspace { index: usize, doc: uuid::Uuid },
     #[error("this device's token was revoked")]
@@ -282,6 +288,7 @@ impl PushError {
             PushError::InvalidChange { .. }
             | PushError::KindMismatch { .. }
             | PushError::WrongDocument { .. } => ErrorCode::INVALID_CHANGE,
+            PushError::MissingDependency { .. } => ErrorCode::MISSING_DEPENDENCY,
             PushError::WrongWorkspace { .. } => ErrorCode::WRONG_WORKSPACE,
             PushError::Revoked => ErrorCode::REVOKED,
             PushError::Store(_) => ErrorCode::INTERNAL,
