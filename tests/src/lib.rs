@@ -353,3 +353,34 @@ impl Drop for Relay {
         self.kill();
     }
 }
+
+/// Damages the newest stored change of record `id` in the replica in `dir` the way a failing
+/// disk would: one flipped bit, chosen so that the bytes still parse as a change (what
+/// Automerge's parser alone accepts; only the checksum tells). The replica must not be open
+/// for writing elsewhere.
+pub fn flip_newest_change_of(dir: &Path, id: &str) {
+    let conn = rusqlite::Connection::open(dir.join("replica.db")).expect("replica.db");
+    let (seq, good): (i64, Vec<u8>) = conn
+        .query_row(
+            "SELECT c.seq, c.bytes FROM changes c JOIN documents d ON d.docno = c.docno
+             WHERE d.id = ?1 ORDER BY c.seq DESC LIMIT 1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("a change");
+    let bad = (8..good.len())
+        .rev()
+        .find_map(|i| {
+            let mut bytes = good.clone();
+            bytes[i] ^= 0x01;
+            crm_model::automerge::Change::try_from(bytes.as_slice())
+                .is_ok()
+                .then_some(bytes)
+        })
+        .expect("a flip that parses");
+    conn.execute(
+        "UPDATE changes SET bytes = ?2 WHERE seq = ?1",
+        rusqlite::params![seq, bad],
+    )
+    .expect("flip");
+}

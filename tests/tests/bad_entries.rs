@@ -8,7 +8,6 @@
 //!   reached every device with no error anywhere.
 
 use crm_model::RecordId;
-use crm_model::automerge::Change;
 use crm_tests::{Relay, Replica};
 use serde_json::Value;
 
@@ -90,32 +89,6 @@ fn a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyo
     assert_eq!(b.json(&["show", &z])["industry"], "retail");
 }
 
-/// Flips one bit of the newest stored change of record `id` where the change still parses.
-fn flip_newest_change_of(r: &Replica, id: &str) {
-    let conn = rusqlite::Connection::open(r.path().join("replica.db")).expect("replica.db");
-    let (seq, good): (i64, Vec<u8>) = conn
-        .query_row(
-            "SELECT c.seq, c.bytes FROM changes c JOIN documents d ON d.docno = c.docno
-             WHERE d.id = ?1 ORDER BY c.seq DESC LIMIT 1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .expect("a change");
-    let bad = (8..good.len())
-        .rev()
-        .find_map(|i| {
-            let mut bytes = good.clone();
-            bytes[i] ^= 0x01;
-            Change::try_from(bytes.as_slice()).is_ok().then_some(bytes)
-        })
-        .expect("a flip that parses");
-    conn.execute(
-        "UPDATE changes SET bytes = ?2 WHERE seq = ?1",
-        rusqlite::params![seq, bad],
-    )
-    .expect("flip");
-}
-
 #[test]
 fn a_flipped_bit_in_a_devices_replica_spread_to_every_device() {
     let relay = Relay::start();
@@ -128,7 +101,7 @@ fn a_flipped_bit_in_a_devices_replica_spread_to_every_device() {
 
     // Offline on a: an edit that rots on disk, an edit on top of it, another record.
     a.ok(&["account", "edit", &r, "--name", "ACME Holdings"]);
-    flip_newest_change_of(&a, &r);
+    crm_tests::flip_newest_change_of(a.path(), &r);
     a.ok(&["account", "edit", &r, "--industry", "retail"]);
     let s = a.add("account", &["--name", "Bolt"]);
 

@@ -5,36 +5,9 @@
 mod common;
 
 use common::Replica;
-use crm_model::automerge::Change;
 
 fn db(r: &Replica) -> rusqlite::Connection {
     rusqlite::Connection::open(r.path().join("replica.db")).expect("open replica.db")
-}
-
-/// Flips one bit of the newest change of record `id` where the change still parses.
-fn flip_newest_change_of(r: &Replica, id: &str) {
-    let conn = db(r);
-    let (seq, good): (i64, Vec<u8>) = conn
-        .query_row(
-            "SELECT c.seq, c.bytes FROM changes c JOIN documents d ON d.docno = c.docno
-             WHERE d.id = ?1 ORDER BY c.seq DESC LIMIT 1",
-            [id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .expect("a change");
-    let bad = (8..good.len())
-        .rev()
-        .find_map(|i| {
-            let mut bytes = good.clone();
-            bytes[i] ^= 0x01;
-            Change::try_from(bytes.as_slice()).is_ok().then_some(bytes)
-        })
-        .expect("a flip that parses");
-    conn.execute(
-        "UPDATE changes SET bytes = ?2 WHERE seq = ?1",
-        rusqlite::params![seq, bad],
-    )
-    .expect("flip");
 }
 
 #[test]
@@ -50,7 +23,7 @@ fn crm_check_passes_a_clean_replica_and_fails_a_damaged_one() {
     assert_eq!(report["problems"].as_array().map(Vec::len), Some(0));
 
     // A flipped bit in a change: exit 1, the record and the change named.
-    flip_newest_change_of(&r, &id);
+    crm_tests::flip_newest_change_of(r.path(), &id);
     let out = r.run(&["check"]);
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -25,7 +25,7 @@ use crate::error::{Result, StoreError};
 use crate::projection;
 use crate::quarantine::{self, Quarantined};
 use crate::replica::{REPLICA_FILE, Store, encode_heads, last_change};
-use crate::schema::{self, APPLICATION_ID, FORMAT_VERSION};
+use crate::schema;
 
 /// Problems kept in a report at most; the rest are counted in [`CheckReport::omitted`].
 const MAX_PROBLEMS: usize = 1000;
@@ -139,21 +139,7 @@ impl Store {
         )
         .map_err(corrupt)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        let app_id: i64 = conn
-            .pragma_query_value(None, "application_id", |r| r.get(0))
-            .map_err(corrupt)?;
-        if app_id != APPLICATION_ID {
-            return Err(StoreError::Foreign { path });
-        }
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(corrupt)?;
-        if version > FORMAT_VERSION {
-            return Err(StoreError::NewerVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        crate::replica::format_of(&conn, &path)?;
         // One read transaction: a consistent view while another process writes.
         let tx = conn.transaction()?;
         let mut report = CheckReport::default();

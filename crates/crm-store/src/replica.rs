@@ -256,21 +256,7 @@ impl Store {
         };
         let path = path.to_path_buf();
         // Check what the file is before anything writes to it.
-        let app_id: i64 = conn
-            .pragma_query_value(None, "application_id", |r| r.get(0))
-            .map_err(corrupt)?;
-        if app_id != APPLICATION_ID {
-            return Err(StoreError::Foreign { path });
-        }
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(corrupt)?;
-        if version > FORMAT_VERSION {
-            return Err(StoreError::NewerVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
+        let version = format_of(&conn, &path)?;
         conn.query_row("SELECT count(*) FROM documents", [], |_| Ok(()))
             .map_err(corrupt)?;
         match read_only {
@@ -638,6 +624,33 @@ pub(crate) fn commit(tx: Transaction<'_>) -> Result<()> {
     projection::flush_search(&tx)?;
     tx.commit()?;
     Ok(())
+}
+
+/// The replica format of the file open on `conn`, checked to be a replica this build reads:
+/// not another application's file, not a newer format.
+pub(crate) fn format_of(conn: &Connection, path: &Path) -> Result<i64> {
+    let corrupt = |source| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        source,
+    };
+    let app_id: i64 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(corrupt)?;
+    if app_id != APPLICATION_ID {
+        return Err(StoreError::Foreign {
+            path: path.to_path_buf(),
+        });
+    }
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(corrupt)?;
+    if version > FORMAT_VERSION {
+        return Err(StoreError::NewerVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    Ok(version)
 }
 
 pub(crate) fn doc_row(tx: &Transaction<'_>, id: RecordId) -> Result<Option<DocRow>> {
