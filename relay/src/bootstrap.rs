@@ -30,8 +30,9 @@ use crate::ids::WorkspaceId;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::server::{AppState, Shared};
+use crate::service::DocumentsPage;
 use crate::session::{Incoming, counted};
-use crate::store::{AuthError, DocumentsPage, StoreError};
+use crate::store::{AuthError, StoreError};
 
 /// The largest page: the frame limit less room for the page's own fields.
 pub(crate) const MAX_PAGE_BYTES: usize = MAX_FRAME_BYTES - (64 << 10);
@@ -148,7 +149,7 @@ impl Bootstrap {
         let Hello {
             workspace, token, ..
         } = hello;
-        let store = self.shared.store.clone();
+        let store = self.shared.relay.clone();
         let auth =
             tokio::task::spawn_blocking(move || store.authenticate(&workspace, &token, None)).await;
         let auth = match auth {
@@ -174,13 +175,13 @@ impl Bootstrap {
         }
         tracing::info!(user = %auth.user, role = %auth.role, "bootstrap authenticated");
         let workspace = auth.workspace;
-        let store = self.shared.store.clone();
+        let store = self.shared.relay.clone();
         let (head, hash) = match tokio::task::spawn_blocking(move || store.head(workspace)).await {
             Ok(Ok(head)) => head,
             Ok(Err(e)) => return self.read_failed(&e),
             Err(_) => return internal("the relay failed; try again later"),
         };
-        let relay_id = self.shared.store.relay_id();
+        let relay_id = self.shared.relay.relay_id();
         let welcome = Message::Welcome(Welcome {
             protocol: hi,
             relay_id,
@@ -246,7 +247,7 @@ impl Bootstrap {
                     && in_flight.iter().sum::<usize>() < BYTES_IN_FLIGHT);
             if !reading && !last_sent && room {
                 reading = true;
-                let (store, read_tx) = (self.shared.store.clone(), read_tx.clone());
+                let (store, read_tx) = (self.shared.relay.clone(), read_tx.clone());
                 tokio::task::spawn_blocking(move || {
                     let page = store.documents_page(workspace, after, done.seq, page_bytes);
                     // The session may be gone: then nobody wants the page.

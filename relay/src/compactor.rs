@@ -1,7 +1,7 @@
 //! The compactor: a background task of `serve` that keeps every document's snapshot up to
 //! date, so a new device's bootstrap loads documents instead of replaying their changes.
 //!
-//! It loops over [`RelayStore::compact`] on a thread of its own, [`BATCH`] documents at a time,
+//! It loops over [`crate::Relay::compact`] on a thread of its own, [`BATCH`] documents at a time,
 //! and rests [`IDLE`] whenever nothing is stale. Snapshots only make bootstraps cheaper: a
 //! page sends whatever a snapshot lacks from the log, so the compactor may lag behind
 //! pushes (a large import) without anyone getting stale data.
@@ -56,9 +56,9 @@ fn work(shared: &Shared) {
     tracing::debug!("compactor started");
     while !*shutdown.borrow() {
         let count = counted_at.is_none_or(|at| at.elapsed() >= COUNT_EVERY);
-        let result = shared.store.compact(BATCH).and_then(|compacted| {
+        let result = shared.relay.compact(BATCH).and_then(|compacted| {
             let stale = if count {
-                Some(shared.store.stale_documents()?)
+                Some(shared.relay.stale_documents()?)
             } else {
                 None
             };

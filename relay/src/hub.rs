@@ -108,6 +108,33 @@ impl Hub {
         }
     }
 
+    /// Another relay process raised a workspace's head: wake this process's sessions of it.
+    pub(crate) fn advance(&self, workspace: WorkspaceId, head: u64) {
+        let hub = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&workspace)
+            .cloned();
+        if let Some(hub) = hub {
+            hub.head.send_if_modified(|h| {
+                let raised = head > *h;
+                *h = (*h).max(head);
+                raised
+            });
+        }
+    }
+
+    /// The workspaces with sessions in this process.
+    pub(crate) fn workspaces(&self) -> Vec<WorkspaceId> {
+        self.workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Joins a session of `device` to `workspace`, whose head was `head` when the device
     /// authenticated. The receiver yields every later head.
     pub(crate) fn join(

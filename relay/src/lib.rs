@@ -1,8 +1,13 @@
 //! `crm-relay`: the self-hosted relay that merges a team's changes by log shipping.
 //!
-//! - [`store::RelayStore`] is everything the relay keeps: workspaces, devices (tokens stored
-//!   only as SHA-256 hashes), a directory of documents and, per workspace, a change log
-//!   numbered by sequence. [`store::SqliteStore`] implements it in one SQLite file.
+//! - [`store::RelayStore`] is the storage interface: workspaces, devices (tokens stored only
+//!   as SHA-256 hashes), a directory of documents, per workspace a change log numbered by
+//!   sequence, and document snapshots, in plain statements. [`store::SqliteStore`]
+//!   implements it in one SQLite file, [`store::PostgresStore`] in a PostgreSQL database
+//!   shared by several relay processes.
+//! - [`service::Relay`] is the policy above it, the same for every backend: the push rule,
+//!   authentication, revocation and cursor checks, read budgets, compaction and bootstrap
+//!   pages.
 //! - [`server::app`] is the router (`/v1/sync`, `/v1/bootstrap`, `/healthz`, `/metrics`);
 //!   [`server::serve`] runs it and the compactor on a listener until a shutdown future
 //!   resolves, then closes every session gracefully.
@@ -22,12 +27,14 @@
 
 mod bootstrap;
 mod compactor;
+mod heads;
 mod hub;
 mod ids;
 mod metrics;
 mod outbound;
 mod revocation;
 pub mod server;
+pub mod service;
 mod session;
 pub mod store;
 pub mod token;
@@ -36,7 +43,8 @@ mod validate;
 pub use ids::{DeviceId, ParseError, Role, WorkspaceId};
 pub use metrics::Metrics;
 pub use server::{AppState, Config, app, serve};
-pub use store::{RelayStore, SqliteStore};
+pub use service::Relay;
+pub use store::{PostgresStore, RelayStore, SqliteStore};
 pub use token::Token;
 
 /// An error and its causes on one line, for logs.

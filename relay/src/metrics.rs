@@ -32,6 +32,10 @@ pub struct Metrics {
     pub(crate) connections_refused: AtomicU64,
     /// Bytes of frames queued for devices and not yet taken by their sockets.
     pub(crate) unsent: AtomicUsize,
+    /// Heads raised by commits announced by the database (other relay processes' and this
+    /// one's), and how long the latest took from commit to here, in microseconds.
+    pub(crate) heads_received: AtomicU64,
+    pub(crate) notify_lag_us: AtomicU64,
     rejected: Mutex<BTreeMap<u16, u64>>,
 }
 
@@ -163,6 +167,21 @@ impl Metrics {
             "Sessions dropped because their device did not read while the relay was short of memory for unread data.",
             get(&self.slow_readers_dropped),
         );
+        metric(
+            "heads_received_total",
+            "counter",
+            "Log heads announced by the database's notifications (PostgreSQL: every relay process's commits).",
+            get(&self.heads_received),
+        );
+        metric(
+            "notify_lag_seconds",
+            "gauge",
+            "Time from a commit to its notification's arrival, for the latest one.",
+            format!(
+                "{:.6}",
+                self.notify_lag_us.load(Ordering::Relaxed) as f64 / 1e6
+            ),
+        );
         let _ = writeln!(
             out,
             "# HELP crm_relay_rejected_total Sessions ended with an error, by code."
@@ -182,6 +201,42 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The storage backend's figures: which backend, and its connection pool if it has one.
+pub(crate) fn render_backend(backend: &str, pool: Option<crate::store::PoolState>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP crm_relay_backend_info The storage backend this process runs on.\n\
+         # TYPE crm_relay_backend_info gauge\n\
+         crm_relay_backend_info{{backend=\"{backend}\"}} 1"
+    );
+    if let Some(pool) = pool {
+        for (name, help, value) in [
+            (
+                "db_pool_connections",
+                "Open connections of the database pool.",
+                pool.connections,
+            ),
+            (
+                "db_pool_idle",
+                "Idle connections of the database pool.",
+                pool.idle,
+            ),
+            (
+                "db_pool_max",
+                "Most connections the database pool opens.",
+                pool.max,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP crm_relay_{name} {help}\n# TYPE crm_relay_{name} gauge\ncrm_relay_{name} {value}"
+            );
+        }
+    }
+    out
 }
 
 #[cfg(test)]

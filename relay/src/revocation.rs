@@ -27,7 +27,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut since = Utc::now() - look_back;
     loop {
         let at = Utc::now();
-        let store = shared.store.clone();
+        let store = shared.relay.clone();
         let wait = match tokio::task::spawn_blocking(move || store.revoked_since(since)).await {
             Ok(Ok(devices)) => {
                 for device in devices {

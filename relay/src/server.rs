@@ -24,8 +24,9 @@ use tokio::sync::watch;
 
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::service::Relay;
 use crate::store::RelayStore;
-use crate::{bootstrap, compactor, revocation, session};
+use crate::{bootstrap, compactor, heads, revocation, session};
 
 /// The relay's limits and timings.
 #[derive(Clone, Debug)]
@@ -101,7 +102,7 @@ pub struct AppState {
 }
 
 pub(crate) struct Shared {
-    pub(crate) store: Arc<dyn RelayStore>,
+    pub(crate) relay: Relay,
     pub(crate) config: Config,
     pub(crate) hub: Hub,
     pub(crate) metrics: Metrics,
@@ -121,7 +122,7 @@ impl AppState {
                     config.max_sessions_per_device,
                     config.pushes_per_second,
                 ),
-                store,
+                relay: Relay::new(store),
                 config,
                 metrics: Metrics::default(),
                 shutdown: watch::channel(false).0,
@@ -135,8 +136,9 @@ impl AppState {
         &self.shared.metrics
     }
 
-    pub fn store(&self) -> &Arc<dyn RelayStore> {
-        &self.shared.store
+    /// The relay's operations over its store.
+    pub fn relay(&self) -> &Relay {
+        &self.shared.relay
     }
 
     /// Tells every session to say goodbye (`GOING_AWAY`) once its in-flight store is done,
@@ -193,6 +195,7 @@ pub async fn serve(
         .compact
         .then(|| tokio::spawn(compactor::run(shared.clone())));
     let revocations = tokio::spawn(revocation::run(shared.clone()));
+    let heads = tokio::spawn(heads::run(shared.clone()));
     let cap = connection_cap(shared.config.max_connections);
     tracing::info!(max_connections = cap, "accepting connections");
     let router = app(state.clone());
@@ -271,6 +274,10 @@ pub async fn serve(
         );
     }
     revocations.abort();
+    // The listener notices shutdown within its wait.
+    if tokio::time::timeout(grace, heads).await.is_err() {
+        tracing::warn!("the commit listener was still busy after the shutdown grace period");
+    }
     // The compactor stops between batches; a batch's writes are short transactions.
     if let Some(compactor) = compactor
         && tokio::time::timeout(grace, compactor).await.is_err()
@@ -360,7 +367,7 @@ async fn bootstrap(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> 
 }
 
 async fn healthz(State(state): State<AppState>) -> Result<&'static str, HttpError> {
-    let store = state.shared.store.clone();
+    let store = state.shared.relay.clone();
     match tokio::task::spawn_blocking(move || store.ping()).await {
         Ok(Ok(())) => Ok("ok"),
         Ok(Err(e)) => {
@@ -372,11 +379,17 @@ async fn healthz(State(state): State<AppState>) -> Result<&'static str, HttpErro
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut text = state.shared.metrics.render();
+    let store = state.shared.relay.store();
+    text.push_str(&crate::metrics::render_backend(
+        store.backend(),
+        store.pool_state(),
+    ));
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.shared.metrics.render(),
+        text,
     )
 }

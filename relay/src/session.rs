@@ -25,7 +25,8 @@ use crate::ids::{DeviceId, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::server::{AppState, Shared};
-use crate::store::{Authenticated, PushError, StoreError, StoredBatch};
+use crate::service::{Authenticated, StoredBatch};
+use crate::store::{PushError, StoreError};
 
 /// Answers of blocking store work.
 enum Done {
@@ -85,7 +86,7 @@ struct Session {
 impl Session {
     fn new(shared: Arc<Shared>) -> Session {
         let machine = RelaySync::new(RelayConfig {
-            relay_id: shared.store.relay_id(),
+            relay_id: shared.relay.relay_id(),
             // A zero window or batch would never send anything (or read in a loop).
             window: shared.config.window.max(1),
             read_batch: shared
@@ -221,7 +222,7 @@ impl Session {
                     token,
                     cursor,
                 } => {
-                    let store = self.shared.store.clone();
+                    let store = self.shared.relay.clone();
                     let answer = tokio::task::spawn_blocking(move || {
                         store.authenticate(&workspace, &token, cursor.as_ref())
                     })
@@ -256,7 +257,7 @@ impl Session {
                         continue;
                     }
                     self.storing = true;
-                    let (store, done) = (self.shared.store.clone(), done.clone());
+                    let (store, done) = (self.shared.relay.clone(), done.clone());
                     let (workspace, device) = (joined.workspace, joined.device);
                     tokio::task::spawn_blocking(move || {
                         let result = store.store_batch(workspace, device, &changes);
@@ -275,7 +276,7 @@ impl Session {
                         queue.extend(self.machine.handle(RelayInput::Read(read)));
                         continue;
                     }
-                    let (store, done) = (self.shared.store.clone(), done.clone());
+                    let (store, done) = (self.shared.relay.clone(), done.clone());
                     let workspace = joined.workspace;
                     tokio::task::spawn_blocking(move || {
                         let _ = done.try_send(Done::Read(store.read(workspace, after, limit)));

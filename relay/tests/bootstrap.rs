@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use common::{Client, Doc, PATIENCE, Relay, hash_of, heads_of, hello, http_get, load};
 use crm_relay::Config;
-use crm_relay::store::RelayStore as _;
 use crm_sync::{
     Cursor, DocId, DocState, Documents, DocumentsReceived, ErrorCode, Hello, Message,
     PROTOCOL_VERSION, Push, Resume,

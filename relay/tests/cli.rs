@@ -134,6 +134,7 @@ fn a_device_token_is_printed_once_and_only_its_hash_is_kept() {
         [
             "created_at",
             "id",
+            "last_seen_at",
             "revoked_at",
             "role",
             "token",
@@ -155,6 +156,7 @@ fn a_device_token_is_printed_once_and_only_its_hash_is_kept() {
         [
             "created_at",
             "id",
+            "last_seen_at",
             "revoked_at",
             "role",
             "user",

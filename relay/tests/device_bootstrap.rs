@@ -5,7 +5,6 @@ mod common;
 
 use common::Relay;
 use crm_relay::Config;
-use crm_relay::store::RelayStore as _;
 use crm_seed::SeedOptions;
 use crm_store::{RelayLink, Store};
 

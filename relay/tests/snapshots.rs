@@ -1,25 +1,39 @@
-//! Document snapshots on a real SQLite store: the compactor folds every change of a document
-//! into its snapshot, and bootstrap pages give each document once, as of a log position, with
-//! whatever its snapshot lacks.
+//! Document snapshots, on every backend (part of the conformance suite): the compactor folds
+//! every change of a document into its snapshot, and bootstrap pages give each document
+//! once, as of a log position, with whatever its snapshot lacks. Logs written before the
+//! push rule exist only in SQLite files (and in databases migrated from them): the cases
+//! on such logs run on SQLite.
 
 mod common;
 
 use std::collections::HashSet;
 
-use common::{Doc, hash_of, heads_of, load, store_with_device};
-use crm_relay::store::{RelayStore, StoreError};
-use crm_relay::{DeviceId, Role, SqliteStore, WorkspaceId};
+use common::{Backend, Doc, TestStore, hash_of, heads_of, load, store_with_device};
+use crm_relay::store::StoreError;
+use crm_relay::{DeviceId, Relay, Role, WorkspaceId};
 use crm_sync::{DocId, DocState, Documents, Envelope, MAX_BATCH_CHANGES, Message};
 
+on_every_backend!(
+    compacted_documents_load_with_every_change_and_later_changes_come_loose,
+    compaction_takes_at_most_its_limit,
+    pages_cover_every_document_once_in_id_order_within_their_size,
+    a_page_holds_at_most_the_batch_limit_of_documents,
+    through_leaves_out_later_documents_and_changes,
+    a_document_larger_than_a_page_is_an_error,
+    the_head_and_its_hash,
+    pages_read_only_their_workspace,
+    a_second_process_compacts_only_when_the_first_lets_go,
+);
+
 struct Fixture {
-    dir: tempfile::TempDir,
-    store: SqliteStore,
+    dir: TestStore,
+    store: Relay,
     ws: WorkspaceId,
     device: DeviceId,
 }
 
-fn fixture() -> Fixture {
-    let (dir, store, ws, device) = store_with_device();
+fn fixture(backend: Backend) -> Fixture {
+    let (dir, store, ws, device) = store_with_device(backend);
     Fixture {
         dir,
         store,
@@ -102,9 +116,8 @@ fn find(docs: &[DocState], id: DocId) -> &DocState {
         .expect("the document is on a page")
 }
 
-#[test]
-fn compacted_documents_load_with_every_change_and_later_changes_come_loose() {
-    let f = fixture();
+fn compacted_documents_load_with_every_change_and_later_changes_come_loose(b: Backend) {
+    let f = fixture(b);
     let mut docs: Vec<Doc> = (0..3).map(|_| Doc::new()).collect();
     // Interleaved across batches, as devices push them.
     for round in 0..4 {
@@ -157,9 +170,8 @@ fn compacted_documents_load_with_every_change_and_later_changes_come_loose() {
     assert_eq!(heads_of(&load(state)), docs[0].heads());
 }
 
-#[test]
-fn compaction_takes_at_most_its_limit() {
-    let f = fixture();
+fn compaction_takes_at_most_its_limit(b: Backend) {
+    let f = fixture(b);
     let changes: Vec<Envelope> = (0..10).map(|_| Doc::new().change("n", "1")).collect();
     f.push(&changes);
     assert_eq!(f.store.compact(4).expect("compact"), 4);
@@ -169,9 +181,8 @@ fn compaction_takes_at_most_its_limit() {
     assert_eq!(f.store.stale_documents().expect("count"), 0);
 }
 
-#[test]
-fn pages_cover_every_document_once_in_id_order_within_their_size() {
-    let f = fixture();
+fn pages_cover_every_document_once_in_id_order_within_their_size(b: Backend) {
+    let f = fixture(b);
     let mut docs: Vec<Doc> = (0..40).map(|_| Doc::new()).collect();
     let batch: Vec<Envelope> = docs
         .iter_mut()
@@ -217,9 +228,8 @@ fn pages_cover_every_document_once_in_id_order_within_their_size() {
     assert_eq!(seen, expected, "every document once, in id order");
 }
 
-#[test]
-fn a_page_holds_at_most_the_batch_limit_of_documents() {
-    let f = fixture();
+fn a_page_holds_at_most_the_batch_limit_of_documents(b: Backend) {
+    let f = fixture(b);
     let changes: Vec<Envelope> = (0..=MAX_BATCH_CHANGES)
         .map(|_| Doc::new().change("n", "1"))
         .collect();
@@ -239,9 +249,8 @@ fn a_page_holds_at_most_the_batch_limit_of_documents() {
     assert_eq!((second.docs.len(), second.next), (1, None));
 }
 
-#[test]
-fn through_leaves_out_later_documents_and_changes() {
-    let f = fixture();
+fn through_leaves_out_later_documents_and_changes(b: Backend) {
+    let f = fixture(b);
     let mut a = Doc::new();
     let mut b = Doc::new();
     let a1 = a.change("name", "A");
@@ -268,9 +277,8 @@ fn through_leaves_out_later_documents_and_changes() {
     assert_eq!(heads_of(&load(&docs[0])), a.heads());
 }
 
-#[test]
-fn a_document_larger_than_a_page_is_an_error() {
-    let f = fixture();
+fn a_document_larger_than_a_page_is_an_error(b: Backend) {
+    let f = fixture(b);
     let mut small = Doc::new();
     let mut big = Doc::new();
     f.push(&[small.change("n", "1")]);
@@ -301,14 +309,14 @@ fn a_document_larger_than_a_page_is_an_error() {
 
 #[test]
 fn a_document_that_does_not_build_is_sent_from_the_log_and_not_retried() {
-    let f = fixture();
+    let f = fixture(Backend::Sqlite);
     // The push rule refuses the second creation today; an older relay stored it.
     let id = *uuid::Uuid::now_v7().as_bytes();
     // Two different changes with the same actor and sequence number: each is a valid
     // change, together they are no document.
     let one = Doc::with_actor(id, b"same actor").change("name", "one");
     let two = Doc::with_actor(id, b"same actor").change("name", "two");
-    f.push_unchecked(&[one.clone(), two.clone()], f.dir.path());
+    f.push_unchecked(&[one.clone(), two.clone()], f.dir.dir());
     assert_eq!(f.store.compact(64).expect("compact"), 1);
     assert_eq!(f.store.stale_documents().expect("count"), 0, "not retried");
     assert_eq!(f.store.compact(64).expect("compact"), 0);
@@ -321,7 +329,7 @@ fn a_document_that_does_not_build_is_sent_from_the_log_and_not_retried() {
 
 #[test]
 fn changes_missing_their_dependencies_travel_beside_the_snapshot() {
-    let f = fixture();
+    let f = fixture(Backend::Sqlite);
     let mut doc = Doc::new();
     let c1 = doc.change("n", "1");
     let c2 = doc.change("n", "2");
@@ -329,14 +337,14 @@ fn changes_missing_their_dependencies_travel_beside_the_snapshot() {
 
     // Only a change whose dependency is missing: nothing to snapshot. (The push rule
     // refuses such a change today; an older relay stored it.)
-    f.push_unchecked(std::slice::from_ref(&c3), f.dir.path());
+    f.push_unchecked(std::slice::from_ref(&c3), f.dir.dir());
     assert_eq!(f.store.compact(64).expect("compact"), 1);
     let docs = f.all_documents(1, usize::MAX);
     assert!(docs[0].snapshot.is_empty());
     assert_eq!(docs[0].changes.len(), 1);
 
     // c1 arrives: the snapshot holds it; c3 still waits for c2 and comes from the log.
-    f.push_unchecked(std::slice::from_ref(&c1), f.dir.path());
+    f.push_unchecked(std::slice::from_ref(&c1), f.dir.dir());
     assert_eq!(f.store.compact(64).expect("compact"), 1);
     let docs = f.all_documents(2, usize::MAX);
     assert_eq!(docs[0].hashes, [hash_of(&c1)]);
@@ -354,9 +362,8 @@ fn changes_missing_their_dependencies_travel_beside_the_snapshot() {
     assert_eq!(heads_of(&load(&docs[0])), doc.heads());
 }
 
-#[test]
-fn the_head_and_its_hash() {
-    let f = fixture();
+fn the_head_and_its_hash(b: Backend) {
+    let f = fixture(b);
     assert_eq!(f.store.head(f.ws).expect("head"), (0, [0; 32]));
     let mut doc = Doc::new();
     let changes = [doc.change("n", "1"), doc.change("n", "2")];
@@ -364,9 +371,8 @@ fn the_head_and_its_hash() {
     assert_eq!(f.store.head(f.ws).expect("head"), (2, hash_of(&changes[1])));
 }
 
-#[test]
-fn pages_read_only_their_workspace() {
-    let f = fixture();
+fn pages_read_only_their_workspace(b: Backend) {
+    let f = fixture(b);
     let other = f.store.create_workspace("globex").expect("workspace").id;
     let gina = f
         .store
@@ -389,4 +395,39 @@ fn pages_read_only_their_workspace() {
         .expect("read")
         .map(|(v, _)| v.to_string());
     assert_eq!(value.as_deref(), Some("\"globex\""));
+}
+
+/// Two processes on one database: one compacts, the other does not while the first holds
+/// the lease, and takes over once the first is gone.
+fn a_second_process_compacts_only_when_the_first_lets_go(b: Backend) {
+    let f = fixture(b);
+    f.push(&[
+        Doc::new().change("name", "A"),
+        Doc::new().change("name", "B"),
+    ]);
+    let first = f.dir.relay();
+    let second = f.dir.relay();
+    assert_eq!(first.compact(10).expect("compact"), 2);
+    f.push(&[Doc::new().change("name", "C")]);
+    match b {
+        // One process serves a SQLite file: there is no one to wait for.
+        Backend::Sqlite => assert_eq!(second.compact(10).expect("compact"), 1),
+        Backend::Postgres => {
+            assert_eq!(
+                second.compact(10).expect("compact"),
+                0,
+                "the first holds the lease"
+            );
+            drop(first);
+            let mut taken = 0;
+            for _ in 0..100 {
+                taken = second.compact(10).expect("compact");
+                if taken > 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            assert_eq!(taken, 1, "the second takes over once the first is gone");
+        }
+    }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use common::{Client, Doc, Relay, hash_of, hello, http_get};
 use crm_relay::Config;
-use crm_relay::store::RelayStore as _;
 use crm_sync::{Cursor, Envelope, ErrorCode, Hello, Message, PROTOCOL_VERSION, Push, Resume};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -645,7 +644,9 @@ async fn revoking_a_device_closes_its_open_sessions() {
     let (mut boot, _) = Client::bootstrap(&relay, ws, &mallory).await;
 
     // Revoked as the admin command does it: from another handle on the relay's database.
-    let admin = crm_relay::SqliteStore::open(relay.dir.path()).expect("store");
+    let admin = crm_relay::Relay::new(std::sync::Arc::new(
+        crm_relay::SqliteStore::open(relay.dir.path()).expect("store"),
+    ));
     admin.revoke_device(device).expect("revoke");
     let error = m.expect_error().await;
     assert_eq!(error.code, ErrorCode::REVOKED, "{}", error.message);

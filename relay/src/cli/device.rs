@@ -1,10 +1,10 @@
 //! `crm-relay device add|list|revoke`.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use clap::Subcommand;
-use crm_relay::{DeviceId, RelayStore as _, Role};
+use crm_relay::store::Database;
+use crm_relay::{DeviceId, Role};
 use serde::Serialize;
 
 use super::output;
@@ -48,7 +48,7 @@ struct Added<'a> {
     token: &'a str,
 }
 
-pub(crate) fn run(data: &Path, command: Command) -> anyhow::Result<()> {
+pub(crate) fn run(data: &Database, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Add {
             workspace,

@@ -6,9 +6,11 @@ mod output;
 mod serve;
 mod workspace;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use crm_relay::Relay;
+use crm_relay::store::Database;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -18,9 +20,14 @@ use clap::{Parser, Subcommand};
     after_help = "Exit codes: 0 success, 1 runtime error, 2 usage error."
 )]
 pub(crate) struct Cli {
-    /// The relay's data directory (its database is DIR/relay.db).
+    /// The relay's data directory (its database is DIR/relay.db): the same as
+    /// `--database sqlite:DIR`.
     #[arg(long, value_name = "DIR", env = "CRM_RELAY_DATA", global = true)]
     data: Option<PathBuf>,
+    /// The relay's database: `sqlite:DIR` (one file, DIR/relay.db) or
+    /// `postgres://USER@HOST:PORT/DB` (several relay processes may share it).
+    #[arg(long, value_name = "URL", env = "CRM_RELAY_DATABASE", global = true)]
+    database: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -44,21 +51,34 @@ impl Cli {
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
-    let data = cli
-        .data
-        .ok_or_else(|| exit::Usage("--data DIR is required (or set CRM_RELAY_DATA)".into()))?;
+    let database = match (cli.database, cli.data) {
+        (Some(url), None) => url
+            .parse::<Database>()
+            .map_err(|e| exit::Usage(e.to_string()))?,
+        (None, Some(dir)) => Database::Sqlite(dir),
+        (Some(_), Some(_)) => {
+            return Err(exit::Usage(
+                "give --database or --data, not both (--data DIR is --database sqlite:DIR)".into(),
+            )
+            .into());
+        }
+        (None, None) => {
+            return Err(exit::Usage(
+                "--database URL or --data DIR is required (or set CRM_RELAY_DATABASE or \
+                 CRM_RELAY_DATA)"
+                    .into(),
+            )
+            .into());
+        }
+    };
     match cli.command {
-        Command::Serve(args) => serve::run(&data, args),
-        Command::Workspace(command) => workspace::run(&data, command),
-        Command::Device(command) => device::run(&data, command),
+        Command::Serve(args) => serve::run(&database, args),
+        Command::Workspace(command) => workspace::run(&database, command),
+        Command::Device(command) => device::run(&database, command),
     }
 }
 
-/// The store in `data`, made if `create` and it does not exist yet.
-fn open(data: &Path, create: bool) -> anyhow::Result<crm_relay::SqliteStore> {
-    Ok(if create {
-        crm_relay::SqliteStore::open_or_create(data)?
-    } else {
-        crm_relay::SqliteStore::open(data)?
-    })
+/// The relay over `database`, made if `create` and it does not exist yet.
+fn open(database: &Database, create: bool) -> anyhow::Result<Relay> {
+    Ok(Relay::new(database.open(create)?))
 }

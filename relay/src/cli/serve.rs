@@ -1,11 +1,10 @@
 //! `crm-relay serve`.
 
 use std::io::Write as _;
-use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use crm_relay::{AppState, Config, RelayStore as _};
+use crm_relay::store::Database;
+use crm_relay::{AppState, Config};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -38,8 +37,8 @@ pub(crate) struct Args {
 /// Threads for store work: bounds the database connections and memory of bursts of reads.
 const BLOCKING_THREADS: usize = 32;
 
-pub(crate) fn run(data: &Path, args: Args) -> anyhow::Result<()> {
-    let store = super::open(data, true)?;
+pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
+    let store = data.open(true)?;
     // Every connection is a file: take all the process may have (the cap stays below it).
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(files) => tracing::debug!(files, "file limit"),
@@ -59,7 +58,13 @@ pub(crate) fn run(data: &Path, args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let address = listener.local_addr()?;
         let relay_id = uuid::Uuid::from_bytes(store.relay_id());
-        tracing::info!(%address, %relay_id, database = %store.path().display(), "relay started");
+        tracing::info!(
+            %address,
+            %relay_id,
+            backend = store.backend(),
+            database = %store.location(),
+            "relay started"
+        );
         let config = Config {
             max_connections_per_workspace: args.max_connections_per_workspace,
             max_sessions_per_device: args.max_sessions_per_device,
@@ -69,7 +74,7 @@ pub(crate) fn run(data: &Path, args: Args) -> anyhow::Result<()> {
             compact: !args.no_compact,
             ..Config::default()
         };
-        let state = AppState::new(Arc::new(store), config);
+        let state = AppState::new(store, config);
         println!("listening on {address}");
         std::io::stdout().flush()?;
         crm_relay::serve(listener, state, shutdown).await?;

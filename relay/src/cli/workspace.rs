@@ -1,9 +1,7 @@
 //! `crm-relay workspace create|list`.
 
-use std::path::Path;
-
 use clap::Subcommand;
-use crm_relay::RelayStore as _;
+use crm_relay::store::Database;
 
 use super::output;
 
@@ -23,7 +21,7 @@ pub(crate) enum Command {
     },
 }
 
-pub(crate) fn run(data: &Path, command: Command) -> anyhow::Result<()> {
+pub(crate) fn run(data: &Database, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Create { name, json } => {
             let store = super::open(data, true)?;

@@ -1,38 +1,50 @@
-//! The relay's storage: workspaces, devices, the documents directory and the per-workspace
-//! change log, behind the [`RelayStore`] trait.
+//! The relay's storage: workspaces, devices, the documents directory, the per-workspace
+//! change log and document snapshots, behind the [`RelayStore`] trait.
 //!
-//! [`SqliteStore`] is the default backend (one file, WAL). The trait is synchronous: the
-//! server calls it from blocking threads, never from the async reactor. A PostgreSQL backend
-//! (several relay processes sharing one database) implements the same trait; it allocates
-//! sequence numbers under a per-workspace row lock exactly as `SqliteStore` does under its
-//! write transaction, so positions become visible in order.
+//! The trait is storage only: every method is a handful of plain SQL statements, and nothing
+//! in it parses a change, checks a token or decides what a device may see. That is the
+//! policy of [`crate::service::Relay`], which runs above the trait and is the same whatever
+//! the backend: validation of pushed changes, authentication and revocation, cursor checks,
+//! the budgets of a read, the compactor's building of snapshots and the assembly of
+//! bootstrap pages. Two backends implement it: [`SqliteStore`] (one file, the default) and
+//! [`PostgresStore`] (several relay processes on one database). The conformance suite in
+//! `relay/tests/conformance.rs` runs both through the same cases.
 //!
-//! Snapshots: the compactor ([`RelayStore::compact`]) folds each document's changes into an
-//! `Automerge::save` of it in the background, so a new device can load documents instead of
-//! replaying the log ([`RelayStore::documents_page`], for `/v1/bootstrap`). Only one
-//! document is ever built at a time; the relay still never holds every document.
-//!
-//! Scope filtering (a later issue): the documents directory keeps `owner` and `teams` beside
-//! each document, and `read` may then skip entries a device may not see, reporting the last
-//! position it examined as `through`. The protocol already allows gaps, so no frame changes.
+//! The trait is synchronous: the server calls it from blocking threads, never from the async
+//! reactor. Positions: [`RelayStore::append`] runs its plan inside one transaction that holds
+//! the workspace's lock (SQLite's single writer; PostgreSQL's `SELECT … FOR UPDATE` of the
+//! workspace's row), so sequence numbers are allocated contiguously and a later batch of a
+//! workspace commits after an earlier one: readers see positions in order, never a gap that
+//! fills later.
 
+mod database;
+mod postgres;
 mod sqlite;
 
+pub use self::postgres::PostgresStore;
+pub use database::{Database, DatabaseParseError};
 pub use sqlite::{FILE_NAME, SqliteStore};
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use crm_sync::relay::{Authorized, LogRead};
-use crm_sync::{Cursor, DocId, DocState, Envelope, ErrorCode, ErrorFrame, Hash, RelayId};
+use crm_sync::{DocId, ErrorCode, ErrorFrame, Hash, RelayId};
 use serde::Serialize;
 
 use crate::ids::{DeviceId, Role, WorkspaceId};
-use crate::token::{RandomError, Token};
+use crate::token::RandomError;
 
 /// Longest workspace name or user id, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
 
 /// Everything the relay keeps. Implementations are shared by every connection.
 pub trait RelayStore: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// Where the data is, for logs (a file path, or a PostgreSQL URL without its password).
+    fn location(&self) -> String;
+
     /// This relay's identity, made when its store was created. A relay restored from a backup
     /// of another store has another identity, so devices re-push what it may lack.
     fn relay_id(&self) -> RelayId;
@@ -40,96 +52,214 @@ pub trait RelayStore: Send + Sync + 'static {
     /// Whether the store answers at all (for `/healthz`).
     fn ping(&self) -> Result<(), StoreError>;
 
-    /// Checks a device's token for a workspace, and the device's cursor against the log.
-    /// `workspace` is the text the device sent (the workspace's UUID).
-    fn authenticate(
-        &self,
-        workspace: &str,
-        token: &str,
-        cursor: Option<&Cursor>,
-    ) -> Result<Authenticated, AuthError>;
+    // Workspaces.
 
-    /// Validates a pushed batch and stores it in one transaction, allocating the next
-    /// sequence numbers of the workspace's log. Returns only after the commit. A change
-    /// already in the log keeps its position; nothing of a refused batch is stored.
-    fn store_batch(
+    /// Stores a new workspace; `false` (and nothing stored) when its name is taken.
+    fn insert_workspace(&self, workspace: &Workspace) -> Result<bool, StoreError>;
+    /// Every workspace, oldest first.
+    fn workspaces(&self) -> Result<Vec<Workspace>, StoreError>;
+    fn workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError>;
+    fn workspace_named(&self, name: &str) -> Result<Option<Workspace>, StoreError>;
+
+    // Devices and tokens.
+
+    /// Stores a new device with the SHA-256 of its token (the token itself is never stored).
+    fn insert_device(&self, device: &Device, token_hash: &[u8; 32]) -> Result<(), StoreError>;
+    /// The devices of one workspace, or of all, oldest first.
+    fn devices(&self, workspace: Option<WorkspaceId>) -> Result<Vec<Device>, StoreError>;
+    /// The device whose token has this hash.
+    fn device_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Device>, StoreError>;
+    /// Records that a device connected at `at`.
+    fn touch_device(&self, device: DeviceId, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Marks a device revoked at `at` unless it already is; returns it, `None` if unknown.
+    fn revoke_device(
+        &self,
+        device: DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Device>, StoreError>;
+    /// Devices (of every workspace) revoked at or after `since`.
+    fn revoked_since(&self, since: DateTime<Utc>) -> Result<Vec<Device>, StoreError>;
+
+    // The log.
+
+    /// The workspace log's last position, `None` for an unknown workspace.
+    fn head(&self, workspace: WorkspaceId) -> Result<Option<u64>, StoreError>;
+    /// The hash of the change at a position of the log.
+    fn hash_at(&self, workspace: WorkspaceId, seq: u64) -> Result<Option<Hash>, StoreError>;
+    /// Log entries after `after`, ascending, at most `limit`, handed to `each` until it
+    /// returns `false`. Returns the log's head, read after the entries (so never below them).
+    fn read_log(
+        &self,
+        workspace: WorkspaceId,
+        after: u64,
+        limit: usize,
+        each: &mut dyn FnMut(LogRow) -> bool,
+    ) -> Result<u64, StoreError>;
+
+    /// Appends to a workspace's log in one transaction holding the workspace's lock: reads
+    /// what [`Known`] holds for `docs` and `hashes`, hands it to `plan`, and writes what
+    /// `plan` returns (nothing when it returns an empty [`Append`]; nothing at all when it
+    /// fails). Returns only after the commit.
+    fn append(
         &self,
         workspace: WorkspaceId,
         device: DeviceId,
-        changes: &[Envelope],
-    ) -> Result<StoredBatch, PushError>;
+        docs: &[DocId],
+        hashes: &[Hash],
+        plan: &mut dyn FnMut(Known) -> Result<Append, PushError>,
+    ) -> Result<(), PushError>;
 
-    /// Up to `limit` log entries after position `after`, ascending, within one frame's size.
-    fn read(&self, workspace: WorkspaceId, after: u64, limit: usize)
-    -> Result<LogRead, StoreError>;
+    // Documents and snapshots.
 
-    /// Makes a workspace with a new, empty log.
-    fn create_workspace(&self, name: &str) -> Result<Workspace, AdminError>;
-
-    /// Every workspace, oldest first.
-    fn workspaces(&self) -> Result<Vec<Workspace>, StoreError>;
-
-    /// The workspace with this id or, failing that, this name.
-    fn find_workspace(&self, id_or_name: &str) -> Result<Workspace, AdminError>;
-
-    /// Adds a device for `user` and returns it with its token, which is not stored (only
-    /// its hash is) and so can never be shown again.
-    fn add_device(
-        &self,
-        workspace: WorkspaceId,
-        user: &str,
-        role: Role,
-    ) -> Result<NewDevice, AdminError>;
-
-    /// The devices of one workspace, or of all, oldest first.
-    fn devices(&self, workspace: Option<WorkspaceId>) -> Result<Vec<Device>, StoreError>;
-
-    /// Revokes a device's token; its next connection or push is refused. Revoking twice keeps
-    /// the first time.
-    fn revoke_device(&self, device: DeviceId) -> Result<Device, AdminError>;
-
-    /// Devices (of every workspace) revoked at or after `since`, so a serving relay can
-    /// close their open sessions.
-    fn revoked_since(&self, since: DateTime<Utc>) -> Result<Vec<Device>, StoreError>;
-
-    /// The workspace log's head and the hash of the change there (zeros for an empty log): the
-    /// cursor a device has once it holds everything up to the head.
-    fn head(&self, workspace: WorkspaceId) -> Result<(u64, Hash), StoreError>;
-
-    /// Compacts up to `limit` stale documents (of any workspace): those with changes after
-    /// the position their snapshot was made at. Each is rebuilt from its changes in the log,
-    /// one document in memory at a time, and its snapshot replaced; the writes are short
-    /// transactions (at most `limit` documents or a few MiB of snapshots each). Returns how
-    /// many documents were taken off the stale list, including any that could not be built:
-    /// those are logged and left without a snapshot (their changes are sent from the log)
-    /// until they change again.
-    fn compact(&self, limit: usize) -> Result<usize, StoreError>;
-
-    /// How many documents have changes their snapshot does not hold yet.
-    fn stale_documents(&self) -> Result<u64, StoreError>;
-
-    /// One page of a workspace's documents for a device's bootstrap, read in one transaction:
-    /// documents whose first change is at or before log position `through`, with ids after
-    /// `after`, in id order. Each comes with its snapshot (which may hold changes after
-    /// `through`) and its log changes up to `through` that the snapshot does not hold.
-    /// The page stops before the document that would take its encoded size past `max_bytes`
-    /// (it always holds one) and at `crm_sync::MAX_BATCH_CHANGES` documents. A document
-    /// that alone is larger than `max_bytes` is [`StoreError::DocumentTooLarge`].
-    fn documents_page(
+    /// Documents with changes their snapshot does not hold yet, at most `limit`.
+    fn stale(&self, limit: usize) -> Result<Vec<(WorkspaceId, DocId)>, StoreError>;
+    /// How many documents are stale.
+    fn count_stale(&self) -> Result<u64, StoreError>;
+    fn snapshot(&self, doc: DocId) -> Result<Option<StoredSnapshot>, StoreError>;
+    /// Stores rebuilt snapshots in one transaction, each only if the document's snapshot is
+    /// not already as far (another compaction got there first); returns how many it stored.
+    fn write_snapshots(&self, writes: &[SnapshotWrite]) -> Result<usize, StoreError>;
+    /// Whether this process may compact now. Several processes on one database compact one
+    /// at a time: the first to ask holds the lease until it stops.
+    fn compaction_lease(&self) -> Result<bool, StoreError>;
+    /// A workspace's documents with ids after `after` whose first change is at or before
+    /// `through`, in id order, each with its snapshot, handed to `each` until it returns
+    /// `false` (at most `limit`).
+    fn documents(
         &self,
         workspace: WorkspaceId,
         after: Option<DocId>,
         through: u64,
-        max_bytes: usize,
-    ) -> Result<DocumentsPage, StoreError>;
+        limit: usize,
+        each: &mut dyn FnMut(DocId, Option<StoredSnapshot>) -> bool,
+    ) -> Result<(), StoreError>;
+    /// The changes of each `(doc, after)` in log order, with positions after `after` and at
+    /// or before `through` (if given), document by document in the order given, handed to
+    /// `each` until it returns `false`.
+    fn document_changes(
+        &self,
+        workspace: WorkspaceId,
+        docs: &[(DocId, u64)],
+        through: Option<u64>,
+        each: &mut dyn FnMut(DocChange) -> bool,
+    ) -> Result<(), StoreError>;
+
+    // Several processes.
+
+    /// The heads other relay processes on this database commit, as they commit them; `None`
+    /// when only one process serves the database (SQLite).
+    fn heads(&self) -> Result<Option<Box<dyn HeadFeed>>, StoreError>;
+
+    /// The backend's connection pool, if it has one.
+    fn pool_state(&self) -> Option<PoolState>;
 }
 
-/// A page of [`RelayStore::documents_page`].
+/// A log entry as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DocumentsPage {
-    pub docs: Vec<DocState>,
-    /// The last document of this page, to read the next page after; `None` on the last page.
-    pub next: Option<DocId>,
+pub struct LogRow {
+    pub seq: u64,
+    pub doc_id: DocId,
+    pub hash: Hash,
+    pub bytes: Vec<u8>,
+}
+
+/// A change of one document, as [`RelayStore::document_changes`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DocChange {
+    pub doc_id: DocId,
+    pub seq: u64,
+    pub hash: Hash,
+    pub bytes: Vec<u8>,
+}
+
+/// A document of the directory, as the storing transaction knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownDocument {
+    pub workspace: WorkspaceId,
+    pub kind: String,
+}
+
+/// A change already in a workspace's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownChange {
+    pub seq: u64,
+    pub doc_id: DocId,
+}
+
+/// What [`RelayStore::append`] read for its plan, inside its transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    /// Whether the pushing device is a device of the workspace and not revoked.
+    pub device_active: bool,
+    /// The log's last position.
+    pub head: u64,
+    /// The documents asked for that exist, in any workspace.
+    pub docs: HashMap<DocId, KnownDocument>,
+    /// The changes asked for that are in this workspace's log.
+    pub changes: HashMap<Hash, KnownChange>,
+}
+
+/// What [`RelayStore::append`] writes: new documents, new changes at positions
+/// `head_before + 1 ..= head`, in order, and the new head.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Append {
+    pub documents: Vec<NewDocument>,
+    pub changes: Vec<NewChange>,
+    pub head: u64,
+}
+
+impl Append {
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDocument {
+    pub doc_id: DocId,
+    pub kind: String,
+    pub first_seq: u64,
+    pub created_by: DeviceId,
+}
+
+/// A change to append. Its document's scope (`owner`, `teams`) and last position become
+/// the change's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewChange {
+    pub seq: u64,
+    pub hash: Hash,
+    pub doc_id: DocId,
+    pub kind: String,
+    /// The hashes the change depends on, 32 bytes each.
+    pub deps: Vec<u8>,
+    pub author: DeviceId,
+    pub arrived_at: DateTime<Utc>,
+    pub bytes: Vec<u8>,
+    /// The owner's user record id, as text.
+    pub owner: Option<String>,
+    /// Team record ids, comma-separated.
+    pub teams: Option<String>,
+}
+
+/// A document's compacted state (`Automerge::save`): it holds every change of the document
+/// up to log position `seq` (and maybe later ones), and exactly the changes whose hashes
+/// `hashes` lists (32 bytes each, concatenated).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSnapshot {
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+    pub hashes: Vec<u8>,
+}
+
+/// A rebuilt document, for [`RelayStore::write_snapshots`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotWrite {
+    pub doc_id: DocId,
+    /// The last log position read: the document is compacted through it.
+    pub through: u64,
+    /// `None` when no change could be applied: the document's snapshot is removed, and its
+    /// changes travel from the log.
+    pub snapshot: Option<StoredSnapshot>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -149,48 +279,26 @@ pub struct Device {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When the device last connected (updated at most once a minute).
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
-/// A device just added, with the only copy of its token.
-#[derive(Debug)]
-pub struct NewDevice {
-    pub device: Device,
-    pub token: Token,
-}
-
-/// A device that proved its token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Authenticated {
-    pub workspace: WorkspaceId,
-    pub device: DeviceId,
-    pub user: String,
-    pub role: Role,
-    /// The log's head and whether the device's cursor is a position of this log.
-    pub authorized: Authorized,
-}
-
-/// What storing a batch did.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredBatch {
-    /// The log position of each change of the batch, in order.
-    pub seqs: Vec<u64>,
-    /// The log's head after the commit.
-    pub head: u64,
-    /// Changes that were new.
-    pub stored: usize,
-    /// Changes already in the log (acknowledged with their earlier position).
-    pub duplicates: usize,
-    /// What [`RelayStore::read`] after `head − stored` would return, when the batch's new
-    /// changes are exactly that range and fit one read: the other sessions of the
-    /// workspace take it instead of each reading the same rows back (see `hub.rs`).
-    pub tail: Option<crm_sync::relay::LogRead>,
-}
-
-/// The store failed; the request was fine.
+/// The store failed; the request was fine. Backend-neutral: a backend's own error is kept
+/// as the source.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the relay database failed")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error("the relay database ({backend}) failed")]
+    Database {
+        backend: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot connect to the relay database at {location}")]
+    Connect {
+        location: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("cannot create the data directory {path}")]
     DataDir {
         path: std::path::PathBuf,
@@ -198,14 +306,14 @@ pub enum StoreError {
         source: std::io::Error,
     },
     #[error("no relay data in {0}; create a workspace first (`crm-relay workspace create NAME`)")]
-    Missing(std::path::PathBuf),
+    Missing(String),
     #[error("{0} is not a crm-relay database")]
-    Foreign(std::path::PathBuf),
+    Foreign(String),
     #[error(
-        "{path} was written by a newer crm-relay (format {found}, this build reads {supported})"
+        "{location} was written by a newer crm-relay (schema {found}, this build knows {supported})"
     )]
     Newer {
-        path: std::path::PathBuf,
+        location: String,
         found: i64,
         supported: i64,
     },
@@ -335,24 +443,6 @@ impl AdminError {
     }
 }
 
-impl From<rusqlite::Error> for AdminError {
-    fn from(e: rusqlite::Error) -> Self {
-        AdminError::Store(e.into())
-    }
-}
-
-impl From<rusqlite::Error> for PushError {
-    fn from(e: rusqlite::Error) -> Self {
-        PushError::Store(e.into())
-    }
-}
-
-impl From<rusqlite::Error> for AuthError {
-    fn from(e: rusqlite::Error) -> Self {
-        AuthError::Store(e.into())
-    }
-}
-
 fn frame(code: ErrorCode, error: &dyn std::error::Error) -> ErrorFrame {
     let mut message = if code == ErrorCode::INTERNAL {
         "the relay could not reach its storage; try again later".to_string()
@@ -367,4 +457,27 @@ fn frame(code: ErrorCode, error: &dyn std::error::Error) -> ErrorFrame {
         message.truncate(end);
     }
     ErrorFrame { code, message }
+}
+
+/// Log heads raised by other relay processes sharing the database.
+pub trait HeadFeed: Send {
+    /// Waits up to `timeout` for heads raised since the last call; empty on timeout.
+    fn next(&mut self, timeout: std::time::Duration) -> Result<Vec<RaisedHead>, StoreError>;
+}
+
+/// A workspace's log head, raised by a commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RaisedHead {
+    pub workspace: WorkspaceId,
+    pub head: u64,
+    /// When the commit was made, by the committing process's clock.
+    pub committed_at: DateTime<Utc>,
+}
+
+/// Connections of a backend's pool, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolState {
+    pub connections: u32,
+    pub idle: u32,
+    pub max: u32,
 }

@@ -6,41 +6,45 @@
 //! from a small pool; in WAL mode they never wait for the writer and see committed data only.
 //! `synchronous=FULL`: an acknowledged batch survives a power cut, not only a crash.
 
-mod snapshots;
-
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use crm_sync::relay::{Authorized, LogRead};
-use crm_sync::{Cursor, DocId, Entry, Envelope, Hash, MAX_BATCH_CHANGES, MAX_FRAME_BYTES, RelayId};
+use crm_sync::{DocId, Hash, RelayId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::{
-    AdminError, AuthError, Authenticated, Device, DocumentsPage, MAX_NAME_CHARS, NewDevice,
-    PushError, RelayStore, StoreError, StoredBatch, Workspace,
+    Append, Device, DocChange, Known, KnownChange, KnownDocument, LogRow, PushError, RelayStore,
+    SnapshotWrite, StoreError, StoredSnapshot, Workspace,
 };
 use crate::ids::{DeviceId, Role, WorkspaceId};
-use crate::token::Token;
-use crate::validate;
 
 /// The database file in the data directory.
 pub const FILE_NAME: &str = "relay.db";
 /// Marks the file as a crm-relay database ("crmr").
 const APPLICATION_ID: i32 = 0x6372_6d72;
 /// The schema this build writes.
-const FORMAT_VERSION: i64 = 2;
+pub(crate) const FORMAT_VERSION: i64 = 3;
 /// Page cache of each reader connection (SQLite's `cache_size`, negative: KiB).
 const READER_CACHE_KIB: i64 = -256;
 /// Idle reader connections kept open (as many as the server runs blocking threads).
 const MAX_IDLE_READERS: usize = 32;
-/// Change bytes per `Changes` frame: the frame limit less room for the per-entry envelope
-/// (at most ~30 bytes times `MAX_BATCH_CHANGES`) and the frame's own fields.
-const READ_BUDGET: usize = MAX_FRAME_BYTES - (64 << 10);
-/// Counted against `READ_BUDGET` for each entry besides its change bytes.
-const ENTRY_OVERHEAD: usize = 40;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database {
+            backend: "sqlite",
+            source: Box::new(e),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for PushError {
+    fn from(e: rusqlite::Error) -> Self {
+        PushError::Store(e.into())
+    }
+}
 
 /// Format 1. Later formats are migrations run in order, on new databases too, so every
 /// database has the same schema whichever way it got there.
@@ -142,8 +146,13 @@ CREATE TABLE snapshots (
 );
 "#;
 
+/// Format 3: when each device last connected, for `crm-relay stats`.
+const MIGRATE_TO_3: &str = r#"
+ALTER TABLE devices ADD COLUMN last_seen_at INTEGER;
+"#;
+
 /// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`.
-const MIGRATIONS: &[&str] = &[MIGRATE_TO_2];
+const MIGRATIONS: &[&str] = &[MIGRATE_TO_2, MIGRATE_TO_3];
 const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 
 /// The relay's store in one SQLite file.
@@ -170,16 +179,33 @@ impl SqliteStore {
             path: dir.to_path_buf(),
             source,
         })?;
-        Self::open_file(dir.join(FILE_NAME))
+        Self::open_file(dir.join(FILE_NAME), None)
     }
 
     /// Opens an existing store in `dir`.
     pub fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
         let path = dir.join(FILE_NAME);
         if !path.is_file() {
-            return Err(StoreError::Missing(dir.to_path_buf()));
+            return Err(StoreError::Missing(dir.display().to_string()));
         }
-        Self::open_file(path)
+        Self::open_file(path, None)
+    }
+
+    /// Creates a new, empty store in `dir` with a given identity (a migration's target keeps
+    /// its source's identity). Refuses a directory that already holds a database.
+    pub fn create_with_identity(dir: &Path, relay_id: RelayId) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        if path.exists() {
+            return Err(StoreError::Corrupt(format!(
+                "{} exists already; migrate into an empty directory",
+                path.display()
+            )));
+        }
+        Self::open_file(path, Some(relay_id))
     }
 
     /// The database file.
@@ -187,29 +213,31 @@ impl SqliteStore {
         &self.path
     }
 
-    fn open_file(path: PathBuf) -> Result<SqliteStore, StoreError> {
+    fn open_file(path: PathBuf, identity: Option<RelayId>) -> Result<SqliteStore, StoreError> {
         let mut conn = connect(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let app_id: i32 = tx.pragma_query_value(None, "application_id", |r| r.get(0))?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+        let location = path.display().to_string();
         if app_id == 0 && version == 0 && tables == 0 {
             tx.execute_batch(SCHEMA)?;
             for migration in MIGRATIONS {
                 tx.execute_batch(migration)?;
             }
+            let relay_id = identity.unwrap_or_else(|| *Uuid::now_v7().as_bytes());
             tx.execute(
                 "INSERT INTO relay_meta (id, relay_id, created_at) VALUES (1, ?1, ?2)",
-                params![Uuid::now_v7().as_bytes().as_slice(), now_ms()],
+                params![relay_id.as_slice(), now_ms()],
             )?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
         } else if app_id != APPLICATION_ID {
-            return Err(StoreError::Foreign(path));
+            return Err(StoreError::Foreign(location));
         } else if version > FORMAT_VERSION {
             return Err(StoreError::Newer {
-                path,
+                location,
                 found: version,
                 supported: FORMAT_VERSION,
             });
@@ -278,6 +306,20 @@ impl SqliteStore {
         }
         Ok(value)
     }
+
+    /// Copies the database to `target` with SQLite's online backup API, while the relay
+    /// serves: the copy is the database as of one moment. `target` must not exist.
+    pub fn backup_to(&self, target: &Path) -> Result<(), StoreError> {
+        let conn = connect(&self.path)?;
+        let mut out = Connection::open(target)?;
+        {
+            let backup = rusqlite::backup::Backup::new(&conn, &mut out)?;
+            // Pages in steps, so writers are not held off for the whole copy.
+            backup.run_to_completion(1024, std::time::Duration::from_millis(5), None)?;
+        }
+        out.pragma_update(None, "journal_mode", "DELETE")?;
+        Ok(())
+    }
 }
 
 /// Brings a database of an older format to `FORMAT_VERSION`, inside the opening transaction:
@@ -321,28 +363,19 @@ fn sql_seq(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+fn sql_limit(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
 fn hash(bytes: &[u8]) -> Result<Hash, StoreError> {
     Hash::try_from(bytes).map_err(|_| StoreError::Corrupt("a change hash is not 32 bytes".into()))
 }
 
-fn valid_name(what: &'static str, value: &str) -> Result<String, AdminError> {
-    let trimmed = value.trim();
-    let invalid = |expected: &str| AdminError::InvalidInput {
-        what,
-        value: value.to_string(),
-        expected: expected.to_string(),
-    };
-    if trimmed.is_empty() {
-        return Err(invalid("it is empty"));
-    }
-    if trimmed.chars().count() > MAX_NAME_CHARS {
-        return Err(invalid(&format!("at most {MAX_NAME_CHARS} characters")));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(invalid("no control characters"));
-    }
-    Ok(trimmed.to_string())
+fn doc_id(bytes: &[u8]) -> Result<DocId, StoreError> {
+    DocId::try_from(bytes).map_err(|_| StoreError::Corrupt("a document id is not 16 bytes".into()))
 }
+
+const WORKSPACE_COLUMNS: &str = "id, name, created_at, head";
 
 fn workspace_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(WorkspaceId, String, i64, i64)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
@@ -359,9 +392,17 @@ fn to_workspace(
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, workspace, user, role, created_at, revoked_at";
+const DEVICE_COLUMNS: &str = "id, workspace, user, role, created_at, revoked_at, last_seen_at";
 
-type DeviceRow = (DeviceId, WorkspaceId, String, Role, i64, Option<i64>);
+type DeviceRow = (
+    DeviceId,
+    WorkspaceId,
+    String,
+    Role,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
 
 fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
     Ok((
@@ -371,11 +412,12 @@ fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         row.get(3)?,
         row.get(4)?,
         row.get(5)?,
+        row.get(6)?,
     ))
 }
 
 fn to_device(
-    (id, workspace, user, role, created_at, revoked_at): DeviceRow,
+    (id, workspace, user, role, created_at, revoked_at, last_seen_at): DeviceRow,
 ) -> Result<Device, StoreError> {
     Ok(Device {
         id,
@@ -384,31 +426,59 @@ fn to_device(
         role,
         created_at: time(created_at)?,
         revoked_at: revoked_at.map(time).transpose()?,
+        last_seen_at: last_seen_at.map(time).transpose()?,
     })
 }
 
-/// [`validate::Known`] over the storing transaction: the log's index of change hashes.
-struct LogLookup<'a, 'tx> {
-    workspace: WorkspaceId,
-    find: rusqlite::CachedStatement<'tx>,
-    _tx: std::marker::PhantomData<&'a ()>,
-}
+// The statements name their index: the relay never runs ANALYZE, and without statistics
+// SQLite reads a document's changes through the log's primary key (the workspace's whole
+// log) rather than `changes_by_doc`. A test checks every plan.
 
-impl validate::Known for LogLookup<'_, '_> {
-    fn document_of_change(&mut self, hash: &Hash) -> Result<Option<DocId>, PushError> {
-        let doc: Option<Vec<u8>> = self
-            .find
-            .query_row(params![self.workspace, hash.as_slice()], |r| r.get(0))
-            .optional()?;
-        doc.map(|d| {
-            DocId::try_from(d.as_slice())
-                .map_err(|_| StoreError::Corrupt("a document id is not 16 bytes".into()).into())
-        })
-        .transpose()
+/// Stale documents, from the partial index that holds only them.
+const STALE_SQL: &str = "
+    SELECT workspace, doc_id FROM documents INDEXED BY documents_stale
+    WHERE last_seq > snap_seq LIMIT ?1";
+const COUNT_STALE_SQL: &str = "
+    SELECT count(*) FROM documents INDEXED BY documents_stale
+    WHERE last_seq > snap_seq";
+const SNAPSHOT_SQL: &str = "SELECT seq, bytes, hashes FROM snapshots WHERE doc_id = ?1";
+const PAGE_DOCS_SQL: &str = "
+    SELECT d.doc_id, s.seq, s.bytes, s.hashes
+    FROM documents d INDEXED BY documents_by_workspace
+    LEFT JOIN snapshots s ON s.doc_id = d.doc_id
+    WHERE d.workspace = ?1 AND d.doc_id > ?2 AND d.first_seq <= ?3
+    ORDER BY d.doc_id LIMIT ?4";
+const DOC_CHANGES_SQL: &str = "
+    SELECT seq, hash, bytes FROM changes INDEXED BY changes_by_doc
+    WHERE workspace = ?1 AND doc_id = ?2 AND seq > ?3 AND seq <= ?4 ORDER BY seq";
+const READ_LOG_SQL: &str = "
+    SELECT seq, doc_id, hash, bytes FROM changes
+    WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+
+fn snapshot_row(
+    at: Option<i64>,
+    bytes: Option<Vec<u8>>,
+    hashes: Option<Vec<u8>>,
+) -> Option<StoredSnapshot> {
+    match (at, bytes, hashes) {
+        (Some(at), Some(bytes), Some(hashes)) => Some(StoredSnapshot {
+            seq: seq(at),
+            bytes,
+            hashes,
+        }),
+        _ => None,
     }
 }
 
 impl RelayStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
     fn relay_id(&self) -> RelayId {
         self.relay_id
     }
@@ -420,403 +490,83 @@ impl RelayStore for SqliteStore {
         })
     }
 
-    fn authenticate(
-        &self,
-        workspace: &str,
-        token: &str,
-        cursor: Option<&Cursor>,
-    ) -> Result<Authenticated, AuthError> {
-        let unknown = || AuthError::UnknownWorkspace(workspace.chars().take(64).collect());
-        let ws: WorkspaceId = workspace.parse().map_err(|_| unknown())?;
-        self.read_with(|tx| {
-            let head: i64 = tx
-                .query_row("SELECT head FROM workspaces WHERE id = ?1", [ws], |r| {
-                    r.get(0)
-                })
-                .optional()?
-                .ok_or_else(unknown)?;
-            // Something not shaped like a token is refused without a lookup.
-            if Token::workspace_of(token).is_none() {
-                return Err(AuthError::Unauthenticated);
-            }
-            let device: Option<(DeviceId, WorkspaceId, String, Role, Option<i64>)> = tx
-                .query_row(
-                    "SELECT id, workspace, user, role, revoked_at FROM devices
-                     WHERE token_hash = ?1",
-                    [Token::hash_of(token).as_slice()],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-                )
-                .optional()?;
-            let Some((device, device_ws, user, role, revoked_at)) = device else {
-                return Err(AuthError::Unauthenticated);
-            };
-            // A real token, of another workspace: it never opens this one.
-            if device_ws != ws {
-                return Err(AuthError::OtherWorkspace);
-            }
-            if revoked_at.is_some() {
-                return Err(AuthError::Revoked);
-            }
-            // Position 0 names no change, so it proves nothing about this log: start over.
-            let cursor_known = match cursor {
-                Some(c) if c.seq > 0 => {
-                    let at: Option<Vec<u8>> = tx
-                        .query_row(
-                            "SELECT hash FROM changes WHERE workspace = ?1 AND seq = ?2",
-                            params![ws, sql_seq(c.seq)],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    at.is_some_and(|h| h == c.hash)
-                }
-                _ => false,
-            };
-            Ok(Authenticated {
-                workspace: ws,
-                device,
-                user,
-                role,
-                authorized: Authorized {
-                    head: seq(head),
-                    cursor_known,
-                },
-            })
-        })
-    }
-
-    fn store_batch(
-        &self,
-        workspace: WorkspaceId,
-        device: DeviceId,
-        changes: &[Envelope],
-    ) -> Result<StoredBatch, PushError> {
-        // Intact changes only, before touching the database (see `validate`).
-        let checked = validate::parse(changes)?;
-        let arrived_at = now_ms();
-        self.write(|tx| {
-            let revoked: Option<Option<i64>> = tx
-                .query_row(
-                    "SELECT revoked_at FROM devices WHERE id = ?1 AND workspace = ?2",
-                    params![device, workspace],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if !matches!(revoked, Some(None)) {
-                return Err(PushError::Revoked);
-            }
-            let mut head: u64 = tx
-                .query_row(
-                    "SELECT head FROM workspaces WHERE id = ?1",
-                    [workspace],
-                    |r| r.get(0).map(seq),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::Corrupt(format!("workspace {workspace} vanished")))?;
-            let mut find_doc =
-                tx.prepare_cached("SELECT workspace, kind FROM documents WHERE doc_id = ?1")?;
-            let mut find_hash =
-                tx.prepare_cached("SELECT seq FROM changes WHERE workspace = ?1 AND hash = ?2")?;
-            let mut insert_doc = tx.prepare_cached(
-                "INSERT INTO documents (doc_id, workspace, kind, first_seq, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            // Per new change: the document's latest scope and latest position (which makes it
-            // stale for the compactor).
-            let mut set_scope = tx.prepare_cached(
-                "UPDATE documents SET owner = ?2, teams = ?3, last_seq = ?4 WHERE doc_id = ?1",
-            )?;
-            let mut insert_change = tx.prepare_cached(
-                "INSERT INTO changes
-                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            let mut log = LogLookup {
-                workspace,
-                find: tx.prepare_cached(
-                    "SELECT doc_id FROM changes WHERE workspace = ?1 AND hash = ?2",
-                )?,
-                _tx: std::marker::PhantomData,
-            };
-            let mut rule = validate::Batch::default();
-            // Documents of this batch already checked or inserted.
-            let mut docs: HashMap<DocId, &str> = HashMap::new();
-            let mut seqs = Vec::with_capacity(checked.len());
-            let mut duplicates = 0;
-            // The new entries, as a read of them would return them (see `StoredBatch::tail`).
-            let mut appended: Vec<Entry> = Vec::new();
-            let mut appended_bytes = 0;
-            let mut last_hash = [0; 32];
-            for (index, c) in checked.iter().enumerate() {
-                let doc = c.envelope.doc_id;
-                let kind = c.envelope.kind.as_str();
-                let known_kind = match docs.get(&doc) {
-                    Some(k) => Some((*k).to_string()),
-                    None => {
-                        let found: Option<(WorkspaceId, String)> = find_doc
-                            .query_row([doc.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()?;
-                        match found {
-                            Some((owner, _)) if owner != workspace => {
-                                return Err(PushError::WrongWorkspace {
-                                    index,
-                                    doc: Uuid::from_bytes(doc),
-                                });
-                            }
-                            Some((_, k)) => Some(k),
-                            None => None,
-                        }
-                    }
-                };
-                if let Some(known) = &known_kind
-                    && known != kind
-                {
-                    return Err(PushError::KindMismatch {
-                        index,
-                        doc: Uuid::from_bytes(doc),
-                        known: known.clone(),
-                        sent: kind.to_string(),
-                    });
-                }
-                let existing: Option<i64> = find_hash
-                    .query_row(params![workspace, c.hash.as_slice()], |r| r.get(0))
-                    .optional()?;
-                if let Some(existing) = existing {
-                    seqs.push(seq(existing));
-                    duplicates += 1;
-                    continue;
-                }
-                rule.check(index, c, known_kind.is_some(), &mut log)?;
-                rule.accept(c);
-                head += 1;
-                if known_kind.is_none() {
-                    insert_doc.execute(params![
-                        doc.as_slice(),
-                        workspace,
-                        kind,
-                        sql_seq(head),
-                        device
-                    ])?;
-                }
-                docs.insert(doc, kind);
-                insert_change.execute(params![
-                    workspace,
-                    sql_seq(head),
-                    c.hash.as_slice(),
-                    doc.as_slice(),
-                    kind,
-                    c.deps_bytes(),
-                    device,
-                    arrived_at,
-                    c.envelope.bytes,
-                ])?;
-                // The latest pushed scope of a document is the one a later filter reads.
-                let scope = &c.envelope.scope;
-                let teams = (!scope.teams.is_empty()).then(|| {
-                    let ids: Vec<String> = scope
-                        .teams
-                        .iter()
-                        .map(|t| Uuid::from_bytes(*t).to_string())
-                        .collect();
-                    ids.join(",")
-                });
-                set_scope.execute(params![
-                    doc.as_slice(),
-                    scope.owner.map(|o| Uuid::from_bytes(o).to_string()),
-                    teams,
-                    sql_seq(head),
-                ])?;
-                seqs.push(head);
-                appended_bytes += c.envelope.bytes.len() + ENTRY_OVERHEAD;
-                appended.push(Entry {
-                    seq: head,
-                    doc_id: doc,
-                    bytes: c.envelope.bytes.clone(),
-                });
-                last_hash = c.hash;
-            }
-            if duplicates < checked.len() {
-                tx.execute(
-                    "UPDATE workspaces SET head = ?1 WHERE id = ?2",
-                    params![sql_seq(head), workspace],
-                )?;
-            }
-            // `read` would stop at its frame budget or its limit; such a batch has no tail.
-            let tail = (!appended.is_empty()
-                && appended.len() <= MAX_BATCH_CHANGES
-                && appended_bytes <= READ_BUDGET)
-                .then_some(LogRead {
-                    entries: appended,
-                    through: head,
-                    through_hash: last_hash,
-                    head,
-                });
-            Ok(StoredBatch {
-                stored: checked.len() - duplicates,
-                duplicates,
-                seqs,
-                head,
-                tail,
-            })
-        })
-    }
-
-    fn read(
-        &self,
-        workspace: WorkspaceId,
-        after: u64,
-        limit: usize,
-    ) -> Result<LogRead, StoreError> {
-        let limit = limit.min(MAX_BATCH_CHANGES);
-        self.read_with(|tx| {
-            let head = workspace_head(tx, workspace)?;
-            let mut stmt = tx.prepare_cached(
-                "SELECT seq, doc_id, bytes, hash FROM changes
-                 WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-            )?;
-            let mut rows = stmt.query(params![
-                workspace,
-                sql_seq(after),
-                i64::try_from(limit).unwrap_or(i64::MAX)
-            ])?;
-            let mut entries: Vec<Entry> = Vec::new();
-            let mut last_hash = None;
-            let mut size = 0;
-            while let Some(row) = rows.next()? {
-                let bytes: Vec<u8> = row.get(2)?;
-                // Every entry must fit in one frame with the others; the first always fits,
-                // since a change is far smaller than a frame.
-                if !entries.is_empty() && size + bytes.len() + ENTRY_OVERHEAD > READ_BUDGET {
-                    break;
-                }
-                size += bytes.len() + ENTRY_OVERHEAD;
-                let doc: Vec<u8> = row.get(1)?;
-                let doc_id = DocId::try_from(doc.as_slice())
-                    .map_err(|_| StoreError::Corrupt("a document id is not 16 bytes".into()))?;
-                let h: Vec<u8> = row.get(3)?;
-                last_hash = Some(hash(&h)?);
-                entries.push(Entry {
-                    seq: seq(row.get(0)?),
-                    doc_id,
-                    bytes,
-                });
-            }
-            let (through, through_hash) = match (entries.last(), last_hash) {
-                (Some(e), Some(h)) => (e.seq, h),
-                _ if after == 0 => (0, [0; 32]),
-                _ => {
-                    let at: Option<Vec<u8>> = tx
-                        .query_row(
-                            "SELECT hash FROM changes WHERE workspace = ?1 AND seq = ?2",
-                            params![workspace, sql_seq(after)],
-                            |r| r.get(0),
-                        )
-                        .optional()?;
-                    (after, at.map(|h| hash(&h)).transpose()?.unwrap_or([0; 32]))
-                }
-            };
-            Ok(LogRead {
-                entries,
-                through,
-                through_hash,
-                head: seq(head),
-            })
-        })
-    }
-
-    fn create_workspace(&self, name: &str) -> Result<Workspace, AdminError> {
-        let name = valid_name("workspace name", name)?;
-        if Uuid::try_parse(&name).is_ok() {
-            return Err(AdminError::InvalidInput {
-                what: "workspace name",
-                value: name,
-                expected: "a name, not a UUID (workspaces are found by id or name)".into(),
-            });
-        }
+    fn insert_workspace(&self, workspace: &Workspace) -> Result<bool, StoreError> {
         self.write(|tx| {
             let taken: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM workspaces WHERE name = ?1)",
-                [&name],
+                [&workspace.name],
                 |r| r.get(0),
             )?;
             if taken {
-                return Err(AdminError::DuplicateName(name.clone()));
+                return Ok(false);
             }
-            let id = WorkspaceId::new();
-            let created_at = now_ms();
             tx.execute(
-                "INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3)",
-                params![id, name, created_at],
+                "INSERT INTO workspaces (id, name, created_at, head) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    workspace.id,
+                    workspace.name,
+                    workspace.created_at.timestamp_millis(),
+                    sql_seq(workspace.head)
+                ],
             )?;
-            Ok(to_workspace((id, name.clone(), created_at, 0))?)
+            Ok(true)
         })
     }
 
     fn workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
         self.read_with(|tx| {
-            let mut stmt = tx.prepare(
-                "SELECT id, name, created_at, head FROM workspaces ORDER BY created_at, id",
-            )?;
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY created_at, id"
+            ))?;
             let rows = stmt.query_map([], workspace_row)?;
             rows.map(|r| to_workspace(r?)).collect()
         })
     }
 
-    fn find_workspace(&self, id_or_name: &str) -> Result<Workspace, AdminError> {
-        let key = id_or_name.trim();
-        let row = self.read_with(|tx| {
-            let sql = "SELECT id, name, created_at, head FROM workspaces WHERE ";
-            let row = match key.parse::<WorkspaceId>() {
-                Ok(id) => tx
-                    .query_row(&format!("{sql} id = ?1"), [id], workspace_row)
-                    .optional(),
-                Err(_) => tx
-                    .query_row(&format!("{sql} name = ?1"), [key], workspace_row)
-                    .optional(),
-            };
-            row.map_err(StoreError::from)
-        })?;
-        match row {
-            Some(row) => Ok(to_workspace(row)?),
-            None => Err(AdminError::UnknownWorkspace(id_or_name.to_string())),
-        }
+    fn workspace(&self, id: WorkspaceId) -> Result<Option<Workspace>, StoreError> {
+        self.read_with(|tx| {
+            tx.query_row(
+                &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = ?1"),
+                [id],
+                workspace_row,
+            )
+            .optional()?
+            .map(to_workspace)
+            .transpose()
+        })
     }
 
-    fn add_device(
-        &self,
-        workspace: WorkspaceId,
-        user: &str,
-        role: Role,
-    ) -> Result<NewDevice, AdminError> {
-        let user = valid_name("user", user)?;
-        let token = Token::generate(workspace)?;
+    fn workspace_named(&self, name: &str) -> Result<Option<Workspace>, StoreError> {
+        self.read_with(|tx| {
+            tx.query_row(
+                &format!("SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE name = ?1"),
+                [name],
+                workspace_row,
+            )
+            .optional()?
+            .map(to_workspace)
+            .transpose()
+        })
+    }
+
+    fn insert_device(&self, device: &Device, token_hash: &[u8; 32]) -> Result<(), StoreError> {
         self.write(|tx| {
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS (SELECT 1 FROM workspaces WHERE id = ?1)",
-                [workspace],
-                |r| r.get(0),
-            )?;
-            if !exists {
-                return Err(AdminError::UnknownWorkspace(workspace.to_string()));
-            }
-            let id = DeviceId::new();
-            let created_at = now_ms();
             tx.execute(
-                "INSERT INTO devices (id, workspace, user, role, token_hash, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO devices
+                 (id, workspace, user, role, token_hash, created_at, revoked_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
-                    id,
-                    workspace,
-                    user,
-                    role,
-                    token.hash().as_slice(),
-                    created_at
+                    device.id,
+                    device.workspace,
+                    device.user,
+                    device.role,
+                    token_hash.as_slice(),
+                    device.created_at.timestamp_millis(),
+                    device.revoked_at.map(|t| t.timestamp_millis()),
+                    device.last_seen_at.map(|t| t.timestamp_millis()),
                 ],
             )?;
-            let device = to_device((id, workspace, user.clone(), role, created_at, None))?;
-            Ok(NewDevice {
-                device,
-                token: token.clone(),
-            })
+            Ok(())
         })
     }
 
@@ -831,21 +581,46 @@ impl RelayStore for SqliteStore {
         })
     }
 
-    fn revoke_device(&self, device: DeviceId) -> Result<Device, AdminError> {
+    fn device_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Device>, StoreError> {
+        self.read_with(|tx| {
+            tx.prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE token_hash = ?1"
+            ))?
+            .query_row([token_hash.as_slice()], device_row)
+            .optional()?
+            .map(to_device)
+            .transpose()
+        })
+    }
+
+    fn touch_device(&self, device: DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1",
+                params![device, at.timestamp_millis()],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn revoke_device(
+        &self,
+        device: DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Device>, StoreError> {
         self.write(|tx| {
             tx.execute(
                 "UPDATE devices SET revoked_at = coalesce(revoked_at, ?1) WHERE id = ?2",
-                params![now_ms(), device],
+                params![at.timestamp_millis(), device],
             )?;
-            let row = tx
-                .query_row(
-                    &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
-                    [device],
-                    device_row,
-                )
-                .optional()?
-                .ok_or(AdminError::UnknownDevice(device))?;
-            Ok(to_device(row)?)
+            tx.query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+                [device],
+                device_row,
+            )
+            .optional()?
+            .map(to_device)
+            .transpose()
         })
     }
 
@@ -859,57 +634,305 @@ impl RelayStore for SqliteStore {
         })
     }
 
-    fn head(&self, workspace: WorkspaceId) -> Result<(u64, Hash), StoreError> {
+    fn head(&self, workspace: WorkspaceId) -> Result<Option<u64>, StoreError> {
         self.read_with(|tx| {
-            let head = workspace_head(tx, workspace)?;
-            if head == 0 {
-                return Ok((0, [0; 32]));
-            }
-            let at: Vec<u8> = tx
-                .query_row(
-                    "SELECT hash FROM changes WHERE workspace = ?1 AND seq = ?2",
-                    params![workspace, head],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("no change at the head {head} of {workspace}"))
-                })?;
-            Ok((seq(head), hash(&at)?))
+            let head: Option<i64> = tx
+                .prepare_cached("SELECT head FROM workspaces WHERE id = ?1")?
+                .query_row([workspace], |r| r.get(0))
+                .optional()?;
+            Ok(head.map(seq))
         })
     }
 
-    fn compact(&self, limit: usize) -> Result<usize, StoreError> {
-        self.compact_stale(limit)
+    fn hash_at(&self, workspace: WorkspaceId, at: u64) -> Result<Option<Hash>, StoreError> {
+        self.read_with(|tx| {
+            let found: Option<Vec<u8>> = tx
+                .prepare_cached("SELECT hash FROM changes WHERE workspace = ?1 AND seq = ?2")?
+                .query_row(params![workspace, sql_seq(at)], |r| r.get(0))
+                .optional()?;
+            found.map(|h| hash(&h)).transpose()
+        })
     }
 
-    fn stale_documents(&self) -> Result<u64, StoreError> {
-        self.count_stale()
+    fn read_log(
+        &self,
+        workspace: WorkspaceId,
+        after: u64,
+        limit: usize,
+        each: &mut dyn FnMut(LogRow) -> bool,
+    ) -> Result<u64, StoreError> {
+        self.read_with(|tx| {
+            let mut stmt = tx.prepare_cached(READ_LOG_SQL)?;
+            let mut rows = stmt.query(params![workspace, sql_seq(after), sql_limit(limit)])?;
+            while let Some(row) = rows.next()? {
+                let entry = LogRow {
+                    seq: seq(row.get(0)?),
+                    doc_id: doc_id(&row.get::<_, Vec<u8>>(1)?)?,
+                    hash: hash(&row.get::<_, Vec<u8>>(2)?)?,
+                    bytes: row.get(3)?,
+                };
+                if !each(entry) {
+                    break;
+                }
+            }
+            drop(rows);
+            let head: Option<i64> = tx
+                .prepare_cached("SELECT head FROM workspaces WHERE id = ?1")?
+                .query_row([workspace], |r| r.get(0))
+                .optional()?;
+            head.map(seq)
+                .ok_or_else(|| StoreError::Corrupt(format!("no workspace {workspace}")))
+        })
     }
 
-    fn documents_page(
+    fn append(
+        &self,
+        workspace: WorkspaceId,
+        device: DeviceId,
+        docs: &[DocId],
+        hashes: &[Hash],
+        plan: &mut dyn FnMut(Known) -> Result<Append, PushError>,
+    ) -> Result<(), PushError> {
+        self.write(|tx| {
+            let device_active = tx
+                .prepare_cached(
+                    "SELECT revoked_at IS NULL FROM devices WHERE id = ?1 AND workspace = ?2",
+                )?
+                .query_row(params![device, workspace], |r| r.get::<_, bool>(0))
+                .optional()?
+                .unwrap_or(false);
+            let head: i64 = tx
+                .prepare_cached("SELECT head FROM workspaces WHERE id = ?1")?
+                .query_row([workspace], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::Corrupt(format!("workspace {workspace} vanished")))?;
+            let mut known = Known {
+                device_active,
+                head: seq(head),
+                ..Known::default()
+            };
+            let mut find_doc =
+                tx.prepare_cached("SELECT workspace, kind FROM documents WHERE doc_id = ?1")?;
+            for doc in docs {
+                let found: Option<(WorkspaceId, String)> = find_doc
+                    .query_row([doc.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                if let Some((workspace, kind)) = found {
+                    known.docs.insert(*doc, KnownDocument { workspace, kind });
+                }
+            }
+            let mut find_hash = tx.prepare_cached(
+                "SELECT seq, doc_id FROM changes WHERE workspace = ?1 AND hash = ?2",
+            )?;
+            for h in hashes {
+                let found: Option<(i64, Vec<u8>)> = find_hash
+                    .query_row(params![workspace, h.as_slice()], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((at, doc)) = found {
+                    let change = KnownChange {
+                        seq: seq(at),
+                        doc_id: doc_id(&doc)?,
+                    };
+                    known.changes.insert(*h, change);
+                }
+            }
+            let append = plan(known)?;
+            if append.is_empty() {
+                return Ok(());
+            }
+            let mut insert_doc = tx.prepare_cached(
+                "INSERT INTO documents (doc_id, workspace, kind, first_seq, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for d in &append.documents {
+                insert_doc.execute(params![
+                    d.doc_id.as_slice(),
+                    workspace,
+                    d.kind,
+                    sql_seq(d.first_seq),
+                    d.created_by
+                ])?;
+            }
+            let mut insert_change = tx.prepare_cached(
+                "INSERT INTO changes
+                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            // Per new change: the document's latest scope and latest position (which makes it
+            // stale for the compactor).
+            let mut set_scope = tx.prepare_cached(
+                "UPDATE documents SET owner = ?2, teams = ?3, last_seq = ?4 WHERE doc_id = ?1",
+            )?;
+            for c in &append.changes {
+                insert_change.execute(params![
+                    workspace,
+                    sql_seq(c.seq),
+                    c.hash.as_slice(),
+                    c.doc_id.as_slice(),
+                    c.kind,
+                    c.deps,
+                    c.author,
+                    c.arrived_at.timestamp_millis(),
+                    c.bytes,
+                ])?;
+                set_scope.execute(params![
+                    c.doc_id.as_slice(),
+                    c.owner,
+                    c.teams,
+                    sql_seq(c.seq)
+                ])?;
+            }
+            tx.execute(
+                "UPDATE workspaces SET head = ?1 WHERE id = ?2",
+                params![sql_seq(append.head), workspace],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn stale(&self, limit: usize) -> Result<Vec<(WorkspaceId, DocId)>, StoreError> {
+        self.read_with(|tx| {
+            let mut stmt = tx.prepare_cached(STALE_SQL)?;
+            let rows = stmt.query_map([sql_limit(limit)], |r| {
+                Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            rows.map(|r| {
+                let (workspace, doc) = r?;
+                Ok((workspace, doc_id(&doc)?))
+            })
+            .collect()
+        })
+    }
+
+    fn count_stale(&self) -> Result<u64, StoreError> {
+        self.read_with(|tx| {
+            let n: i64 = tx.query_row(COUNT_STALE_SQL, [], |r| r.get(0))?;
+            Ok(seq(n))
+        })
+    }
+
+    fn snapshot(&self, doc: DocId) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.read_with(|tx| {
+            Ok(tx
+                .prepare_cached(SNAPSHOT_SQL)?
+                .query_row([doc.as_slice()], |r| {
+                    Ok(StoredSnapshot {
+                        seq: seq(r.get(0)?),
+                        bytes: r.get(1)?,
+                        hashes: r.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+    }
+
+    fn write_snapshots(&self, writes: &[SnapshotWrite]) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let mut current =
+                tx.prepare_cached("SELECT snap_seq FROM documents WHERE doc_id = ?1")?;
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO snapshots (doc_id, seq, bytes, hashes) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (doc_id) DO UPDATE
+                 SET seq = excluded.seq, bytes = excluded.bytes, hashes = excluded.hashes",
+            )?;
+            let mut delete = tx.prepare_cached("DELETE FROM snapshots WHERE doc_id = ?1")?;
+            let mut mark =
+                tx.prepare_cached("UPDATE documents SET snap_seq = ?2 WHERE doc_id = ?1")?;
+            let mut stored = 0;
+            for w in writes {
+                let doc = w.doc_id.as_slice();
+                let at: Option<i64> = current.query_row([doc], |r| r.get(0)).optional()?;
+                // Another compaction got as far meanwhile: keep what it stored.
+                if at.is_none_or(|at| seq(at) >= w.through) {
+                    continue;
+                }
+                match &w.snapshot {
+                    Some(s) => {
+                        upsert.execute(params![doc, sql_seq(s.seq), s.bytes, s.hashes])?;
+                    }
+                    None => {
+                        delete.execute([doc])?;
+                    }
+                }
+                mark.execute(params![doc, sql_seq(w.through)])?;
+                stored += 1;
+            }
+            Ok(stored)
+        })
+    }
+
+    fn compaction_lease(&self) -> Result<bool, StoreError> {
+        // One process serves a SQLite database.
+        Ok(true)
+    }
+
+    fn heads(&self) -> Result<Option<Box<dyn super::HeadFeed>>, StoreError> {
+        Ok(None)
+    }
+
+    fn pool_state(&self) -> Option<super::PoolState> {
+        None
+    }
+
+    fn documents(
         &self,
         workspace: WorkspaceId,
         after: Option<DocId>,
         through: u64,
-        max_bytes: usize,
-    ) -> Result<DocumentsPage, StoreError> {
-        self.read_page(workspace, after, through, max_bytes)
+        limit: usize,
+        each: &mut dyn FnMut(DocId, Option<StoredSnapshot>) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_with(|tx| {
+            let mut stmt = tx.prepare_cached(PAGE_DOCS_SQL)?;
+            // Every 16-byte id sorts after the empty blob.
+            let after = after.map_or_else(Vec::new, |a| a.to_vec());
+            let mut rows = stmt.query(params![
+                workspace,
+                after,
+                sql_seq(through),
+                sql_limit(limit)
+            ])?;
+            while let Some(row) = rows.next()? {
+                let doc = doc_id(&row.get::<_, Vec<u8>>(0)?)?;
+                let snapshot = snapshot_row(row.get(1)?, row.get(2)?, row.get(3)?);
+                if !each(doc, snapshot) {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
-}
 
-/// The last sequence number of a workspace's log.
-fn workspace_head(
-    tx: &rusqlite::Transaction<'_>,
-    workspace: WorkspaceId,
-) -> Result<i64, StoreError> {
-    tx.query_row(
-        "SELECT head FROM workspaces WHERE id = ?1",
-        [workspace],
-        |r| r.get(0),
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::Corrupt(format!("no workspace {workspace}")))
+    fn document_changes(
+        &self,
+        workspace: WorkspaceId,
+        docs: &[(DocId, u64)],
+        through: Option<u64>,
+        each: &mut dyn FnMut(DocChange) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_with(|tx| {
+            let mut stmt = tx.prepare_cached(DOC_CHANGES_SQL)?;
+            let through = through.map_or(i64::MAX, sql_seq);
+            for (doc, after) in docs {
+                let mut rows =
+                    stmt.query(params![workspace, doc.as_slice(), sql_seq(*after), through])?;
+                while let Some(row) = rows.next()? {
+                    let change = DocChange {
+                        doc_id: *doc,
+                        seq: seq(row.get(0)?),
+                        hash: hash(&row.get::<_, Vec<u8>>(1)?)?,
+                        bytes: row.get(2)?,
+                    };
+                    if !each(change) {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 #[cfg(test)]
@@ -918,6 +941,7 @@ mod tests {
     use automerge::{AutoCommit, ROOT};
 
     use super::*;
+    use crate::service::Relay;
 
     /// A change of a new document, and its hash.
     fn change(doc: &mut AutoCommit, value: &str) -> (Vec<u8>, Hash) {
@@ -1008,7 +1032,9 @@ mod tests {
     fn a_format_1_database_is_migrated_when_opened() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (ws, device, docs) = write_v1(&dir.path().join(FILE_NAME));
-        let store = SqliteStore::open(dir.path()).expect("a format 1 database opens");
+        let store = Relay::new(std::sync::Arc::new(
+            SqliteStore::open(dir.path()).expect("a format 1 database opens"),
+        ));
 
         let conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
         let version: i64 = conn
@@ -1052,7 +1078,7 @@ mod tests {
             .expect("put");
         more.put(ROOT, "kind", "account").expect("put");
         let (bytes, _) = change(&mut more, "C");
-        let envelope = Envelope {
+        let envelope = crm_sync::Envelope {
             doc_id,
             kind: "account".into(),
             scope: Default::default(),
@@ -1070,7 +1096,9 @@ mod tests {
             schema(&dir.path().join(FILE_NAME)),
             schema(&fresh.path().join(FILE_NAME))
         );
-        let store = SqliteStore::open(dir.path()).expect("reopens");
+        let store = Relay::new(std::sync::Arc::new(
+            SqliteStore::open(dir.path()).expect("reopens"),
+        ));
         assert_eq!(store.head(ws).expect("head").0, 4);
     }
 
@@ -1080,17 +1108,12 @@ mod tests {
         drop(SqliteStore::open_or_create(dir.path()).expect("store"));
         let conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
         for (sql, index) in [
-            (snapshots::STALE_SQL, "documents_stale"),
-            (snapshots::COUNT_STALE_SQL, "documents_stale"),
-            (snapshots::CHANGES_OF_DOC_SQL, "changes_by_doc"),
-            (snapshots::PAGE_DOCS_SQL, "documents_by_workspace"),
-            (snapshots::PAGE_CHANGES_SQL, "changes_by_doc"),
+            (STALE_SQL, "documents_stale"),
+            (COUNT_STALE_SQL, "documents_stale"),
+            (DOC_CHANGES_SQL, "changes_by_doc"),
+            (PAGE_DOCS_SQL, "documents_by_workspace"),
             // The log read keeps its primary key beside the new index of changes.
-            (
-                "SELECT seq, doc_id, bytes, hash FROM changes
-                 WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-                "sqlite_autoindex_changes_1",
-            ),
+            (READ_LOG_SQL, "sqlite_autoindex_changes_1"),
         ] {
             let mut stmt = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

@@ -6,13 +6,20 @@
     reason = "each test file uses a different part of these helpers"
 )]
 
+mod backend;
+
+#[allow(
+    unused_imports,
+    reason = "each test file uses a different part of these helpers"
+)]
+pub(crate) use backend::{Backend, TestDatabase, TestStore};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use automerge::transaction::Transactable as _;
 use automerge::{AutoCommit, Automerge, ROOT};
-use crm_relay::store::RelayStore;
 use crm_relay::{AppState, Config, DeviceId, Role, SqliteStore, WorkspaceId};
 use crm_sync::{
     Ack, Changes, Cursor, DocState, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION,
@@ -31,7 +38,8 @@ pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 pub(crate) struct Relay {
     pub(crate) addr: SocketAddr,
     pub(crate) state: AppState,
-    pub(crate) store: Arc<SqliteStore>,
+    /// The relay's operations over its store, as the server calls them.
+    pub(crate) store: crm_relay::Relay,
     pub(crate) dir: tempfile::TempDir,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -44,8 +52,9 @@ impl Relay {
 
     pub(crate) async fn start_with(config: Config) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(SqliteStore::open_or_create(dir.path()).expect("store"));
-        let state = AppState::new(store.clone(), config);
+        let backend = Arc::new(SqliteStore::open_or_create(dir.path()).expect("store"));
+        let state = AppState::new(backend, config);
+        let store = state.relay().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -418,16 +427,18 @@ pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// A store in a temporary directory with the workspace "acme" and one admin device of
-/// alice's, for the tests that call the store directly.
-pub(crate) fn store_with_device() -> (tempfile::TempDir, SqliteStore, WorkspaceId, DeviceId) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open_or_create(dir.path()).expect("store");
+/// A store of `backend` with the workspace "acme" and one admin device of alice's, for the
+/// tests that call the relay's operations directly.
+pub(crate) fn store_with_device(
+    backend: Backend,
+) -> (TestStore, crm_relay::Relay, WorkspaceId, DeviceId) {
+    let place = TestStore::new(backend);
+    let store = place.relay();
     let ws = store.create_workspace("acme").expect("workspace").id;
     let device = store
         .add_device(ws, "alice", Role::Admin)
         .expect("device")
         .device
         .id;
-    (dir, store, ws, device)
+    (place, store, ws, device)
 }

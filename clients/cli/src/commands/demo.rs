@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use clap::ArgMatches;
 use crm_model::{Edit, Kind};
 use crm_node::sync::{SyncReport, sync_once};
-use crm_relay::{Config, RelayStore, Role, SqliteStore};
+use crm_relay::{Config, Relay, Role, SqliteStore};
 use crm_store::{ListQuery, RelayLink, Store};
 use serde_json::json;
 
@@ -55,11 +55,12 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
     // The relay, with a workspace and a token per device.
     let relay_dir = base.join("relay");
     let relay_store =
-        SqliteStore::open_or_create(&relay_dir).context("cannot create the demo relay")?;
-    let workspace = relay_store.create_workspace("demo")?;
-    let alice = relay_store.add_device(workspace.id, "alice", Role::Admin)?;
-    let bob = relay_store.add_device(workspace.id, "bob", Role::SalesRep)?;
-    let state = crm_relay::AppState::new(Arc::new(relay_store), Config::default());
+        Arc::new(SqliteStore::open_or_create(&relay_dir).context("cannot create the demo relay")?);
+    let relay = Relay::new(relay_store.clone());
+    let workspace = relay.create_workspace("demo")?;
+    let alice = relay.add_device(workspace.id, "alice", Role::Admin)?;
+    let bob = relay.add_device(workspace.id, "bob", Role::SalesRep)?;
+    let state = crm_relay::AppState::new(relay_store, Config::default());
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .context("cannot open a port for the demo relay")?;

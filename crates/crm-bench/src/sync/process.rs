@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use crm_relay::{RelayStore as _, Role, SqliteStore};
+use crm_relay::{Relay, Role, SqliteStore};
 
 use crate::mem::Rss;
 
@@ -25,10 +25,12 @@ pub(crate) struct Setup {
 }
 
 /// Creates the relay's store in `data` with one workspace and `devices` devices, through the
-/// same `RelayStore` calls as `crm-relay workspace create` and `crm-relay device add`.
+/// same `Relay` calls as `crm-relay workspace create` and `crm-relay device add`.
 pub(crate) fn setup(data: &Path, devices: usize) -> Result<Setup> {
-    let store = SqliteStore::open_or_create(data)
-        .with_context(|| format!("creating a relay store in {}", data.display()))?;
+    let store = Relay::new(std::sync::Arc::new(
+        SqliteStore::open_or_create(data)
+            .with_context(|| format!("creating a relay store in {}", data.display()))?,
+    ));
     let workspace = store.create_workspace("bench")?;
     let mut tokens = Vec::with_capacity(devices);
     for i in 0..devices {

@@ -1,24 +1,41 @@
-//! The storage layer on real SQLite files: what is acknowledged is committed, positions are
-//! contiguous and per workspace, refused batches leave nothing behind.
+//! The conformance suite of the storage backends: every case runs on SQLite (a real file)
+//! and on PostgreSQL (a fresh database), through the relay's operations. What is
+//! acknowledged is committed, positions are contiguous and per workspace, duplicates keep
+//! their first position, refused batches leave nothing behind, reads stay in their
+//! workspace, tokens are stored as hashes. Snapshots and pages: `snapshots.rs`.
 
 mod common;
 
-use std::sync::Arc;
-
-use common::{Doc, hash_of, store_with_device};
-use crm_relay::store::{AdminError, AuthError, PushError, RelayStore, StoreError};
-use crm_relay::{Role, SqliteStore, Token};
+use common::{Backend, Doc, TestStore, hash_of, store_with_device};
+use crm_relay::store::{AdminError, AuthError, PushError, StoreError};
+use crm_relay::{Relay, Role, SqliteStore, Token};
 use crm_sync::{Cursor, Envelope, MAX_FRAME_BYTES};
 
-fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = SqliteStore::open_or_create(dir.path()).expect("store");
-    (dir, store)
+on_every_backend!(
+    every_acknowledged_change_is_in_a_reopened_store,
+    reads_report_through_its_hash_and_the_head,
+    a_read_fits_in_one_frame,
+    positions_are_contiguous_under_concurrent_pushes,
+    duplicates_keep_their_first_position_within_and_across_batches,
+    refused_batches_store_nothing,
+    authentication_checks_workspace_token_revocation_and_cursor,
+    only_the_token_hash_is_stored,
+    admin_input_is_validated,
+    the_latest_pushed_scope_of_a_document_is_kept,
+    devices_are_listed_per_workspace_and_revoked_since,
+    a_connection_records_when_the_device_was_last_seen,
+    readers_never_see_a_gap_while_several_processes_push,
+    workspaces_are_isolated,
+);
+
+fn store(backend: Backend) -> (TestStore, Relay) {
+    let place = TestStore::new(backend);
+    let store = place.relay();
+    (place, store)
 }
 
-#[test]
-fn every_acknowledged_change_is_in_a_reopened_store() {
-    let (dir, store, ws, device) = store_with_device();
+fn every_acknowledged_change_is_in_a_reopened_store(b: Backend) {
+    let (dir, store, ws, device) = store_with_device(b);
     let relay_id = store.relay_id();
     let mut acked = Vec::new();
     for batch in 0..20 {
@@ -30,7 +47,7 @@ fn every_acknowledged_change_is_in_a_reopened_store() {
     }
     // What the store acknowledged is on disk: a fresh process sees all of it.
     drop(store);
-    let store = SqliteStore::open(dir.path()).expect("reopen");
+    let store = dir.relay();
     assert_eq!(store.relay_id(), relay_id, "the relay keeps its identity");
     let mut read = Vec::new();
     let mut after = 0;
@@ -52,9 +69,8 @@ fn every_acknowledged_change_is_in_a_reopened_store() {
     assert_eq!(store.workspaces().expect("list")[0].head, 200);
 }
 
-#[test]
-fn reads_report_through_its_hash_and_the_head() {
-    let (_dir, store) = store();
+fn reads_report_through_its_hash_and_the_head(b: Backend) {
+    let (_dir, store) = store(b);
     let ws = store.create_workspace("acme").expect("workspace").id;
     let device = store
         .add_device(ws, "a", Role::SalesRep)
@@ -93,9 +109,8 @@ fn reads_report_through_its_hash_and_the_head() {
     assert_eq!(none.through_hash, hash_of(&changes[4]));
 }
 
-#[test]
-fn a_read_fits_in_one_frame() {
-    let (_dir, store) = store();
+fn a_read_fits_in_one_frame(b: Backend) {
+    let (_dir, store) = store(b);
     let ws = store.create_workspace("acme").expect("workspace").id;
     let device = store
         .add_device(ws, "a", Role::SalesRep)
@@ -129,10 +144,8 @@ fn a_read_fits_in_one_frame() {
     assert!(frames >= 2, "{frames}");
 }
 
-#[test]
-fn positions_are_contiguous_under_concurrent_pushes() {
-    let (_dir, store) = store();
-    let store = Arc::new(store);
+fn positions_are_contiguous_under_concurrent_pushes(b: Backend) {
+    let (_dir, store) = store(b);
     let a = store.create_workspace("acme").expect("workspace").id;
     let b = store.create_workspace("globex").expect("workspace").id;
     let threads: Vec<_> = (0..8)
@@ -172,9 +185,8 @@ fn positions_are_contiguous_under_concurrent_pushes() {
     }
 }
 
-#[test]
-fn refused_batches_store_nothing() {
-    let (_dir, store) = store();
+fn refused_batches_store_nothing(b: Backend) {
+    let (_dir, store) = store(b);
     let acme = store.create_workspace("acme").expect("workspace").id;
     let globex = store.create_workspace("globex").expect("workspace").id;
     let alice = store
@@ -239,9 +251,8 @@ fn refused_batches_store_nothing() {
     assert_eq!(store.read(acme, 0, 100).expect("read").entries.len(), 1);
 }
 
-#[test]
-fn authentication_checks_workspace_token_revocation_and_cursor() {
-    let (_dir, store) = store();
+fn authentication_checks_workspace_token_revocation_and_cursor(b: Backend) {
+    let (_dir, store) = store(b);
     let acme = store.create_workspace("acme").expect("workspace").id;
     let globex = store.create_workspace("globex").expect("workspace").id;
     let added = store
@@ -316,9 +327,8 @@ fn authentication_checks_workspace_token_revocation_and_cursor() {
     );
 }
 
-#[test]
-fn only_the_token_hash_is_stored() {
-    let (dir, store) = store();
+fn only_the_token_hash_is_stored(b: Backend) {
+    let (dir, store) = store(b);
     let ws = store.create_workspace("acme").expect("workspace").id;
     let added = store
         .add_device(ws, "alice", Role::SalesRep)
@@ -326,25 +336,12 @@ fn only_the_token_hash_is_stored() {
     let token = added.token.expose().to_string();
     assert_eq!(Token::workspace_of(&token), Some(ws));
     drop(store);
-    let db = std::fs::read(dir.path().join(crm_relay::store::FILE_NAME)).expect("db");
-    let wal = std::fs::read(dir.path().join("relay.db-wal")).unwrap_or_default();
-    for file in [&db, &wal] {
-        assert!(
-            !contains(file, token.as_bytes()),
-            "the token is in the database"
-        );
-    }
-    let hash = Token::hash_of(&token);
-    assert!(contains(&db, &hash) || contains(&wal, &hash), "its hash is");
+    assert!(!dir.holds(token.as_bytes()), "the token is in the database");
+    assert!(dir.holds(&Token::hash_of(&token)), "its hash is");
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-#[test]
-fn admin_input_is_validated() {
-    let (dir, store) = store();
+fn admin_input_is_validated(b: Backend) {
+    let (dir, store) = store(b);
     assert!(matches!(
         store.create_workspace("  "),
         Err(AdminError::InvalidInput { .. })
@@ -376,7 +373,12 @@ fn admin_input_is_validated() {
         store.revoke_device(crm_relay::DeviceId::new()),
         Err(AdminError::UnknownDevice(_))
     ));
-    drop(store);
+    let _ = dir;
+}
+
+#[test]
+fn a_sqlite_file_of_something_else_is_refused_and_a_missing_one_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
     // A SQLite file of something else is refused and left alone.
     let foreign = tempfile::tempdir().expect("tempdir");
     let conn = rusqlite::Connection::open(foreign.path().join("relay.db")).expect("open");
@@ -393,9 +395,8 @@ fn admin_input_is_validated() {
     ));
 }
 
-#[test]
-fn the_latest_pushed_scope_of_a_document_is_kept() {
-    let (dir, store, ws, device) = store_with_device();
+fn the_latest_pushed_scope_of_a_document_is_kept(b: Backend) {
+    let (dir, store, ws, device) = store_with_device(b);
     let mut doc = Doc::new();
     let mut first = doc.change("name", "ACME");
     first.scope.owner = Some([1; 16]);
@@ -403,14 +404,9 @@ fn the_latest_pushed_scope_of_a_document_is_kept() {
     let mut second = doc.change("grade", "vip");
     second.scope.owner = Some([2; 16]);
     second.scope.teams = vec![[3; 16], [4; 16]];
+    let doc_id = second.doc_id;
     store.store_batch(ws, device, &[second]).expect("stored");
-    drop(store);
-    let conn = rusqlite::Connection::open(dir.path().join("relay.db")).expect("open");
-    let (owner, teams): (Option<String>, Option<String>) = conn
-        .query_row("SELECT owner, teams FROM documents", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .expect("one document");
+    let (owner, teams) = dir.scope(doc_id);
     assert_eq!(owner, Some(uuid::Uuid::from_bytes([2; 16]).to_string()));
     assert_eq!(
         teams,
@@ -420,4 +416,212 @@ fn the_latest_pushed_scope_of_a_document_is_kept() {
             uuid::Uuid::from_bytes([4; 16])
         ))
     );
+}
+
+fn duplicates_keep_their_first_position_within_and_across_batches(b: Backend) {
+    let (_dir, store, ws, device) = store_with_device(b);
+    let mut doc = Doc::new();
+    let a = doc.change("name", "A");
+    let c = doc.change("name", "C");
+    let first = store
+        .store_batch(ws, device, &[a.clone(), a.clone(), c.clone()])
+        .expect("stored");
+    assert_eq!(first.seqs, [1, 1, 2]);
+    assert_eq!((first.stored, first.duplicates, first.head), (2, 1, 2));
+    let again = store
+        .store_batch(ws, device, &[c.clone(), a.clone()])
+        .expect("stored");
+    assert_eq!(again.seqs, [2, 1]);
+    assert_eq!((again.stored, again.duplicates, again.head), (0, 2, 2));
+    assert_eq!(again.tail, None, "nothing new, nothing to fan out");
+    assert_eq!(store.read(ws, 0, 10).expect("read").entries.len(), 2);
+}
+
+fn devices_are_listed_per_workspace_and_revoked_since(b: Backend) {
+    let (_dir, store) = store(b);
+    let acme = store.create_workspace("acme").expect("workspace").id;
+    let globex = store.create_workspace("globex").expect("workspace").id;
+    let a = store
+        .add_device(acme, "alice", Role::Admin)
+        .expect("device");
+    let g = store
+        .add_device(globex, "gina", Role::SupportAgent)
+        .expect("device");
+    let all = store.devices(None).expect("devices");
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], a.device, "every field round-trips");
+    assert_eq!(
+        store.devices(Some(globex)).expect("devices"),
+        std::slice::from_ref(&g.device)
+    );
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    assert!(store.revoked_since(before).expect("revoked").is_empty());
+    let revoked = store.revoke_device(g.device.id).expect("revoke");
+    let since = store.revoked_since(before).expect("revoked");
+    assert_eq!(since, [revoked]);
+    let later = chrono::Utc::now() + chrono::TimeDelta::seconds(1);
+    assert!(store.revoked_since(later).expect("revoked").is_empty());
+    let names: Vec<String> = store
+        .workspaces()
+        .expect("workspaces")
+        .into_iter()
+        .map(|w| w.name)
+        .collect();
+    assert_eq!(names, ["acme", "globex"]);
+}
+
+fn a_connection_records_when_the_device_was_last_seen(b: Backend) {
+    let (_dir, store) = store(b);
+    let ws = store.create_workspace("acme").expect("workspace").id;
+    let added = store
+        .add_device(ws, "alice", Role::SalesRep)
+        .expect("device");
+    assert_eq!(store.devices(None).expect("devices")[0].last_seen_at, None);
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+    store
+        .authenticate(&ws.to_string(), added.token.expose(), None)
+        .expect("auth");
+    let seen = store.devices(None).expect("devices")[0]
+        .last_seen_at
+        .expect("seen");
+    assert!(seen >= before, "{seen} {before}");
+}
+
+/// Several stores over the same data (as several relay processes) push into one workspace
+/// while a reader follows the log: every read it makes is contiguous from where it asked,
+/// never skipping a position that shows up later.
+fn readers_never_see_a_gap_while_several_processes_push(b: Backend) {
+    let (place, store) = store(b);
+    let ws = store.create_workspace("acme").expect("workspace").id;
+    let pushers: Vec<_> = (0..4)
+        .map(|_| {
+            let relay = place.relay();
+            let device = relay
+                .add_device(ws, "u", Role::SalesRep)
+                .expect("device")
+                .device
+                .id;
+            std::thread::spawn(move || {
+                for _ in 0..30 {
+                    let changes = vec![Doc::new().change("n", "1"), Doc::new().change("n", "2")];
+                    relay.store_batch(ws, device, &changes).expect("store");
+                }
+            })
+        })
+        .collect();
+    let reader = place.relay();
+    let mut after = 0;
+    let mut reads = 0;
+    while after < 240 {
+        let read = reader.read(ws, after, 7).expect("read");
+        for (i, e) in read.entries.iter().enumerate() {
+            assert_eq!(e.seq, after + 1 + i as u64, "a gap after {after}");
+        }
+        assert!(read.head >= read.through);
+        after = read.through;
+        reads += 1;
+        assert!(reads < 100_000, "the reader never caught up");
+    }
+    for p in pushers {
+        p.join().expect("pusher");
+    }
+    assert_eq!(reader.head(ws).expect("head").0, 240);
+}
+
+fn workspaces_are_isolated(b: Backend) {
+    let (_dir, store) = store(b);
+    let acme = store.create_workspace("acme").expect("workspace").id;
+    let globex = store.create_workspace("globex").expect("workspace").id;
+    let alice = store
+        .add_device(acme, "alice", Role::Admin)
+        .expect("device")
+        .device
+        .id;
+    let gina = store
+        .add_device(globex, "gina", Role::Admin)
+        .expect("device")
+        .device
+        .id;
+    let shared = Doc::new().change("name", "same bytes");
+    store
+        .store_batch(acme, alice, std::slice::from_ref(&shared))
+        .expect("acme");
+    // The same change in another workspace is that workspace's own, at its own position.
+    let err = store
+        .store_batch(globex, gina, std::slice::from_ref(&shared))
+        .expect_err("the document is acme's");
+    assert!(matches!(err, PushError::WrongWorkspace { .. }), "{err:?}");
+    store
+        .store_batch(globex, gina, &[Doc::new().change("name", "G")])
+        .expect("globex");
+    assert_eq!(
+        store.read(acme, 0, 10).expect("read").entries[0].bytes,
+        shared.bytes
+    );
+    let g = store.read(globex, 0, 10).expect("read");
+    assert_eq!((g.entries.len(), g.head), (1, 1));
+    assert_ne!(g.entries[0].bytes, shared.bytes);
+}
+
+#[test]
+fn a_postgres_database_of_something_else_is_refused_and_a_missing_relay_reported() {
+    let db = common::TestDatabase::create();
+    let database = crm_relay::store::Database::Postgres(db.url.clone());
+    // Opening without creating, before any relay made its schema there.
+    assert!(matches!(
+        database.open(false).err(),
+        Some(StoreError::Missing(_))
+    ));
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).expect("connect");
+    client
+        .batch_execute("CREATE TABLE changes (x int)")
+        .expect("another application's table");
+    assert!(matches!(
+        database.open(true).err(),
+        Some(StoreError::Foreign(_))
+    ));
+}
+
+#[test]
+fn a_postgres_schema_newer_than_this_build_is_refused() {
+    let place = TestStore::new(Backend::Postgres);
+    drop(place.open());
+    place
+        .pg()
+        .batch_execute("UPDATE crm_relay_schema SET version = version + 1")
+        .expect("a newer schema");
+    assert!(matches!(
+        place.database.open(true).err(),
+        Some(StoreError::Newer { .. })
+    ));
+}
+
+#[test]
+fn an_unreachable_postgres_is_a_connection_error_naming_it_without_its_password() {
+    let database = crm_relay::store::Database::Postgres(
+        "postgres://relay:s3cret@127.0.0.1:1/crm?connect_timeout=2".into(),
+    );
+    let Err(err) = database.open(true) else {
+        panic!("nothing listens on port 1");
+    };
+    assert!(matches!(err, StoreError::Connect { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("127.0.0.1:1"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+}
+
+#[test]
+fn several_processes_starting_together_migrate_once() {
+    let place = TestStore::new(Backend::Postgres);
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let database = place.database.clone();
+            std::thread::spawn(move || database.open(true).expect("open").relay_id())
+        })
+        .collect();
+    let ids: std::collections::HashSet<_> = opened
+        .into_iter()
+        .map(|t| t.join().expect("open"))
+        .collect();
+    assert_eq!(ids.len(), 1, "one relay identity");
 }
