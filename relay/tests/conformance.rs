@@ -11,7 +11,7 @@ use crm_relay::store::{AdminError, AuthError, PushError, StoreError};
 use crm_relay::{Relay, Role, SqliteStore, Token};
 use crm_sync::{Cursor, Envelope, MAX_FRAME_BYTES};
 
-on_every_backend!(
+crm_tests::on_every_backend!(
     every_acknowledged_change_is_in_a_reopened_store,
     reads_report_through_its_hash_and_the_head,
     a_read_fits_in_one_frame,

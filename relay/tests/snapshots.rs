@@ -13,7 +13,7 @@ use crm_relay::store::StoreError;
 use crm_relay::{DeviceId, Relay, Role, WorkspaceId};
 use crm_sync::{DocId, DocState, Documents, Envelope, MAX_BATCH_CHANGES, Message};
 
-on_every_backend!(
+crm_tests::on_every_backend!(
     compacted_documents_load_with_every_change_and_later_changes_come_loose,
     compaction_takes_at_most_its_limit,
     pages_cover_every_document_once_in_id_order_within_their_size,

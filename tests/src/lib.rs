@@ -6,9 +6,13 @@
 //! integration tests; it lands in `target/<profile>/crm`, next to the `deps/` directory that
 //! holds the test executables. Set `CRM_BIN` to use another binary.
 
+mod backend;
+
+pub use backend::{Backend, TestDatabase};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
 
@@ -231,20 +235,29 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         })
 }
 
-/// A real `crm-relay` process serving a data directory on a loopback port.
+/// A real `crm-relay` process serving a data directory (SQLite) or a PostgreSQL database on a
+/// loopback port.
 #[derive(Debug)]
 pub struct Relay {
     dir: tempfile::TempDir,
+    /// The PostgreSQL database, shared by the relay processes of one test.
+    db: Option<Arc<TestDatabase>>,
     child: Option<Child>,
     pub addr: String,
 }
 
 impl Relay {
-    /// Starts a relay on a free port.
+    /// Starts a relay over SQLite on a free port.
     pub fn start() -> Relay {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_on(Backend::Sqlite)
+    }
+
+    /// Starts a relay over a new store of `backend` on a free port.
+    pub fn start_on(backend: Backend) -> Relay {
+        let db = (backend == Backend::Postgres).then(|| Arc::new(TestDatabase::create()));
         let mut relay = Relay {
-            dir,
+            dir: tempfile::tempdir().expect("tempdir"),
+            db,
             child: None,
             addr: "127.0.0.1:0".into(),
         };
@@ -252,8 +265,44 @@ impl Relay {
         relay
     }
 
+    /// Another relay process on the same PostgreSQL database, on a free port.
+    pub fn another_process(&self) -> Relay {
+        assert!(self.db.is_some(), "only PostgreSQL is shared by several processes");
+        let mut relay = Relay {
+            dir: tempfile::tempdir().expect("tempdir"),
+            db: self.db.clone(),
+            child: None,
+            addr: "127.0.0.1:0".into(),
+        };
+        relay.spawn();
+        relay
+    }
+
+    pub fn backend(&self) -> Backend {
+        if self.db.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
+    /// The data directory of a relay over SQLite.
     pub fn data(&self) -> &Path {
+        assert!(self.db.is_none(), "a PostgreSQL relay has no data directory");
         self.dir.path()
+    }
+
+    /// `--data DIR` or `--database URL`: where this relay's store is.
+    pub fn database_args(&self) -> Vec<std::ffi::OsString> {
+        match &self.db {
+            Some(db) => vec!["--database".into(), db.url.clone().into()],
+            None => vec!["--data".into(), self.dir.path().into()],
+        }
+    }
+
+    /// The process id of the running relay.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     pub fn url(&self) -> String {
@@ -265,8 +314,7 @@ impl Relay {
         // The port of a killed relay is free again at once, but allow the OS a moment.
         for attempt in 0..50 {
             let mut child = Command::new(workspace_bin("crm-relay"))
-                .arg("--data")
-                .arg(self.dir.path())
+                .args(self.database_args())
                 .args(["serve", "--listen", &self.addr])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -320,8 +368,7 @@ impl Relay {
     /// Runs an admin command against the relay's data; returns its JSON output.
     pub fn admin(&self, args: &[&str]) -> Value {
         let out = Command::new(workspace_bin("crm-relay"))
-            .arg("--data")
-            .arg(self.dir.path())
+            .args(self.database_args())
             .args(args)
             .arg("--json")
             .stdin(Stdio::null())

@@ -103,7 +103,7 @@ pub(crate) fn command() -> Command {
         .subcommand(
             Command::new("join")
                 .about("Remember the relay to sync with and this device's token")
-                .arg(Arg::new("url").required(true).value_name("URL").help("The relay, e.g. https://crm.example.com or 127.0.0.1:7070"))
+                .arg(Arg::new("url").required(true).value_name("URL").help("The relay, e.g. https://crm.example.com or 127.0.0.1:7070; several relay processes of one database separated by commas (the first that answers is used)"))
                 .arg(
                     Arg::new("token")
                         .long("token")

@@ -129,17 +129,45 @@ pub fn sync_url(base: &str) -> String {
     }
 }
 
+/// The addresses of a relay link: `crm join` takes several, comma-separated (relay processes
+/// sharing one database); a device uses the first that answers and moves to the next when
+/// one is unreachable or drops the connection.
+pub fn relay_urls(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The link to one of the relay's addresses.
+fn link_at(link: &RelayLink, urls: &[String], i: usize) -> RelayLink {
+    RelayLink {
+        url: urls
+            .get(i % urls.len().max(1))
+            .cloned()
+            .unwrap_or_else(|| link.url.clone()),
+        token: link.token.clone(),
+    }
+}
+
 /// One session: push the outbox, pull until caught up, then close. Succeeds only when every
 /// local change is acknowledged.
 pub async fn sync_once(store: &mut Store) -> Result<SyncReport, SyncError> {
     let link = store.relay()?.ok_or(SyncError::NotJoined)?;
+    let urls = relay_urls(&link.url);
     let mut report = SyncReport::default();
     let mut requeued = false;
+    let mut at = 0;
     loop {
-        match session(store, &link, &mut report, None).await {
+        match session(store, &link_at(&link, &urls, at), &mut report, None).await {
             Err(e) if !requeued && e.is_missing_dependency() => {
                 requeued = true;
                 requeue(store, &e)?;
+            }
+            Err(e) if e.is_transient() && at + 1 < urls.len() => {
+                tracing::warn!(error = %e, next = %urls[at + 1], "trying the relay's next address");
+                at += 1;
             }
             result => return result.map(|()| report),
         }
@@ -169,17 +197,25 @@ pub async fn watch(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), SyncError> {
     let link = store.relay()?.ok_or(SyncError::NotJoined)?;
+    let urls = relay_urls(&link.url);
     tokio::pin!(stop);
     let mut backoff = Duration::from_millis(250);
     let mut requeued = false;
+    // The address in use, and how many failed in a row: each of the relay's addresses is
+    // tried once before backing off.
+    let (mut at, mut failed) = (0, 0);
     loop {
         let mut report = SyncReport::default();
+        let one = link_at(&link, &urls, at);
         let result = tokio::select! {
-            r = session(store, &link, &mut report, Some(&mut on_synced)) => r,
+            r = session(store, &one, &mut report, Some(&mut on_synced)) => r,
             () = &mut stop => return Ok(()),
         };
         match result {
-            Ok(()) => backoff = Duration::from_millis(250),
+            Ok(()) => {
+                backoff = Duration::from_millis(250);
+                failed = 0;
+            }
             Err(e) if !requeued && e.is_missing_dependency() => {
                 requeued = true;
                 requeue(store, &e)?;
@@ -187,6 +223,11 @@ pub async fn watch(
             }
             Err(e) if e.is_transient() => {
                 tracing::warn!(error = %e, "sync interrupted; reconnecting");
+                failed += 1;
+                at = (at + 1) % urls.len().max(1);
+                if failed % urls.len().max(1) != 0 {
+                    continue;
+                }
             }
             Err(e) => return Err(e),
         }

@@ -1,23 +1,13 @@
 //! Every storage backend under test: a SQLite file in a temporary directory, or a fresh
-//! PostgreSQL database made for one test and dropped after it.
-//!
-//! PostgreSQL tests never skip: without a reachable server they fail, saying how to start
-//! one. `CRM_TEST_POSTGRES` names the server's maintenance database (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`).
+//! PostgreSQL database made for one test and dropped after it (`crm_tests::TestDatabase`:
+//! it fails, never skips, when PostgreSQL is unreachable).
 
 use std::sync::Arc;
 
 use crm_relay::Relay;
 use crm_relay::store::{Database, RelayStore};
 
-/// Where the tests' PostgreSQL is, unless `CRM_TEST_POSTGRES` says otherwise.
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub(crate) use crm_tests::{Backend, TestDatabase};
 
 /// A store of one backend, and the place its data lives (removed on drop).
 pub(crate) struct TestStore {
@@ -135,70 +125,4 @@ impl TestStore {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// A PostgreSQL database made for one test, dropped with it.
-pub(crate) struct TestDatabase {
-    pub(crate) url: String,
-    name: String,
-    admin: String,
-}
-
-impl TestDatabase {
-    pub(crate) fn create() -> TestDatabase {
-        let admin = std::env::var("CRM_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_POSTGRES.into());
-        let mut client = postgres::Client::connect(&admin, postgres::NoTls).unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {admin} ({e}). The PostgreSQL tests need a \
-                 server: start it with `pg_ctlcluster --skip-systemctl-redirect \
-                 $(ls /etc/postgresql) main start` (user postgres, trust auth on \
-                 127.0.0.1:5432), or set CRM_TEST_POSTGRES to another server's maintenance \
-                 database"
-            )
-        });
-        let name = format!("crm_test_{}", uuid::Uuid::now_v7().simple());
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create a test database");
-        let base = admin
-            .rsplit_once('/')
-            .map_or(admin.as_str(), |(base, _)| base);
-        TestDatabase {
-            url: format!("{base}/{name}"),
-            name,
-            admin,
-        }
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&self.admin, postgres::NoTls) {
-            let _ = client.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-/// Runs each named test function (taking a [`Backend`]) once per backend, as
-/// `NAME::sqlite` and `NAME::postgres`.
-#[macro_export]
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name($crate::common::Backend::Sqlite)
-                }
-
-                #[test]
-                fn postgres() {
-                    super::$name($crate::common::Backend::Postgres)
-                }
-            }
-        )*
-    };
 }

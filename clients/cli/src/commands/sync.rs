@@ -15,12 +15,17 @@ pub(crate) fn join(m: &ArgMatches, as_json: bool) -> Result<()> {
     let url = m.get_one::<String>("url").cloned().unwrap_or_default();
     let token = m.get_one::<String>("token").cloned().unwrap_or_default();
     let workspace = workspace_of(&token).map_err(|e| Usage(e.to_string()))?;
-    if url.trim().is_empty() || url.chars().any(char::is_whitespace) {
-        return Err(Usage(format!("invalid relay URL {url:?}")).into());
+    let urls = crm_node::sync::relay_urls(&url);
+    if urls.is_empty() || urls.iter().any(|u| u.chars().any(char::is_whitespace)) {
+        return Err(Usage(format!(
+            "invalid relay URL {url:?}: expected URL, or several separated by commas"
+        ))
+        .into());
     }
+    let url = urls.join(",");
     let mut store = open(m)?;
     store.set_relay(&RelayLink {
-        url: url.trim().to_string(),
+        url: url.clone(),
         token: token.trim().to_string(),
     })?;
     if as_json {
