@@ -132,6 +132,8 @@ pub(crate) fn command() -> Command {
         .subcommand(Command::new("status").about("The relay, the last sync, the pending outbox and the cursor"))
         .subcommand(Command::new("reindex").about("Rebuild every projection and the search index from the documents"))
         .subcommand(Command::new("check").about("Verify the replica (file, every change's hash, every document and its projections) without changing it; exit 1 when something is wrong"))
+        .subcommand(crate::commands::backup::backup_command())
+        .subcommand(crate::commands::backup::restore_command())
         .subcommand(
             Command::new("schema")
                 .about("List the record kinds, or the fields of one kind with their types and merge rules")

@@ -2,7 +2,7 @@
 //! usage errors.
 
 use crm_model::{ParseIdError, UnknownKind, ValidationError};
-use crm_store::StoreError;
+use crm_store::{BackupError, StoreError};
 
 pub(crate) use crm_cli_support::exit::{OK, RUNTIME, USAGE, Usage, message, one_line_usage};
 
@@ -20,6 +20,13 @@ pub(crate) fn code(e: &anyhow::Error) -> u8 {
                 crm_node::sync::SyncError::NotJoined | crm_node::sync::SyncError::BadToken => USAGE,
                 crm_node::sync::SyncError::Store(store) if store.is_invalid_input() => USAGE,
                 _ => RUNTIME,
+            };
+        }
+        if let Some(backup) = cause.downcast_ref::<BackupError>() {
+            return if backup.is_invalid_input() {
+                USAGE
+            } else {
+                RUNTIME
             };
         }
         if let Some(store) = cause.downcast_ref::<StoreError>() {

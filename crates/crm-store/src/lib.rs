@@ -20,9 +20,15 @@
 //!   transaction, each still its own change; [`Store::duplicate_groups`] finds likely
 //!   duplicates by normalised keys and [`Store::merge_records`] merges them.
 //!
+//! - [`Store::backup`] copies a replica to a file while other processes write it,
+//!   [`Store::verify_file`] checks that a file is a replica, and [`Store::restore`] puts a
+//!   copy back in place of a replica, never leaving a half-written one ([`BackupError`],
+//!   [`ReplicaSummary`]).
+//!
 //! Documents are never all in memory: a bounded cache holds the few most recently used, and
 //! is checked against the stored heads so another process's writes are never overwritten.
 
+mod backup;
 mod batch;
 mod bootstrap;
 mod bulk;
@@ -44,6 +50,7 @@ pub mod reports;
 mod schema;
 mod sync;
 
+pub use backup::{BackupError, IfExists, ReplicaSummary};
 pub use batch::{BatchOp, Written};
 pub use bootstrap::{PreparedDocuments, RemoteDocument};
 pub use check::{CheckKind, CheckProblem, CheckReport};

@@ -94,7 +94,7 @@ impl std::fmt::Display for ReadOnly {
 /// A `file:` URI opening `path` read-only as a file nobody changes: SQLite then needs no
 /// lock, `-shm` or `-wal` file, so it reads a replica in a read-only directory or on a full
 /// disk.
-fn immutable_uri(path: &Path) -> String {
+pub(crate) fn immutable_uri(path: &Path) -> String {
     let mut uri = String::from("file:");
     for byte in path.to_string_lossy().bytes() {
         match byte {

@@ -250,15 +250,7 @@ impl Store {
 
     /// The cursor stored for the relay this replica syncs with.
     pub fn sync_cursor(&self) -> Result<Option<SyncCursor>> {
-        let value: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM sync_state WHERE key = ?1",
-                [CURSOR_KEY],
-                |r| r.get(0),
-            )
-            .optional()?;
-        Ok(value.and_then(|v| decode_cursor(&v)))
+        read_cursor(&self.conn)
     }
 
     /// Applies a pulled batch and stores the new cursor in the same transaction, so a crash
@@ -436,6 +428,19 @@ fn queued(conn: &rusqlite::Connection, hash: &ChangeHash) -> Result<Option<bool>
 }
 
 /// Stores the relay cursor (in the caller's transaction).
+/// The cursor stored in the replica open on `conn` (also read from backup files, which are
+/// not opened as a [`Store`]).
+pub(crate) fn read_cursor(conn: &rusqlite::Connection) -> Result<Option<SyncCursor>> {
+    let value: Option<String> = conn
+        .query_row(
+            "SELECT value FROM sync_state WHERE key = ?1",
+            [CURSOR_KEY],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(value.and_then(|v| decode_cursor(&v)))
+}
+
 pub(crate) fn write_cursor(tx: &rusqlite::Transaction<'_>, cursor: &SyncCursor) -> Result<()> {
     tx.prepare_cached("INSERT OR REPLACE INTO sync_state (key, value) VALUES (?1, ?2)")?
         .execute(params![CURSOR_KEY, encode_cursor(cursor)])?;

@@ -1,5 +1,6 @@
 //! One module per command group; `run` dispatches the parsed command line.
 
+pub(crate) mod backup;
 mod check;
 pub(crate) mod dedup;
 mod demo;
@@ -41,6 +42,8 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         "sync" => sync::sync(sub, json),
         "status" => sync::status(sub, json),
         "check" => check::run(sub, json),
+        "backup" => backup::backup(sub, json),
+        "restore" => backup::restore(sub, json),
         "reindex" => {
             let mut store = open(sub)?;
             let n = store.reindex().context("reindex failed")?;
