@@ -300,6 +300,11 @@ impl Relay {
         }
     }
 
+    /// The URL of a PostgreSQL relay's database.
+    pub fn database_url(&self) -> Option<&str> {
+        self.db.as_ref().map(|db| db.url.as_str())
+    }
+
     /// The process id of the running relay.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

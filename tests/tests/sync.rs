@@ -1,11 +1,22 @@
 //! Sync through a real relay: the `crm-relay` and `crm` binaries as separate processes on
-//! loopback, with real replica files, real WebSocket connections, and real kills.
+//! loopback, with real replica files, real WebSocket connections, and real kills, on each of
+//! the relay's storage backends (SQLite, and a fresh PostgreSQL database).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crm_tests::{KINDS, Relay, Replica};
+use crm_tests::{Backend, KINDS, Relay, Replica};
 use serde_json::Value;
+
+crm_tests::on_every_backend!(
+    three_devices_converge_through_a_relay,
+    live_changes_reach_a_watching_device,
+    workspaces_are_isolated_and_bad_tokens_refused,
+    the_relay_restarts_gracefully_and_devices_carry_on,
+    acknowledged_changes_survive_relay_kills,
+    a_device_killed_during_a_pull_stays_consistent,
+    a_fresh_device_loads_the_relays_compacted_documents,
+);
 
 /// Every record of every kind, by id: what a user could see.
 fn everything(r: &Replica) -> Vec<Vec<Value>> {
@@ -23,9 +34,8 @@ fn sync(r: &Replica) -> Value {
     r.json(&["sync"])
 }
 
-#[test]
-fn three_devices_converge_through_a_relay() {
-    let relay = Relay::start();
+fn three_devices_converge_through_a_relay(backend: Backend) {
+    let relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
     let a = joined(&relay, &ws, "alice", "laptop");
     let b = joined(&relay, &ws, "bob", "phone");
@@ -133,9 +143,8 @@ fn three_devices_converge_through_a_relay() {
     );
 }
 
-#[test]
-fn live_changes_reach_a_watching_device() {
-    let relay = Relay::start();
+fn live_changes_reach_a_watching_device(backend: Backend) {
+    let relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
     let a = joined(&relay, &ws, "alice", "laptop");
     let b = joined(&relay, &ws, "bob", "phone");
@@ -175,9 +184,8 @@ fn live_changes_reach_a_watching_device() {
     assert!(pushed, "the watching device did not push its local edit");
 }
 
-#[test]
-fn workspaces_are_isolated_and_bad_tokens_refused() {
-    let relay = Relay::start();
+fn workspaces_are_isolated_and_bad_tokens_refused(backend: Backend) {
+    let relay = Relay::start_on(backend);
     let acme = relay.workspace("acme");
     let other = relay.workspace("other");
     let a = joined(&relay, &acme, "alice", "laptop");
@@ -235,9 +243,8 @@ fn workspaces_are_isolated_and_bad_tokens_refused() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
 
-#[test]
-fn the_relay_restarts_gracefully_and_devices_carry_on() {
-    let mut relay = Relay::start();
+fn the_relay_restarts_gracefully_and_devices_carry_on(backend: Backend) {
+    let mut relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
     let a = joined(&relay, &ws, "alice", "laptop");
     let b = joined(&relay, &ws, "bob", "phone");
@@ -260,13 +267,12 @@ fn the_relay_restarts_gracefully_and_devices_carry_on() {
 
 /// The relay killed with SIGKILL again and again while a device pushes in a loop: every
 /// change a `crm sync` reported as acknowledged survives and reaches a fresh device.
-#[test]
-fn acknowledged_changes_survive_relay_kills() {
+fn acknowledged_changes_survive_relay_kills(backend: Backend) {
     let kills: usize = std::env::var("CRM_TEST_KILLS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let mut relay = Relay::start();
+    let mut relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
     let a = joined(&relay, &ws, "alice", "laptop");
     let mut acknowledged: BTreeSet<String> = BTreeSet::new();
@@ -329,9 +335,8 @@ fn acknowledged_changes_survive_relay_kills() {
 /// A device killed while pulling a big workspace is left consistent: its projections match
 /// its documents, and its cursor is never ahead of what it applied (the next sync completes
 /// the replica exactly).
-#[test]
-fn a_device_killed_during_a_pull_stays_consistent() {
-    let relay = Relay::start();
+fn a_device_killed_during_a_pull_stays_consistent(backend: Backend) {
+    let relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
     let source = Replica::init("sam", "source");
     source.ok(&["seed", "--accounts", "80"]);
@@ -381,9 +386,8 @@ fn metric(relay: &Relay, name: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
-#[test]
-fn a_fresh_device_loads_the_relays_compacted_documents() {
-    let relay = Relay::start();
+fn a_fresh_device_loads_the_relays_compacted_documents(backend: Backend) {
+    let relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
     let a = joined(&relay, &ws, "alice", "laptop");
     let mut accounts = Vec::new();

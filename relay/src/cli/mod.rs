@@ -42,6 +42,12 @@ enum Command {
     /// Add, list and revoke devices and their tokens.
     #[command(subcommand)]
     Device(device::Command),
+    /// Create the database's schema, or bring it up to this build's version, and exit
+    /// (`serve` and every other command do this too when they start).
+    MigrateSchema {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl Cli {
@@ -75,6 +81,22 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&database, args),
         Command::Workspace(command) => workspace::run(&database, command),
         Command::Device(command) => device::run(&database, command),
+        Command::MigrateSchema { json } => {
+            let store = database.open(true)?;
+            let (backend, location) = (store.backend(), store.location());
+            let version = store.schema_version()?;
+            if json {
+                output::json(&serde_json::json!({
+                    "backend": backend,
+                    "database": location,
+                    "schema_version": version,
+                    "relay_id": uuid::Uuid::from_bytes(store.relay_id()),
+                }))?;
+            } else {
+                println!("{location}: schema version {version} ({backend})");
+            }
+            Ok(())
+        }
     }
 }
 

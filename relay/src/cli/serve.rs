@@ -49,7 +49,10 @@ pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
         .max_blocking_threads(BLOCKING_THREADS)
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    // The store is dropped here, after the runtime: a PostgreSQL client owns a runtime of its
+    // own, which must not be dropped inside an async context.
+    let keep = store.clone();
+    let served = runtime.block_on(async move {
         // Install the handlers before announcing the address, so a signal sent as soon as
         // the address is read is not lost.
         let shutdown = shutdown_signal()?;
@@ -80,7 +83,10 @@ pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
         crm_relay::serve(listener, state, shutdown).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
-    })
+    });
+    drop(runtime);
+    drop(keep);
+    served
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).

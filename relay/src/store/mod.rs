@@ -52,6 +52,9 @@ pub trait RelayStore: Send + Sync + 'static {
     /// Whether the store answers at all (for `/healthz`).
     fn ping(&self) -> Result<(), StoreError>;
 
+    /// The version of the schema the database holds (after the migrations opening it ran).
+    fn schema_version(&self) -> Result<i64, StoreError>;
+
     // Workspaces.
 
     /// Stores a new workspace; `false` (and nothing stored) when its name is taken.

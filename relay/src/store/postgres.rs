@@ -213,17 +213,20 @@ impl PostgresStore {
         let mut config: postgres::Config = url.parse().map_err(|e| connect_error(Box::new(e)))?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("crm-relay");
+        // One connection first: a wrong address, database or password fails at once with
+        // PostgreSQL's own words, and the schema is brought up to date on it.
+        let mut first = config
+            .connect(NoTls)
+            .map_err(|e| connect_error(Box::new(e)))?;
+        let relay_id = migrate(&mut first, &location, create, identity)?;
+        drop(first);
         let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        // Connections are opened as needed (and kept, up to the pool's size).
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
-            .min_idle(Some(1))
+            .min_idle(Some(0))
             .connection_timeout(CONNECT_TIMEOUT)
-            .build(manager)
-            .map_err(|e| connect_error(Box::new(e)))?;
-        let relay_id = {
-            let mut client = pool.get()?;
-            migrate(&mut client, &location, create, identity)?
-        };
+            .build_unchecked(manager);
         Ok(PostgresStore {
             config,
             location,
@@ -400,6 +403,14 @@ impl RelayStore for PostgresStore {
         self.client()?
             .query_one("SELECT 1 FROM relay_meta WHERE id = 1", &[])?;
         Ok(())
+    }
+
+    fn schema_version(&self) -> Result<i64, StoreError> {
+        let version: i32 = self
+            .client()?
+            .query_one("SELECT version FROM crm_relay_schema WHERE id = 1", &[])?
+            .get(0);
+        Ok(i64::from(version))
     }
 
     fn insert_workspace(&self, workspace: &Workspace) -> Result<bool, StoreError> {
