@@ -109,6 +109,15 @@ pub(crate) struct SyncArgs {
     /// driver turns it off, so by default they do too).
     #[arg(long)]
     nagle: bool,
+    /// Run the relay on PostgreSQL: the server's maintenance database, e.g.
+    /// postgres://postgres@127.0.0.1:5432/postgres. Each size gets a database of its own,
+    /// dropped at the end. [default: SQLite in the run's directory]
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Relay processes on the one database (PostgreSQL only); the live devices are split
+    /// between them, so propagation crosses processes.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    relays: usize,
 }
 
 /// What one run does, resolved from the arguments.
@@ -127,6 +136,12 @@ pub(crate) struct Plan {
     pub(crate) nodelay: bool,
     /// Passed to `crm-relay serve`.
     pub(crate) relay_args: Vec<String>,
+    /// `sqlite` or `postgres`.
+    pub(crate) backend: &'static str,
+    /// Relay processes serving the database.
+    pub(crate) relays: usize,
+    #[serde(skip)]
+    postgres: Option<String>,
     #[serde(skip)]
     relay_bin: PathBuf,
     #[serde(skip)]
@@ -275,7 +290,7 @@ pub(crate) fn main(args: SyncArgs) -> Result<()> {
         .context("starting the async runtime")?;
     let mut results = Vec::new();
     for &n in &plan.sizes {
-        let result = runtime.block_on(run_size(n, &plan))?;
+        let result = run_size(n, &plan, &runtime)?;
         if !print_json {
             print!("{}", report::size(&result, &plan));
         }
@@ -313,6 +328,9 @@ fn plan(args: SyncArgs) -> Result<Plan> {
     }
     if args.devices < 2 {
         bail!("--devices needs at least 2 (one pushes, the others receive)");
+    }
+    if args.relays == 0 || (args.relays > 1 && args.postgres.is_none()) {
+        bail!("--relays needs at least 1, and more than 1 needs --postgres URL (one SQLite file has one relay)");
     }
     let relay_bin = match args.relay {
         Some(p) => p,
@@ -354,10 +372,17 @@ fn plan(args: SyncArgs) -> Result<Plan> {
         relay_args: vec!["--max-pushes-per-second".into(), "1000000".into()],
         relay_bin,
         dir: args.dir,
+        backend: if args.postgres.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+        relays: args.relays,
+        postgres: args.postgres,
     })
 }
 
-async fn run_size(n: usize, plan: &Plan) -> Result<SizeResult> {
+fn run_size(n: usize, plan: &Plan, runtime: &tokio::runtime::Runtime) -> Result<SizeResult> {
     let progress = |what: &str| eprintln!("[sync, {n} records] {what}");
     let temp;
     let dir = match &plan.dir {
@@ -377,19 +402,45 @@ async fn run_size(n: usize, plan: &Plan) -> Result<SizeResult> {
     };
     let relay_dir = dir.join("relay");
     std::fs::create_dir_all(&relay_dir)?;
+    // The PostgreSQL client blocks (it runs a runtime of its own): outside the async runtime.
+    let database = match &plan.postgres {
+        Some(server) => Some(process::PostgresDatabase::create(server, n)?),
+        None => None,
+    };
+    let url = database.as_ref().map(|d| d.url.clone());
     // Two replicas (the source and the fresh device) and the live devices.
-    let setup = process::setup(&relay_dir, 2 + plan.devices)?;
-    let relay = RelayProcess::start(&plan.relay_bin, &relay_dir, &plan.relay_args)?;
-    let result = measure(n, plan, &dir, &relay, &setup, progress).await;
+    let setup = process::setup(&relay_dir, url.as_deref(), 2 + plan.devices)?;
+    let mut relays = Vec::with_capacity(plan.relays);
+    for i in 0..plan.relays {
+        let log_dir = relay_dir.join(format!("process-{i}"));
+        std::fs::create_dir_all(&log_dir)?;
+        relays.push(RelayProcess::start(
+            &plan.relay_bin,
+            &relay_dir,
+            &log_dir,
+            url.as_deref(),
+            &plan.relay_args,
+        )?);
+    }
+    let result = runtime.block_on(measure(n, plan, &dir, &relays, &setup, progress));
     if result.is_err() {
-        eprintln!("the relay's log ends with:\n{}", relay.log_tail());
+        for relay in &relays {
+            eprintln!("a relay's log ends with:\n{}", relay.log_tail());
+        }
     }
     let mut result = result?;
-    result.relay_memory.end = relay.rss();
-    relay.stop()?;
+    result.relay_memory.end = relays[0].rss();
+    for relay in relays {
+        relay.stop()?;
+    }
     let size = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
-    result.relay_db_bytes = size(&relay_dir.join(crm_relay::store::FILE_NAME))
-        + size(&relay_dir.join(format!("{}-wal", crm_relay::store::FILE_NAME)));
+    result.relay_db_bytes = match database {
+        Some(db) => db.size()?,
+        None => {
+            size(&relay_dir.join(crm_relay::store::FILE_NAME))
+                + size(&relay_dir.join(format!("{}-wal", crm_relay::store::FILE_NAME)))
+        }
+    };
     Ok(result)
 }
 
@@ -397,10 +448,12 @@ async fn measure(
     n: usize,
     plan: &Plan,
     dir: &Path,
-    relay: &RelayProcess,
+    relays: &[RelayProcess],
     setup: &process::Setup,
     progress: impl Fn(&str),
 ) -> Result<SizeResult> {
+    // The real replicas sync with the first process; the live devices are split between all.
+    let relay = &relays[0];
     let mut memory = RelayMemory {
         started: relay.rss(),
         ..RelayMemory::default()
@@ -480,7 +533,7 @@ async fn measure(
     };
     drop((source, fresh));
     let (propagation, throughput, client_errors) =
-        live_phases(plan, relay, setup, cursor, &mut memory, &progress).await?;
+        live_phases(plan, relays, setup, cursor, &mut memory, &progress).await?;
 
     let full_sync_over_load = full_sync.wall_s / load.load_s.max(1e-9);
     Ok(SizeResult {
@@ -666,15 +719,31 @@ async fn caught_up(clients: &[Client], seq: u64, wait: Duration) -> Result<()> {
     }
 }
 
+/// The `pushes_total` metric summed over the relay processes.
+async fn pushes_total(relays: &[RelayProcess]) -> Option<f64> {
+    let mut total = 0.0;
+    for relay in relays {
+        total += process::scrape(relay.addr)
+            .await
+            .ok()?
+            .get("crm_relay_pushes_total")
+            .copied()?;
+    }
+    Some(total)
+}
+
 async fn live_phases(
     plan: &Plan,
-    relay: &RelayProcess,
+    relays: &[RelayProcess],
     setup: &process::Setup,
     cursor: Cursor,
     memory: &mut RelayMemory,
     progress: &impl Fn(&str),
 ) -> Result<(Propagation, Vec<Throughput>, Vec<String>)> {
     progress(&format!("connecting {} devices…", plan.devices));
+    let relay = &relays[0];
+    // CPU seconds and pushes of every relay process together.
+    let cpu_s = || relays.iter().map(RelayProcess::cpu_s).sum::<f64>();
     let sampler = RssSampler::start(relay.pid(), Duration::from_millis(20));
     let recording = Arc::new(AtomicBool::new(false));
     let (synced_tx, mut synced_rx) = mpsc::unbounded_channel();
@@ -682,10 +751,11 @@ async fn live_phases(
         recording: recording.clone(),
         synced: synced_tx,
     };
-    let url = relay.url();
     let start = Instant::now();
     let mut clients = Vec::with_capacity(plan.devices);
     for i in 0..plan.devices {
+        // Device i on process i mod N: the pusher (device 0) on the first, receivers on all.
+        let url = relays[i % relays.len()].url();
         clients.push(
             Client::connect(
                 i,
@@ -739,7 +809,7 @@ async fn live_phases(
         }
     };
     recording.store(true, Ordering::Relaxed);
-    let relay_cpu = relay.cpu_s();
+    let relay_cpu = cpu_s();
     let start = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(plan.interval_ms.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -758,7 +828,7 @@ async fn live_phases(
     caught_up(&clients[1..], last, Duration::from_secs(30)).await?;
     recording.store(false, Ordering::Relaxed);
     let wall_s = start.elapsed().as_secs_f64();
-    let relay_cpu_s = relay.cpu_s() - relay_cpu;
+    let relay_cpu_s = cpu_s() - relay_cpu;
     memory.latency_max_rss_kib = sampler.take_max();
 
     // Throughput: k devices push batches back to back, each as soon as its last is acked.
@@ -768,8 +838,8 @@ async fn live_phases(
             "throughput: {k} device(s) pushing {} changes at a time for {} s…",
             plan.batch, plan.throughput_secs
         ));
-        let before = process::scrape(relay.addr).await.ok();
-        let relay_cpu = relay.cpu_s();
+        let before = pushes_total(relays).await;
+        let relay_cpu = cpu_s();
         let start = Instant::now();
         let deadline = start + Duration::from_secs_f64(plan.throughput_secs);
         let batch = plan.batch;
@@ -802,13 +872,9 @@ async fn live_phases(
         let catch_up = Instant::now();
         caught_up(&clients, last, Duration::from_secs(60)).await?;
         let fan_out_catch_up_ms = catch_up.elapsed().as_secs_f64() * 1e3;
-        let relay_cpu_s = relay.cpu_s() - relay_cpu;
-        let after = process::scrape(relay.addr).await.ok();
-        let metric = |m: &Option<BTreeMap<String, f64>>| {
-            m.as_ref()
-                .and_then(|m| m.get("crm_relay_pushes_total").copied())
-        };
-        let relay_pushes = metric(&after).zip(metric(&before)).map(|(a, b)| a - b);
+        let relay_cpu_s = cpu_s() - relay_cpu;
+        let after = pushes_total(relays).await;
+        let relay_pushes = after.zip(before).map(|(a, b)| a - b);
         memory.throughput_max_rss_kib = memory.throughput_max_rss_kib.max(sampler.take_max());
         throughput.push(Throughput {
             pushing_devices: k,

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use crm_relay::{Relay, Role, SqliteStore};
+use crm_relay::store::Database;
+use crm_relay::{Relay, Role};
 
 use crate::mem::Rss;
 
@@ -24,13 +25,19 @@ pub(crate) struct Setup {
     pub(crate) tokens: Vec<String>,
 }
 
-/// Creates the relay's store in `data` with one workspace and `devices` devices, through the
-/// same `Relay` calls as `crm-relay workspace create` and `crm-relay device add`.
-pub(crate) fn setup(data: &Path, devices: usize) -> Result<Setup> {
-    let store = Relay::new(std::sync::Arc::new(
-        SqliteStore::open_or_create(data)
-            .with_context(|| format!("creating a relay store in {}", data.display()))?,
-    ));
+/// Creates the relay's store (in `data`, or in the PostgreSQL database at `postgres`) with
+/// one workspace and `devices` devices, through the same `Relay` calls as `crm-relay
+/// workspace create` and `crm-relay device add`.
+pub(crate) fn setup(data: &Path, postgres: Option<&str>, devices: usize) -> Result<Setup> {
+    let database = match postgres {
+        Some(url) => Database::Postgres(url.to_string()),
+        None => Database::Sqlite(data.to_path_buf()),
+    };
+    let store = Relay::new(
+        database
+            .open(true)
+            .with_context(|| format!("creating a relay store in {database}"))?,
+    );
     let workspace = store.create_workspace("bench")?;
     let mut tokens = Vec::with_capacity(devices);
     for i in 0..devices {
@@ -50,14 +57,24 @@ pub(crate) struct RelayProcess {
 }
 
 impl RelayProcess {
-    /// Runs `bin --data DATA serve --listen 127.0.0.1:0 EXTRA…` and waits for its address.
-    /// Its log (warnings only) goes to DATA/relay.log.
-    pub(crate) fn start(bin: &Path, data: &Path, extra: &[String]) -> Result<RelayProcess> {
-        let log = data.join("relay.log");
+    /// Runs `bin --data DATA serve --listen 127.0.0.1:0 EXTRA…` (or `--database URL` for a
+    /// PostgreSQL database) and waits for its address. Its log (warnings only) goes to
+    /// LOGS/relay.log.
+    pub(crate) fn start(
+        bin: &Path,
+        data: &Path,
+        logs: &Path,
+        postgres: Option<&str>,
+        extra: &[String],
+    ) -> Result<RelayProcess> {
+        let log = logs.join("relay.log");
         let log_file = std::fs::File::create(&log)?;
-        let mut child = Command::new(bin)
-            .arg("--data")
-            .arg(data)
+        let mut command = Command::new(bin);
+        match postgres {
+            Some(url) => command.args(["--database", url]),
+            None => command.arg("--data").arg(data),
+        };
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .env("CRM_RELAY_LOG", "warn")
@@ -215,4 +232,48 @@ pub(crate) async fn scrape(addr: SocketAddr) -> Result<std::collections::BTreeMa
             Some((name.to_string(), value.trim().parse().ok()?))
         })
         .collect())
+}
+
+/// A PostgreSQL database made for one size of the benchmark, dropped at the end.
+pub(crate) struct PostgresDatabase {
+    pub(crate) url: String,
+    name: String,
+    server: String,
+}
+
+impl PostgresDatabase {
+    /// Creates `crm_bench_N_PID` on the server whose maintenance database is `server`.
+    pub(crate) fn create(server: &str, n: usize) -> Result<PostgresDatabase> {
+        let mut client = postgres::Client::connect(server, postgres::NoTls)
+            .with_context(|| format!("connecting to PostgreSQL at {server}"))?;
+        let name = format!("crm_bench_{n}_{}", std::process::id());
+        client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))?;
+        client.batch_execute(&format!("CREATE DATABASE {name}"))?;
+        let base = server.rsplit_once('/').map_or(server, |(base, _)| base);
+        Ok(PostgresDatabase {
+            url: format!("{base}/{name}"),
+            name,
+            server: server.to_string(),
+        })
+    }
+
+    /// `pg_database_size` of it; the database is dropped after.
+    pub(crate) fn size(self) -> Result<u64> {
+        let mut client = postgres::Client::connect(&self.url, postgres::NoTls)?;
+        let bytes: i64 = client
+            .query_one("SELECT pg_database_size(current_database())", &[])?
+            .get(0);
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut client) = postgres::Client::connect(&self.server, postgres::NoTls) {
+            let _ = client.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
 }

@@ -16,11 +16,17 @@ use crate::stats::Latency;
 pub(crate) fn header(machine: &Machine, plan: &Plan) -> String {
     let sizes: Vec<String> = plan.sizes.iter().map(|n| int(*n as f64)).collect();
     format!(
-        "crm-bench sync: the sync benchmark{}\nmachine: {} ({} cores), {}\nsizes: {} records, each with its own crm-relay process (serve {}); {} live devices{}\n",
+        "crm-bench sync: the sync benchmark{}\nmachine: {} ({} cores), {}\nrelay: {} on {} (the live devices split between the processes)\nsizes: {} records, each with its own crm-relay process (serve {}); {} live devices{}\n",
         if plan.quick { " (--quick)" } else { "" },
         machine.cpu,
         machine.cores,
         machine.os,
+        if plan.relays == 1 {
+            "1 process".to_string()
+        } else {
+            format!("{} processes", plan.relays)
+        },
+        plan.backend,
         sizes.join(", "),
         plan.relay_args.join(" "),
         plan.devices,
