@@ -300,6 +300,38 @@ impl Relay {
         }
     }
 
+    /// `sqlite:DIR` or the PostgreSQL URL: this relay's database as `--database` takes it.
+    pub fn database(&self) -> String {
+        match &self.db {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite:{}", self.dir.path().display()),
+        }
+    }
+
+    /// Stops the relay (SIGTERM), copies its database into a new store of `backend` with
+    /// `crm-relay migrate`, and serves that on the same address. Returns the migration's
+    /// JSON report.
+    pub fn migrate_to(&mut self, backend: Backend) -> Value {
+        let status = self.terminate();
+        assert!(status.success(), "the relay must stop cleanly: {status}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = (backend == Backend::Postgres).then(|| Arc::new(TestDatabase::create()));
+        let to = match &db {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite:{}", dir.path().display()),
+        };
+        let out = Command::new(workspace_bin("crm-relay"))
+            .args(["migrate", "--from", &self.database(), "--to", &to, "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run crm-relay migrate");
+        let stdout = expect_success("crm-relay migrate", &out);
+        self.dir = dir;
+        self.db = db;
+        self.spawn();
+        parse_json("crm-relay migrate", &stdout)
+    }
+
     /// The URL of a PostgreSQL relay's database.
     pub fn database_url(&self) -> Option<&str> {
         self.db.as_ref().map(|db| db.url.as_str())

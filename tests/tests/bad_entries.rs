@@ -8,8 +8,12 @@
 //!   reached every device with no error anywhere.
 
 use crm_model::RecordId;
-use crm_tests::{Relay, Replica};
+use crm_tests::{Backend, Relay, Replica};
 use serde_json::Value;
+
+crm_tests::on_every_backend!(
+    a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyone,
+);
 
 fn joined(relay: &Relay, workspace: &str, user: &str, device: &str) -> Replica {
     let r = Replica::init(user, device);
@@ -26,9 +30,10 @@ fn uuid_bytes(id: &str) -> Vec<u8> {
         .to_vec()
 }
 
-#[test]
-fn a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyone() {
-    let mut relay = Relay::start();
+fn a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyone(
+    backend: Backend,
+) {
+    let mut relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
     let a = joined(&relay, &ws, "alice", "laptop");
     let x = a.add("account", &["--name", "X Ltd"]);
@@ -36,20 +41,39 @@ fn a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyo
     let z = a.add("account", &["--name", "Z Ltd"]);
     a.json(&["sync"]);
 
-    // What a relay before the fix stored when a device pushed X's change under Y's id.
+    // What a relay before the fix stored when a device pushed X's change under Y's id (a
+    // log that may reach PostgreSQL too, migrated from an older SQLite relay).
     relay.kill();
-    {
-        let conn = rusqlite::Connection::open(relay.data().join("relay.db")).expect("relay.db");
-        let moved = conn
-            .execute(
-                "UPDATE changes SET doc_id = ?2 WHERE doc_id = ?1",
-                [uuid_bytes(&x), uuid_bytes(&y)],
-            )
-            .expect("poison the log");
-        assert_eq!(moved, 1);
-        // Whatever the compactor made from the clean log goes: the relay serves the log.
-        conn.execute("DELETE FROM snapshots", [])
-            .expect("snapshots");
+    match backend {
+        Backend::Sqlite => {
+            let conn =
+                rusqlite::Connection::open(relay.data().join("relay.db")).expect("relay.db");
+            let moved = conn
+                .execute(
+                    "UPDATE changes SET doc_id = ?2 WHERE doc_id = ?1",
+                    [uuid_bytes(&x), uuid_bytes(&y)],
+                )
+                .expect("poison the log");
+            assert_eq!(moved, 1);
+            // Whatever the compactor made from the clean log goes: the relay serves the log.
+            conn.execute("DELETE FROM snapshots", [])
+                .expect("snapshots");
+        }
+        Backend::Postgres => {
+            let url = relay.database_url().expect("a PostgreSQL relay");
+            let mut client = postgres::Client::connect(url, postgres::NoTls).expect("connect");
+            let (x, y): (uuid::Uuid, uuid::Uuid) = (
+                x.parse::<RecordId>().expect("id").as_uuid().to_owned(),
+                y.parse::<RecordId>().expect("id").as_uuid().to_owned(),
+            );
+            let moved = client
+                .execute("UPDATE changes SET doc_id = $2 WHERE doc_id = $1", &[&x, &y])
+                .expect("poison the log");
+            assert_eq!(moved, 1);
+            client
+                .batch_execute("DELETE FROM snapshots")
+                .expect("snapshots");
+        }
     }
     relay.restart();
 
