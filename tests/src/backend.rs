@@ -36,7 +36,9 @@ impl TestDatabase {
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .expect("create a test database");
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        let base = admin
+            .rsplit_once('/')
+            .map_or(admin.as_str(), |(base, _)| base);
         TestDatabase {
             url: format!("{base}/{name}"),
             name,

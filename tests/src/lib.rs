@@ -267,7 +267,10 @@ impl Relay {
 
     /// Another relay process on the same PostgreSQL database, on a free port.
     pub fn another_process(&self) -> Relay {
-        assert!(self.db.is_some(), "only PostgreSQL is shared by several processes");
+        assert!(
+            self.db.is_some(),
+            "only PostgreSQL is shared by several processes"
+        );
         let mut relay = Relay {
             dir: tempfile::tempdir().expect("tempdir"),
             db: self.db.clone(),
@@ -288,7 +291,10 @@ impl Relay {
 
     /// The data directory of a relay over SQLite.
     pub fn data(&self) -> &Path {
-        assert!(self.db.is_none(), "a PostgreSQL relay has no data directory");
+        assert!(
+            self.db.is_none(),
+            "a PostgreSQL relay has no data directory"
+        );
         self.dir.path()
     }
 

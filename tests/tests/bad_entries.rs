@@ -46,8 +46,7 @@ fn a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyo
     relay.kill();
     match backend {
         Backend::Sqlite => {
-            let conn =
-                rusqlite::Connection::open(relay.data().join("relay.db")).expect("relay.db");
+            let conn = rusqlite::Connection::open(relay.data().join("relay.db")).expect("relay.db");
             let moved = conn
                 .execute(
                     "UPDATE changes SET doc_id = ?2 WHERE doc_id = ?1",
@@ -67,7 +66,10 @@ fn a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyo
                 y.parse::<RecordId>().expect("id").as_uuid().to_owned(),
             );
             let moved = client
-                .execute("UPDATE changes SET doc_id = $2 WHERE doc_id = $1", &[&x, &y])
+                .execute(
+                    "UPDATE changes SET doc_id = $2 WHERE doc_id = $1",
+                    &[&x, &y],
+                )
                 .expect("poison the log");
             assert_eq!(moved, 1);
             client

@@ -32,7 +32,10 @@ fn a_workspace_moves_to_postgres_and_back_without_any_device_syncing_again() {
     let a = joined(&relay, &ws, "alice", "laptop");
     let b = joined(&relay, &ws, "bob", "phone");
     for i in 0..20 {
-        a.add("account", &["--name", &format!("客户 {i}"), "--notes", "first visit"]);
+        a.add(
+            "account",
+            &["--name", &format!("客户 {i}"), "--notes", "first visit"],
+        );
     }
     sync(&a);
     sync(&b);

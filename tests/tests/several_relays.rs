@@ -98,7 +98,11 @@ fn a_process_killed_during_a_push_loop_loses_nothing_acknowledged() {
     let seen = names(&fresh);
     let missing: Vec<&String> = acknowledged.difference(&seen).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
-    assert_eq!(seen.len(), written.len(), "every change went through in the end");
+    assert_eq!(
+        seen.len(),
+        written.len(),
+        "every change went through in the end"
+    );
 }
 
 #[test]

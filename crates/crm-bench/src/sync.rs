@@ -330,7 +330,9 @@ fn plan(args: SyncArgs) -> Result<Plan> {
         bail!("--devices needs at least 2 (one pushes, the others receive)");
     }
     if args.relays == 0 || (args.relays > 1 && args.postgres.is_none()) {
-        bail!("--relays needs at least 1, and more than 1 needs --postgres URL (one SQLite file has one relay)");
+        bail!(
+            "--relays needs at least 1, and more than 1 needs --postgres URL (one SQLite file has one relay)"
+        );
     }
     let relay_bin = match args.relay {
         Some(p) => p,

@@ -603,55 +603,64 @@ impl RelayStore for PostgresStore {
         hashes: &[Hash],
         plan: &mut dyn FnMut(Known) -> Result<Append, PushError>,
     ) -> Result<(), PushError> {
+        // Round trips are what a push costs here, and the workspace's lock is held from the
+        // first statement to the commit: BEGIN, the lock with the device's state, one
+        // lookup, one write, COMMIT, whatever the size of the batch.
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         let ws = *workspace.as_uuid();
         // The workspace's lock, held until commit: positions are allocated under it.
-        let head: i64 = tx
+        let row = tx
             .query_opt(
-                "SELECT head FROM workspaces WHERE id = $1 FOR UPDATE",
-                &[&ws],
+                "SELECT w.head, EXISTS (SELECT 1 FROM devices d
+                     WHERE d.id = $2 AND d.workspace = w.id AND d.revoked_at IS NULL)
+                 FROM workspaces w WHERE w.id = $1 FOR UPDATE",
+                &[&ws, device.as_uuid()],
             )?
-            .ok_or_else(|| StoreError::Corrupt(format!("workspace {workspace} vanished")))?
-            .get(0);
-        let device_active: bool = tx
-            .query_opt(
-                "SELECT revoked_at IS NULL FROM devices WHERE id = $1 AND workspace = $2",
-                &[device.as_uuid(), &ws],
-            )?
-            .is_some_and(|r| r.get(0));
+            .ok_or_else(|| StoreError::Corrupt(format!("workspace {workspace} vanished")))?;
         let mut known = Known {
-            device_active,
-            head: seq(head),
+            device_active: row.try_get(1)?,
+            head: seq(row.try_get(0)?),
             ..Known::default()
         };
         let doc_ids: Vec<Uuid> = docs.iter().map(doc_uuid).collect();
+        let hash_list: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
+        // The batch's documents (in any workspace) and the changes of this workspace's log
+        // its hashes and dependencies name, in one statement.
         for row in tx.query(
-            "SELECT doc_id, workspace, kind FROM documents WHERE doc_id = ANY($1)",
-            &[&doc_ids],
+            "SELECT doc_id, workspace, kind, NULL::bytea, NULL::bigint
+                 FROM documents WHERE doc_id = ANY($1)
+             UNION ALL
+             SELECT doc_id, NULL, NULL, hash, seq
+                 FROM changes WHERE workspace = $2 AND hash = ANY($3)",
+            &[&doc_ids, &ws, &hash_list],
         )? {
             let doc: Uuid = row.try_get(0)?;
-            known.docs.insert(
-                *doc.as_bytes(),
-                KnownDocument {
-                    workspace: WorkspaceId::from_uuid(row.try_get(1)?),
-                    kind: row.try_get(2)?,
-                },
-            );
-        }
-        let hash_list: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
-        for row in tx.query(
-            "SELECT hash, seq, doc_id FROM changes WHERE workspace = $1 AND hash = ANY($2)",
-            &[&ws, &hash_list],
-        )? {
-            let doc: Uuid = row.try_get(2)?;
-            known.changes.insert(
-                hash(row.try_get(0)?)?,
-                KnownChange {
-                    seq: seq(row.try_get(1)?),
-                    doc_id: *doc.as_bytes(),
-                },
-            );
+            match row.try_get::<_, Option<&[u8]>>(3)? {
+                None => {
+                    let owner: Option<Uuid> = row.try_get(1)?;
+                    let kind: Option<String> = row.try_get(2)?;
+                    if let (Some(owner), Some(kind)) = (owner, kind) {
+                        known.docs.insert(
+                            *doc.as_bytes(),
+                            KnownDocument {
+                                workspace: WorkspaceId::from_uuid(owner),
+                                kind,
+                            },
+                        );
+                    }
+                }
+                Some(h) => {
+                    let at: Option<i64> = row.try_get(4)?;
+                    known.changes.insert(
+                        hash(h)?,
+                        KnownChange {
+                            seq: seq(at.unwrap_or(0)),
+                            doc_id: *doc.as_bytes(),
+                        },
+                    );
+                }
+            }
         }
         let append = plan(known)?;
         if append.is_empty() {
@@ -659,85 +668,7 @@ impl RelayStore for PostgresStore {
             tx.commit()?;
             return Ok(());
         }
-        if !append.documents.is_empty() {
-            let ids: Vec<Uuid> = append
-                .documents
-                .iter()
-                .map(|d| doc_uuid(&d.doc_id))
-                .collect();
-            let kinds: Vec<&str> = append.documents.iter().map(|d| d.kind.as_str()).collect();
-            let firsts: Vec<i64> = append
-                .documents
-                .iter()
-                .map(|d| sql_seq(d.first_seq))
-                .collect();
-            let creators: Vec<Uuid> = append
-                .documents
-                .iter()
-                .map(|d| *d.created_by.as_uuid())
-                .collect();
-            tx.execute(
-                "INSERT INTO documents (doc_id, workspace, kind, first_seq, created_by)
-                 SELECT d, $1, k, f, c FROM unnest($2::uuid[], $3::text[], $4::int8[], $5::uuid[])
-                     AS t(d, k, f, c)",
-                &[&ws, &ids, &kinds, &firsts, &creators],
-            )?;
-        }
-        let c = &append.changes;
-        let seqs: Vec<i64> = c.iter().map(|c| sql_seq(c.seq)).collect();
-        let change_hashes: Vec<&[u8]> = c.iter().map(|c| c.hash.as_slice()).collect();
-        let change_docs: Vec<Uuid> = c.iter().map(|c| doc_uuid(&c.doc_id)).collect();
-        let kinds: Vec<&str> = c.iter().map(|c| c.kind.as_str()).collect();
-        let deps: Vec<&[u8]> = c.iter().map(|c| c.deps.as_slice()).collect();
-        let authors: Vec<Uuid> = c.iter().map(|c| *c.author.as_uuid()).collect();
-        let arrived: Vec<i64> = c.iter().map(|c| c.arrived_at.timestamp_millis()).collect();
-        let bytes: Vec<&[u8]> = c.iter().map(|c| c.bytes.as_slice()).collect();
-        tx.execute(
-            "INSERT INTO changes
-             (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
-             SELECT $1, s, h, d, k, p, a, t, b
-             FROM unnest($2::int8[], $3::bytea[], $4::uuid[], $5::text[], $6::bytea[],
-                         $7::uuid[], $8::int8[], $9::bytea[]) AS x(s, h, d, k, p, a, t, b)",
-            &[
-                &ws,
-                &seqs,
-                &change_hashes,
-                &change_docs,
-                &kinds,
-                &deps,
-                &authors,
-                &arrived,
-                &bytes,
-            ],
-        )?;
-        // Each document's latest scope and position: its last change in the batch.
-        let mut latest: Vec<&super::NewChange> = Vec::new();
-        for change in c.iter().rev() {
-            if !latest.iter().any(|l| l.doc_id == change.doc_id) {
-                latest.push(change);
-            }
-        }
-        let scope_docs: Vec<Uuid> = latest.iter().map(|c| doc_uuid(&c.doc_id)).collect();
-        let owners: Vec<Option<&str>> = latest.iter().map(|c| c.owner.as_deref()).collect();
-        let teams: Vec<Option<&str>> = latest.iter().map(|c| c.teams.as_deref()).collect();
-        let lasts: Vec<i64> = latest.iter().map(|c| sql_seq(c.seq)).collect();
-        tx.execute(
-            "UPDATE documents d SET owner = u.o, teams = u.t, last_seq = u.l
-             FROM unnest($1::uuid[], $2::text[], $3::text[], $4::int8[]) AS u(d, o, t, l)
-             WHERE d.doc_id = u.d",
-            &[&scope_docs, &owners, &teams, &lasts],
-        )?;
-        tx.execute(
-            "UPDATE workspaces SET head = $2 WHERE id = $1",
-            &[&ws, &sql_seq(append.head)],
-        )?;
-        // Delivered to every listening process when (and only if) this commits.
-        let payload = format!(
-            "{workspace} {} {}",
-            append.head,
-            Utc::now().timestamp_millis()
-        );
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])?;
+        write_append(&mut tx, workspace, &append)?;
         tx.commit()?;
         Ok(())
     }
@@ -921,6 +852,138 @@ impl RelayStore for PostgresStore {
             max: self.pool.max_size(),
         })
     }
+}
+
+/// Writes an append in one statement (data-modifying CTEs): the new documents (with the
+/// scope and position of their latest change in the batch), the changes, the scope and
+/// position of the documents that existed, the head, and the notification every relay
+/// process listening on [`CHANNEL`] gets when (and only if) the transaction commits.
+fn write_append(
+    tx: &mut postgres::Transaction<'_>,
+    workspace: WorkspaceId,
+    append: &Append,
+) -> Result<(), StoreError> {
+    let ws = *workspace.as_uuid();
+    let c = &append.changes;
+    // Each document's latest change in the batch: its scope and last position.
+    let mut latest: std::collections::HashMap<DocId, &super::NewChange> =
+        std::collections::HashMap::new();
+    for change in c {
+        latest.insert(change.doc_id, change);
+    }
+    let created: std::collections::HashSet<DocId> =
+        append.documents.iter().map(|d| d.doc_id).collect();
+
+    let new_ids: Vec<Uuid> = append
+        .documents
+        .iter()
+        .map(|d| doc_uuid(&d.doc_id))
+        .collect();
+    let new_kinds: Vec<&str> = append.documents.iter().map(|d| d.kind.as_str()).collect();
+    let new_firsts: Vec<i64> = append
+        .documents
+        .iter()
+        .map(|d| sql_seq(d.first_seq))
+        .collect();
+    let new_creators: Vec<Uuid> = append
+        .documents
+        .iter()
+        .map(|d| *d.created_by.as_uuid())
+        .collect();
+    let new_latest: Vec<Option<&super::NewChange>> = append
+        .documents
+        .iter()
+        .map(|d| latest.get(&d.doc_id).copied())
+        .collect();
+    let new_owners: Vec<Option<&str>> = new_latest
+        .iter()
+        .map(|l| l.and_then(|c| c.owner.as_deref()))
+        .collect();
+    let new_teams: Vec<Option<&str>> = new_latest
+        .iter()
+        .map(|l| l.and_then(|c| c.teams.as_deref()))
+        .collect();
+    let new_lasts: Vec<i64> = new_latest
+        .iter()
+        .zip(&new_firsts)
+        .map(|(l, first)| l.map_or(*first, |c| sql_seq(c.seq)))
+        .collect();
+
+    let seqs: Vec<i64> = c.iter().map(|c| sql_seq(c.seq)).collect();
+    let change_hashes: Vec<&[u8]> = c.iter().map(|c| c.hash.as_slice()).collect();
+    let change_docs: Vec<Uuid> = c.iter().map(|c| doc_uuid(&c.doc_id)).collect();
+    let kinds: Vec<&str> = c.iter().map(|c| c.kind.as_str()).collect();
+    let deps: Vec<&[u8]> = c.iter().map(|c| c.deps.as_slice()).collect();
+    let authors: Vec<Uuid> = c.iter().map(|c| *c.author.as_uuid()).collect();
+    let arrived: Vec<i64> = c.iter().map(|c| c.arrived_at.timestamp_millis()).collect();
+    let bytes: Vec<&[u8]> = c.iter().map(|c| c.bytes.as_slice()).collect();
+
+    let existing: Vec<&&super::NewChange> = latest
+        .iter()
+        .filter(|(doc, _)| !created.contains(*doc))
+        .map(|(_, c)| c)
+        .collect();
+    let old_ids: Vec<Uuid> = existing.iter().map(|c| doc_uuid(&c.doc_id)).collect();
+    let old_owners: Vec<Option<&str>> = existing.iter().map(|c| c.owner.as_deref()).collect();
+    let old_teams: Vec<Option<&str>> = existing.iter().map(|c| c.teams.as_deref()).collect();
+    let old_lasts: Vec<i64> = existing.iter().map(|c| sql_seq(c.seq)).collect();
+
+    let payload = format!(
+        "{workspace} {} {}",
+        append.head,
+        Utc::now().timestamp_millis()
+    );
+    let head = sql_seq(append.head);
+    // The changes' foreign key to their document is checked at the end of the statement,
+    // when the new documents are in.
+    tx.execute(
+        "WITH new_documents AS (
+             INSERT INTO documents
+                 (doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq)
+             SELECT d, $1, k, f, c, o, t, l
+             FROM unnest($2::uuid[], $3::text[], $4::int8[], $5::uuid[], $6::text[],
+                         $7::text[], $8::int8[]) AS x(d, k, f, c, o, t, l)
+         ), new_changes AS (
+             INSERT INTO changes
+                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
+             SELECT $1, s, h, d, k, p, a, t, b
+             FROM unnest($9::int8[], $10::bytea[], $11::uuid[], $12::text[], $13::bytea[],
+                         $14::uuid[], $15::int8[], $16::bytea[]) AS x(s, h, d, k, p, a, t, b)
+         ), scopes AS (
+             UPDATE documents SET owner = u.o, teams = u.t, last_seq = u.l
+             FROM unnest($17::uuid[], $18::text[], $19::text[], $20::int8[]) AS u(d, o, t, l)
+             WHERE documents.doc_id = u.d
+         ), head AS (
+             UPDATE workspaces SET head = $21 WHERE id = $1
+         )
+         SELECT pg_notify($22, $23)",
+        &[
+            &ws,
+            &new_ids,
+            &new_kinds,
+            &new_firsts,
+            &new_creators,
+            &new_owners,
+            &new_teams,
+            &new_lasts,
+            &seqs,
+            &change_hashes,
+            &change_docs,
+            &kinds,
+            &deps,
+            &authors,
+            &arrived,
+            &bytes,
+            &old_ids,
+            &old_owners,
+            &old_teams,
+            &old_lasts,
+            &head,
+            &CHANNEL,
+            &payload,
+        ],
+    )?;
+    Ok(())
 }
 
 /// A connection listening on [`CHANNEL`].

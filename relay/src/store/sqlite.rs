@@ -491,9 +491,9 @@ impl RelayStore for SqliteStore {
     }
 
     fn schema_version(&self) -> Result<i64, StoreError> {
-        self.read_with(|tx| {
-            Ok(tx.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?)
-        })
+        self.read_with(
+            |tx| Ok(tx.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))?),
+        )
     }
 
     fn insert_workspace(&self, workspace: &Workspace) -> Result<bool, StoreError> {
