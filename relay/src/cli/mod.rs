@@ -4,6 +4,8 @@ mod device;
 pub(crate) mod exit;
 mod output;
 mod serve;
+mod stats;
+mod verify;
 mod workspace;
 
 use std::path::PathBuf;
@@ -42,6 +44,10 @@ enum Command {
     /// Add, list and revoke devices and their tokens.
     #[command(subcommand)]
     Device(device::Command),
+    /// Check that the database is sound: hashes, positions, documents, snapshots.
+    Verify(verify::Args),
+    /// Count each workspace's devices, records and changes, and the database's size.
+    Stats(stats::Args),
 }
 
 impl Cli {
@@ -75,6 +81,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&database, args),
         Command::Workspace(command) => workspace::run(&database, command),
         Command::Device(command) => device::run(&database, command),
+        Command::Verify(args) => verify::run(&database, args),
+        Command::Stats(args) => stats::run(&database, args),
     }
 }
 

@@ -1,0 +1,461 @@
+//! The operations commands: `verify` finding damage and `stats`, on every backend, and the
+//! real `crm-relay` binary's output and exit codes. PostgreSQL parts use a fresh database per
+//! test (`common::TestDatabase`); they fail, not skip, without a server.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use assert_cmd::Command;
+use common::{Backend, Doc, TestStore};
+use crm_relay::service::{ProblemKind, VerifyReport};
+use crm_relay::store::FILE_NAME;
+use crm_relay::{DeviceId, Relay, Role, WorkspaceId};
+use crm_sync::Scope;
+use serde_json::Value;
+
+on_every_backend!(
+    verify_passes_a_sound_store,
+    verify_finds_a_flipped_byte_in_a_change,
+    verify_finds_a_stored_hash_that_is_not_the_changes,
+    verify_finds_a_gap_in_the_log,
+    verify_finds_a_snapshot_listing_a_change_it_lacks,
+    stats_count_devices_records_and_changes,
+    verify_finds_nothing_wrong_while_a_relay_pushes_and_compacts,
+);
+
+/// Runs `crm-relay ARGS`.
+fn relay(args: &[&str]) -> std::process::Output {
+    Command::cargo_bin("crm-relay")
+        .expect("crm-relay binary")
+        .env_remove("CRM_RELAY_DATA")
+        .env_remove("CRM_RELAY_DATABASE")
+        .args(args)
+        .output()
+        .expect("run")
+}
+
+/// `--data DIR` as arguments.
+fn data(dir: &Path) -> [String; 2] {
+    ["--data".into(), dir.display().to_string()]
+}
+
+/// Runs a command that must succeed with `--json`; returns its output.
+fn json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let out = relay(&all);
+    assert!(
+        out.status.success(),
+        "crm-relay {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: bad JSON {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn args<'a>(before: &'a [String], rest: &[&'a str]) -> Vec<&'a str> {
+    before
+        .iter()
+        .map(String::as_str)
+        .chain(rest.iter().copied())
+        .collect()
+}
+
+/// A relay's data: workspace "acme", alice's admin device and its token, and `records`
+/// records of two changes each (every third with an owner and teams), compacted.
+struct Populated {
+    relay: Relay,
+    ws: WorkspaceId,
+    device: DeviceId,
+    token: String,
+    docs: Vec<Doc>,
+}
+
+fn populate(relay: Relay, records: usize) -> Populated {
+    let ws = relay.create_workspace("acme").expect("workspace").id;
+    let added = relay.add_device(ws, "alice", Role::Admin).expect("device");
+    let device = added.device.id;
+    let mut docs = Vec::new();
+    let mut batch = Vec::new();
+    for i in 0..records {
+        let mut doc = Doc::new();
+        let mut first = doc.change("name", &format!("Company {i}"));
+        if i % 3 == 0 {
+            first.scope = Scope {
+                owner: Some(*uuid::Uuid::now_v7().as_bytes()),
+                teams: vec![*uuid::Uuid::now_v7().as_bytes()],
+            };
+        }
+        batch.push(first);
+        batch.push(doc.change("city", "上海"));
+        docs.push(doc);
+    }
+    relay.store_batch(ws, device, &batch).expect("stored");
+    relay.compact(usize::MAX).expect("compacted");
+    Populated {
+        relay,
+        ws,
+        device,
+        token: added.token.expose().to_string(),
+        docs,
+    }
+}
+
+/// Inverts byte `index` of column `column` (`bytes` or `hash`) of the change at `seq`.
+fn flip_byte(place: &TestStore, column: &str, seq: i64, index: usize) {
+    match place.backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(place.dir().join(FILE_NAME)).expect("open");
+            let mut value: Vec<u8> = conn
+                .query_row(
+                    &format!("SELECT {column} FROM changes WHERE seq = ?1"),
+                    [seq],
+                    |r| r.get(0),
+                )
+                .expect("the change");
+            value[index] = !value[index];
+            conn.execute(
+                &format!("UPDATE changes SET {column} = ?2 WHERE seq = ?1"),
+                rusqlite::params![seq, value],
+            )
+            .expect("update");
+        }
+        Backend::Postgres => {
+            let index = i32::try_from(index).expect("small");
+            let changed = place
+                .pg()
+                .execute(
+                    &format!(
+                        "UPDATE changes SET {column} =
+                             set_byte({column}, $2, 255 - get_byte({column}, $2))
+                         WHERE seq = $1"
+                    ),
+                    &[&seq, &index],
+                )
+                .expect("update");
+            assert_eq!(changed, 1);
+        }
+    }
+}
+
+/// Removes the change at `seq` from the log.
+fn delete_change(place: &TestStore, seq: i64) {
+    let changed = match place.backend {
+        Backend::Sqlite => rusqlite::Connection::open(place.dir().join(FILE_NAME))
+            .expect("open")
+            .execute("DELETE FROM changes WHERE seq = ?1", [seq])
+            .expect("delete"),
+        Backend::Postgres => {
+            let n = place
+                .pg()
+                .execute("DELETE FROM changes WHERE seq = $1", &[&seq])
+                .expect("delete");
+            usize::try_from(n).expect("small")
+        }
+    };
+    assert_eq!(changed, 1);
+}
+
+fn verified(place: &TestStore) -> VerifyReport {
+    place.relay().verify().expect("verify")
+}
+
+fn kinds(report: &VerifyReport) -> Vec<(ProblemKind, Option<u64>)> {
+    report.problems.iter().map(|p| (p.kind, p.seq)).collect()
+}
+
+fn verify_passes_a_sound_store(b: Backend) {
+    let place = TestStore::new(b);
+    let p = populate(place.relay(), 10);
+    // A later edit the snapshot does not hold yet: still sound.
+    let mut doc = p.docs.into_iter().next().expect("a record");
+    p.relay
+        .store_batch(p.ws, p.device, &[doc.change("city", "北京")])
+        .expect("stored");
+    let report = verified(&place);
+    assert!(report.is_sound(), "{:?}", report.problems);
+    assert_eq!(
+        (
+            report.workspaces,
+            report.changes,
+            report.documents,
+            report.snapshots
+        ),
+        (1, 21, 10, 10)
+    );
+}
+
+fn verify_finds_nothing_wrong_while_a_relay_pushes_and_compacts(b: Backend) {
+    let place = TestStore::new(b);
+    let p = populate(place.relay(), 10);
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = {
+        let (relay, stop, mut docs) = (p.relay.clone(), stop.clone(), p.docs);
+        std::thread::spawn(move || {
+            let mut round = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                // An edit of an existing record and a new record, each round.
+                let edited = round % docs.len();
+                let mut fresh = Doc::new();
+                let batch = [
+                    docs[edited].change("city", &format!("round {round}")),
+                    fresh.change("name", "new"),
+                ];
+                relay.store_batch(p.ws, p.device, &batch).expect("a push");
+                docs.push(fresh);
+                round += 1;
+            }
+            round
+        })
+    };
+    let compactor = {
+        let (relay, stop) = (p.relay.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                relay.compact(4).expect("compact");
+            }
+        })
+    };
+    let checker = place.relay();
+    for _ in 0..5 {
+        let report = checker.verify().expect("verify");
+        assert!(report.is_sound(), "{:?}", report.problems);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let rounds = pusher.join().expect("the pusher");
+    compactor.join().expect("the compactor");
+    assert!(rounds > 0);
+    let report = checker.verify().expect("verify");
+    assert!(report.is_sound(), "{:?}", report.problems);
+    assert_eq!(report.changes, 20 + 2 * rounds as u64);
+}
+
+fn verify_finds_a_flipped_byte_in_a_change(b: Backend) {
+    let place = TestStore::new(b);
+    populate(place.relay(), 3);
+    flip_byte(&place, "bytes", 4, 20);
+    let report = verified(&place);
+    assert_eq!(report.problem_count, 1, "{:?}", report.problems);
+    let problem = &report.problems[0];
+    assert!(
+        matches!(
+            problem.kind,
+            ProblemKind::UnreadableChange | ProblemKind::HashMismatch
+        ),
+        "{problem:?}"
+    );
+    assert_eq!(problem.seq, Some(4));
+    assert!(problem.doc.is_some());
+}
+
+fn verify_finds_a_stored_hash_that_is_not_the_changes(b: Backend) {
+    let place = TestStore::new(b);
+    populate(place.relay(), 3);
+    flip_byte(&place, "hash", 2, 0);
+    let report = verified(&place);
+    let found = kinds(&report);
+    assert_eq!(found[0], (ProblemKind::HashMismatch, Some(2)));
+    // Its record's snapshot holds the change by its real hash, which the log no longer has.
+    assert!(
+        found[1..]
+            .iter()
+            .all(|(kind, _)| *kind == ProblemKind::SnapshotContents),
+        "{found:?}"
+    );
+}
+
+fn verify_finds_a_gap_in_the_log(b: Backend) {
+    let place = TestStore::new(b);
+    populate(place.relay(), 3);
+    // The second change of the second record: a gap at 4, its document's last change is
+    // not where the directory says, and its snapshot lists a change the log lacks.
+    delete_change(&place, 4);
+    let report = verified(&place);
+    let found = kinds(&report);
+    assert_eq!(
+        found,
+        [
+            (ProblemKind::Gap, Some(4)),
+            (ProblemKind::DocumentPositions, Some(4)),
+            (ProblemKind::SnapshotContents, Some(4)),
+        ]
+    );
+    assert_eq!(report.problems[0].detail, "position 4 is missing");
+    // The last change: the head is past the log's end.
+    delete_change(&place, 6);
+    let found = kinds(&verified(&place));
+    assert!(found.contains(&(ProblemKind::Gap, Some(6))), "{found:?}");
+}
+
+fn verify_finds_a_snapshot_listing_a_change_it_lacks(b: Backend) {
+    let place = TestStore::new(b);
+    let p = populate(place.relay(), 3);
+    let doc = p.docs[1].id;
+    let other = [7u8; 32];
+    match place.backend {
+        Backend::Sqlite => {
+            let conn = rusqlite::Connection::open(place.dir().join(FILE_NAME)).expect("open");
+            let mut hashes: Vec<u8> = conn
+                .query_row(
+                    "SELECT hashes FROM snapshots WHERE doc_id = ?1",
+                    [doc.as_slice()],
+                    |r| r.get(0),
+                )
+                .expect("the snapshot");
+            hashes.extend(other);
+            conn.execute(
+                "UPDATE snapshots SET hashes = ?2 WHERE doc_id = ?1",
+                rusqlite::params![doc.as_slice(), hashes],
+            )
+            .expect("update");
+        }
+        Backend::Postgres => {
+            place
+                .pg()
+                .execute(
+                    "UPDATE snapshots SET hashes = hashes || $2 WHERE doc_id = $1",
+                    &[&uuid::Uuid::from_bytes(doc), &other.as_slice()],
+                )
+                .expect("update");
+        }
+    }
+    let report = verified(&place);
+    assert!(!report.is_sound());
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.kind == ProblemKind::SnapshotContents
+                && p.doc == Some(uuid::Uuid::from_bytes(doc))),
+        "{:?}",
+        report.problems
+    );
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.detail.contains("lists 1 changes it does not hold")),
+        "{:?}",
+        report.problems
+    );
+}
+
+fn stats_count_devices_records_and_changes(b: Backend) {
+    let place = TestStore::new(b);
+    let p = populate(place.relay(), 4);
+    let bob = p
+        .relay
+        .add_device(p.ws, "bob", Role::SalesRep)
+        .expect("device");
+    p.relay.revoke_device(bob.device.id).expect("revoked");
+    p.relay
+        .authenticate(&p.ws.to_string(), &p.token, None)
+        .expect("alice connects");
+    p.relay.create_workspace("globex").expect("workspace");
+
+    let database = place.database.to_string();
+    let stats = json(&["--database", &database, "stats", "--devices"]);
+    let mut keys: Vec<&String> = stats.as_object().expect("object").keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "backend",
+            "database_bytes",
+            "location",
+            "relay_id",
+            "workspaces"
+        ]
+    );
+    assert_eq!(
+        stats["backend"],
+        match b {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
+    assert!(stats["database_bytes"].as_u64().expect("bytes") > 0);
+    assert_eq!(
+        stats["relay_id"],
+        uuid::Uuid::from_bytes(p.relay.relay_id()).to_string()
+    );
+    let acme = &stats["workspaces"][0];
+    let mut keys: Vec<&String> = acme.as_object().expect("object").keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["changes", "created_at", "devices", "id", "name", "records"]
+    );
+    assert_eq!(acme["name"], "acme");
+    assert_eq!(acme["id"], p.ws.to_string());
+    assert_eq!(acme["records"], 4);
+    assert_eq!(acme["changes"], 8);
+    assert_eq!(acme["devices"]["total"], 2);
+    assert_eq!(acme["devices"]["active"], 1);
+    let list = acme["devices"]["list"].as_array().expect("devices listed");
+    assert_eq!(list[0]["user"], "alice");
+    assert!(list[0]["last_seen_at"].is_string(), "{}", list[0]);
+    assert!(list[0]["revoked_at"].is_null());
+    assert_eq!(list[1]["user"], "bob");
+    assert!(list[1]["last_seen_at"].is_null());
+    assert!(list[1]["revoked_at"].is_string());
+    let globex = &stats["workspaces"][1];
+    assert_eq!(
+        (
+            &globex["records"],
+            &globex["changes"],
+            &globex["devices"]["total"]
+        ),
+        (&Value::from(0), &Value::from(0), &Value::from(0))
+    );
+    // Without --devices, no list; the table names every workspace.
+    let brief = json(&["--database", &database, "stats"]);
+    assert!(brief["workspaces"][0]["devices"].get("list").is_none());
+    let out = relay(&["--database", &database, "stats"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("acme") && table.contains("globex"),
+        "{table}"
+    );
+}
+
+#[test]
+fn verify_reports_problems_with_exit_code_1_and_json() {
+    let place = TestStore::new(Backend::Sqlite);
+    let p = populate(place.relay(), 3);
+    drop(p);
+    let d = data(place.dir());
+    let report = json(&args(&d, &["verify"]));
+    assert_eq!(report["problem_count"], 0);
+    assert_eq!(report["changes"], 6);
+    let out = relay(&args(&d, &["verify"]));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no problems found"));
+
+    flip_byte(&place, "bytes", 2, 20);
+    let mut all = args(&d, &["verify", "--json"]);
+    let out = relay(&all);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("a report on stdout");
+    assert_eq!(report["problem_count"], 1);
+    assert_eq!(report["problems"][0]["seq"], 2);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("verify found 1 problems"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    all.pop();
+    let out = relay(&all);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("unreadable_change") || text.contains("hash_mismatch"),
+        "{text}"
+    );
+}
