@@ -1,19 +1,21 @@
-//! The operations commands: `verify` finding damage and `stats`, on every backend, and the
-//! real `crm-relay` binary's output and exit codes. PostgreSQL parts use a fresh database per
+//! The operations commands with the real `crm-relay` binary: `backup` while a relay pushes,
+//! `restore` and a device resuming from its cursor, `verify` finding damage, and `stats`. PostgreSQL parts use a fresh database per
 //! test (`common::TestDatabase`); they fail, not skip, without a server.
 
 mod common;
 
+use std::io::{BufRead as _, BufReader};
 use std::path::Path;
+use std::process::{Child, Command as StdCommand, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use assert_cmd::Command;
-use common::{Backend, Doc, TestStore};
+use common::{Backend, Client, Doc, TestDatabase, TestStore};
 use crm_relay::service::{ProblemKind, VerifyReport};
 use crm_relay::store::FILE_NAME;
-use crm_relay::{DeviceId, Relay, Role, WorkspaceId};
-use crm_sync::Scope;
+use crm_relay::{DeviceId, Relay, Role, SqliteStore, WorkspaceId};
+use crm_sync::{Cursor, Resume, Scope};
 use serde_json::Value;
 
 on_every_backend!(
@@ -58,6 +60,16 @@ fn json(args: &[&str]) -> Value {
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// Runs a command that must fail with `code` and one line on stderr; returns the line.
+fn fails(args: &[&str], code: i32) -> String {
+    let out = relay(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    stderr
 }
 
 fn args<'a>(before: &'a [String], rest: &[&'a str]) -> Vec<&'a str> {
@@ -458,4 +470,248 @@ fn verify_reports_problems_with_exit_code_1_and_json() {
         text.contains("unreadable_change") || text.contains("hash_mismatch"),
         "{text}"
     );
+}
+
+#[test]
+fn a_backup_taken_while_a_relay_pushes_verifies_and_holds_a_prefix_of_the_log() {
+    let place = TestStore::new(Backend::Sqlite);
+    let p = populate(place.relay(), 20);
+    let (relay, ws, device) = (p.relay.clone(), p.ws, p.device);
+    let stop = Arc::new(AtomicBool::new(false));
+    let pusher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut pushes = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut doc = Doc::new();
+                let batch = [doc.change("name", "busy"), doc.change("city", "广州")];
+                relay.store_batch(ws, device, &batch).expect("a push");
+                pushes += 1;
+            }
+            pushes
+        })
+    };
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("relay-backup.db");
+    let file_arg = file.display().to_string();
+    let d = data(place.dir());
+    let head_before = p.relay.head(ws).expect("head").0;
+    let report = json(&args(&d, &["backup", &file_arg]));
+    let head_after = p.relay.head(ws).expect("head").0;
+    stop.store(true, Ordering::Relaxed);
+    let pushes = pusher.join().expect("the pusher");
+    assert!(
+        pushes > 0 && head_after > head_before,
+        "pushes ran during the backup"
+    );
+
+    assert_eq!(report["file"], file_arg);
+    assert_eq!(report["verify"]["problem_count"], 0);
+    assert_eq!(
+        report["relay_id"],
+        uuid::Uuid::from_bytes(p.relay.relay_id()).to_string()
+    );
+    // Nothing left beside it but the backup.
+    assert_eq!(names_in(backups.path()), ["relay-backup.db"]);
+
+    let copy = Relay::new(Arc::new(
+        SqliteStore::open_read_only(&file).expect("the backup opens"),
+    ));
+    assert!(copy.verify().expect("verify").is_sound());
+    let (copied_head, copied_hash) = copy.head(ws).expect("head");
+    assert_eq!(report["workspaces"][0]["head"], copied_head);
+    assert!(
+        (head_before..=head_after).contains(&copied_head),
+        "{head_before} ≤ {copied_head} ≤ {head_after}"
+    );
+    // A prefix: the same change at every position up to its head.
+    let mut after = 0;
+    while after < copied_head {
+        let mine = copy.read(ws, after, 500).expect("read");
+        let source = p.relay.read(ws, after, 500).expect("read");
+        let n = mine.entries.len();
+        assert!(n > 0);
+        assert_eq!(mine.entries, source.entries[..n]);
+        after = mine.through;
+    }
+    assert_eq!(copy.read(ws, copied_head, 10).expect("read").entries, []);
+    assert_eq!(
+        p.relay.store().hash_at(ws, copied_head).expect("hash"),
+        Some(copied_hash)
+    );
+
+    // An existing file is refused, then replaced with --force.
+    let error = fails(&args(&d, &["backup", &file_arg]), 2);
+    assert!(error.contains("--force"), "{error}");
+    json(&args(&d, &["backup", &file_arg, "--force"]));
+    let after_force = Relay::new(Arc::new(SqliteStore::open_read_only(&file).expect("open")));
+    assert_eq!(
+        after_force.head(ws).expect("head").0,
+        p.relay.head(ws).expect("head").0
+    );
+}
+
+#[test]
+fn backup_and_restore_of_postgres_say_to_use_pg_dump() {
+    let db = TestDatabase::create();
+    let error = fails(&["--database", &db.url, "backup", "/tmp/out.dump"], 2);
+    assert!(
+        error.contains("pg_dump --format=custom --file /tmp/out.dump postgres://")
+            && error.contains("pg_restore --clean --if-exists --dbname postgres://"),
+        "{error}"
+    );
+    let error = fails(&["--database", &db.url, "restore", "/tmp/out.dump"], 2);
+    assert!(error.contains("pg_restore --clean --if-exists"), "{error}");
+}
+
+/// `crm-relay serve` on 127.0.0.1:0, stopped with SIGTERM.
+struct Serving {
+    child: Child,
+    url: String,
+}
+
+impl Serving {
+    fn start(database_args: &[&str]) -> Serving {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_crm-relay"))
+            .env_remove("CRM_RELAY_DATA")
+            .env_remove("CRM_RELAY_DATABASE")
+            .args(database_args)
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-compact"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Serving {
+            child,
+            url: format!("ws://{addr}/v1/sync"),
+        }
+    }
+
+    fn stop(mut self) {
+        let status = StdCommand::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        assert_eq!(self.child.wait().expect("wait").code(), Some(0));
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The names of the files in a directory, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A device's cursor at the head of `relay`'s log of `ws`.
+fn cursor_at_head(relay: &Relay, ws: WorkspaceId) -> Cursor {
+    let (seq, hash) = relay.head(ws).expect("head");
+    Cursor {
+        relay_id: relay.relay_id(),
+        seq,
+        hash,
+    }
+}
+
+/// Runs a device's part of a test (the WebSocket client is async; the rest of the test,
+/// PostgreSQL's synchronous client included, is not).
+fn device<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
+#[test]
+fn a_restored_relay_keeps_its_identity_and_positions_so_devices_resume() {
+    let place = TestStore::new(Backend::Sqlite);
+    let p = populate(place.relay(), 5);
+    let cursor = cursor_at_head(&p.relay, p.ws);
+    let backups = tempfile::tempdir().expect("tempdir");
+    let file = backups.path().join("acme.db");
+    let file_arg = file.display().to_string();
+    json(&args(&data(place.dir()), &["backup", &file_arg]));
+
+    let restored = tempfile::tempdir().expect("tempdir");
+    let target = restored.path().join("data");
+    let d = data(&target);
+    let report = json(&args(&d, &["restore", &file_arg]));
+    assert_eq!(
+        report["relay_id"],
+        uuid::Uuid::from_bytes(cursor.relay_id).to_string()
+    );
+    assert_eq!(report["workspaces"][0]["head"], cursor.seq);
+    assert_eq!(report["verify"]["problem_count"], 0);
+    assert!(target.join(FILE_NAME).is_file());
+    assert_eq!(
+        names_in(&target),
+        [FILE_NAME],
+        "no temporary or WAL file is left"
+    );
+
+    // Served, it knows the device's cursor: the device resumes, and its next push goes
+    // after the head.
+    let serving = Serving::start(&args(&d, &[]));
+    device(async {
+        let (mut client, welcome) =
+            Client::join_at(serving.url.clone(), p.ws, &p.token, Some(cursor)).await;
+        assert_eq!(welcome.relay_id, cursor.relay_id);
+        assert_eq!(welcome.head, cursor.seq);
+        assert_eq!(welcome.resume, Resume::FromCursor);
+        let mut doc = Doc::new();
+        let ack = client
+            .push(1, vec![doc.change("name", "after the restore")])
+            .await;
+        assert_eq!(ack.seqs, [cursor.seq + 1]);
+    });
+
+    // Over a database a relay serves: refused, even with --force.
+    let error = fails(&args(&d, &["restore", &file_arg]), 2);
+    assert!(
+        error.contains("exists already") && error.contains("--force"),
+        "{error}"
+    );
+    let error = fails(&args(&d, &["restore", &file_arg, "--force"]), 1);
+    assert!(error.contains("stop the relay first"), "{error}");
+    serving.stop();
+
+    // Stopped: --force puts the backup back, without the push made since.
+    json(&args(&d, &["restore", &file_arg, "--force"]));
+    assert_eq!(names_in(&target), [FILE_NAME]);
+    let back = Relay::new(Arc::new(SqliteStore::open(&target).expect("open")));
+    assert_eq!(back.head(p.ws).expect("head"), (cursor.seq, cursor.hash));
+
+    // Something that is not a relay's database is refused and changes nothing.
+    let junk = backups.path().join("junk.db");
+    std::fs::write(&junk, b"not a database at all, just some bytes.......").expect("write");
+    let error = fails(
+        &args(&d, &["restore", &junk.display().to_string(), "--force"]),
+        1,
+    );
+    assert!(error.contains("not a crm-relay database"), "{error}");
+    let error = fails(&args(&d, &["restore", "/no/such/backup.db"]), 2);
+    assert!(error.contains("no file"), "{error}");
+    assert_eq!(back.head(p.ws).expect("head").0, cursor.seq);
 }

@@ -1,6 +1,7 @@
 //! Stable exit codes and one-line error messages, as in the `crm` CLI.
 
 use crm_relay::ParseError;
+use crm_relay::service::backup::FileError;
 use crm_relay::store::AdminError;
 
 pub(crate) use crm_cli_support::exit::{OK, RUNTIME, USAGE, Usage, message, one_line_usage};
@@ -9,6 +10,9 @@ pub(crate) fn code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if cause.is::<Usage>() || cause.is::<ParseError>() {
             return USAGE;
+        }
+        if let Some(file) = cause.downcast_ref::<FileError>() {
+            return if file.is_usage() { USAGE } else { RUNTIME };
         }
         if let Some(admin) = cause.downcast_ref::<AdminError>() {
             return if admin.is_invalid_input() {

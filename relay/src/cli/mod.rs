@@ -1,5 +1,6 @@
 //! The command line: clap definitions and dispatch. One file per command group.
 
+mod backup;
 mod device;
 pub(crate) mod exit;
 mod output;
@@ -44,6 +45,10 @@ enum Command {
     /// Add, list and revoke devices and their tokens.
     #[command(subcommand)]
     Device(device::Command),
+    /// Copy a SQLite relay's database to FILE, consistently, while the relay serves.
+    Backup(backup::BackupArgs),
+    /// Put a backup in place as the relay's database (stop the relay first).
+    Restore(backup::RestoreArgs),
     /// Check that the database is sound: hashes, positions, documents, snapshots.
     Verify(verify::Args),
     /// Count each workspace's devices, records and changes, and the database's size.
@@ -81,6 +86,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&database, args),
         Command::Workspace(command) => workspace::run(&database, command),
         Command::Device(command) => device::run(&database, command),
+        Command::Backup(args) => backup::backup(&database, args),
+        Command::Restore(args) => backup::restore(&database, args),
         Command::Verify(args) => verify::run(&database, args),
         Command::Stats(args) => stats::run(&database, args),
     }

@@ -5,9 +5,10 @@
 //! authentication and revocation, cursor checks, the budgets of a log read, the building of
 //! snapshots and the assembly of bootstrap pages. A backend only runs plain statements.
 //!
-//! The operations commands are here too: [`Relay::verify`] (is the store sound) and
-//! [`Relay::stats`].
+//! The operations commands are here too: [`Relay::verify`] (is the store sound),
+//! [`Relay::stats`] and, for SQLite, [`backup::backup`] and [`backup::restore`].
 
+pub mod backup;
 mod compact;
 mod log;
 mod pages;
