@@ -1,5 +1,6 @@
 //! The operations commands with the real `crm-relay` binary: `backup` while a relay pushes,
-//! `restore` and a device resuming from its cursor, `verify` finding damage, and `stats`. PostgreSQL parts use a fresh database per
+//! `restore` and a device resuming from its cursor, `verify` finding damage, `migrate`
+//! between SQLite and PostgreSQL, and `stats`. PostgreSQL parts use a fresh database per
 //! test (`common::TestDatabase`); they fail, not skip, without a server.
 
 mod common;
@@ -11,9 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use assert_cmd::Command;
-use common::{Backend, Client, Doc, TestDatabase, TestStore};
+use common::{Backend, Client, Doc, TestDatabase, TestStore, hash_of};
 use crm_relay::service::{ProblemKind, VerifyReport};
-use crm_relay::store::FILE_NAME;
+use crm_relay::store::{Database, FILE_NAME, Row};
 use crm_relay::{DeviceId, Relay, Role, SqliteStore, WorkspaceId};
 use crm_sync::{Cursor, Resume, Scope};
 use serde_json::Value;
@@ -118,6 +119,19 @@ fn populate(relay: Relay, records: usize) -> Populated {
         token: added.token.expose().to_string(),
         docs,
     }
+}
+
+/// Every row of a store, in export order.
+fn rows(relay: &Relay) -> Vec<Row> {
+    let mut rows = Vec::new();
+    relay
+        .store()
+        .export(&mut |row| {
+            rows.push(row);
+            true
+        })
+        .expect("export");
+    rows
 }
 
 /// Inverts byte `index` of column `column` (`bytes` or `hash`) of the change at `seq`.
@@ -714,4 +728,105 @@ fn a_restored_relay_keeps_its_identity_and_positions_so_devices_resume() {
     let error = fails(&args(&d, &["restore", "/no/such/backup.db"]), 2);
     assert!(error.contains("no file"), "{error}");
     assert_eq!(back.head(p.ws).expect("head").0, cursor.seq);
+}
+
+#[test]
+fn migrate_sqlite_to_postgres_and_back_copies_every_row_and_keeps_the_relay() {
+    let source = TestStore::new(Backend::Sqlite);
+    let p = populate(source.relay(), 30);
+    let bob = p
+        .relay
+        .add_device(p.ws, "bob", Role::SupportAgent)
+        .expect("device");
+    p.relay.revoke_device(bob.device.id).expect("revoked");
+    p.relay
+        .authenticate(&p.ws.to_string(), &p.token, None)
+        .expect("alice connects");
+    // A second workspace, its own log, and an edit the snapshots do not hold yet.
+    let globex = p.relay.create_workspace("globex").expect("workspace").id;
+    let gina = p
+        .relay
+        .add_device(globex, "gina", Role::SalesManager)
+        .expect("device");
+    let mut g = Doc::new();
+    p.relay
+        .store_batch(
+            globex,
+            gina.device.id,
+            &[g.change("name", "G"), g.change("x", "y")],
+        )
+        .expect("stored");
+    let mut first = p.docs.into_iter().next().expect("a record");
+    let late = first.change("city", "杭州");
+    p.relay
+        .store_batch(p.ws, p.device, std::slice::from_ref(&late))
+        .expect("stored");
+    let original = rows(&p.relay);
+    let cursor = cursor_at_head(&p.relay, p.ws);
+    assert_eq!(cursor.hash, hash_of(&late));
+
+    let pg = TestDatabase::create();
+    let from = source.database.to_string();
+    let report = json(&["migrate", "--from", &from, "--to", &pg.url]);
+    assert_eq!(
+        report["relay_id"],
+        uuid::Uuid::from_bytes(cursor.relay_id).to_string()
+    );
+    assert_eq!(report["copied"]["workspaces"], 2);
+    assert_eq!(report["copied"]["devices"], 3);
+    assert_eq!(report["copied"]["documents"], 31);
+    assert_eq!(report["copied"]["changes"], 63);
+    assert_eq!(report["copied"]["snapshots"], 30);
+    assert_eq!(report["verify"]["problem_count"], 0);
+    assert_eq!(report["workspaces"][0]["head"], cursor.seq);
+    let hex: String = cursor.hash.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(report["workspaces"][0]["head_hash"], hex);
+    let on_pg = Relay::new(Database::Postgres(pg.url.clone()).open(false).expect("pg"));
+    assert_eq!(on_pg.relay_id(), cursor.relay_id);
+    assert_eq!(rows(&on_pg), original, "every row, as it was");
+
+    // A device's next sync against the copy: the same relay, its cursor known, and its next
+    // push at the next position.
+    let serving = Serving::start(&["--database", &pg.url]);
+    let welcome = device(async {
+        Client::join_at(serving.url.clone(), p.ws, &p.token, Some(cursor))
+            .await
+            .1
+    });
+    assert_eq!(
+        (welcome.relay_id, welcome.head, welcome.resume),
+        (cursor.relay_id, cursor.seq, Resume::FromCursor)
+    );
+    serving.stop();
+
+    // Into a database that holds a relay: refused, and nothing changes.
+    let error = fails(&["migrate", "--from", &from, "--to", &pg.url], 2);
+    assert!(error.contains("must be empty"), "{error}");
+    assert_eq!(rows(&on_pg), original);
+    fails(&["migrate", "--from", &from, "--to", &from], 2);
+
+    // And back to SQLite, from --database.
+    let back = tempfile::tempdir().expect("tempdir");
+    let to = format!("sqlite:{}", back.path().join("relay").display());
+    json(&["--database", &pg.url, "migrate", "--to", &to]);
+    let on_sqlite = Relay::new(
+        SqliteStore::open(&back.path().join("relay"))
+            .map(Arc::new)
+            .expect("sqlite"),
+    );
+    assert_eq!(on_sqlite.relay_id(), cursor.relay_id);
+    assert_eq!(rows(&on_sqlite), original, "every row, as it was");
+    let serving = Serving::start(&["--data", &back.path().join("relay").display().to_string()]);
+    device(async {
+        let (mut client, welcome) =
+            Client::join_at(serving.url.clone(), p.ws, &p.token, Some(cursor)).await;
+        assert_eq!(
+            (welcome.relay_id, welcome.head, welcome.resume),
+            (cursor.relay_id, cursor.seq, Resume::FromCursor)
+        );
+        let mut doc = Doc::new();
+        let ack = client.push(1, vec![doc.change("name", "after")]).await;
+        assert_eq!(ack.seqs, [cursor.seq + 1]);
+    });
+    serving.stop();
 }

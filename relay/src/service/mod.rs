@@ -6,11 +6,13 @@
 //! snapshots and the assembly of bootstrap pages. A backend only runs plain statements.
 //!
 //! The operations commands are here too: [`Relay::verify`] (is the store sound),
-//! [`Relay::stats`] and, for SQLite, [`backup::backup`] and [`backup::restore`].
+//! [`Relay::stats`], [`migrate::migrate`] (every row into another, empty store, of either
+//! backend) and, for SQLite, [`backup::backup`] and [`backup::restore`].
 
 pub mod backup;
 mod compact;
 mod log;
+pub mod migrate;
 mod pages;
 mod push;
 mod stats;
