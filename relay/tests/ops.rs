@@ -830,3 +830,33 @@ fn migrate_sqlite_to_postgres_and_back_copies_every_row_and_keeps_the_relay() {
     });
     serving.stop();
 }
+
+#[test]
+fn migrate_sqlite_to_sqlite_copies_every_row_and_leaves_a_target_holding_a_relay_alone() {
+    let source = TestStore::new(Backend::Sqlite);
+    let p = populate(source.relay(), 12);
+    let original = rows(&p.relay);
+    let from = source.database.to_string();
+    let targets = tempfile::tempdir().expect("tempdir");
+    let copy = targets.path().join("copy");
+    let to = format!("sqlite:{}", copy.display());
+    let report = json(&["migrate", "--from", &from, "--to", &to]);
+    assert_eq!(report["copied"]["changes"], 24);
+    assert_eq!(report["moved_on"], Value::Array(vec![]));
+    let copied = Relay::new(Arc::new(SqliteStore::open(&copy).expect("open")));
+    assert_eq!(copied.relay_id(), p.relay.relay_id());
+    assert_eq!(rows(&copied), original);
+    drop(copied);
+
+    // A directory holding a relay is refused, and its database left as it was.
+    let before = std::fs::read(copy.join(FILE_NAME)).expect("read");
+    let error = fails(&["migrate", "--from", &from, "--to", &to], 2);
+    assert!(error.contains("must be empty"), "{error}");
+    assert_eq!(std::fs::read(copy.join(FILE_NAME)).expect("read"), before);
+    // As is a source that is not there.
+    let nowhere = format!("sqlite:{}", targets.path().join("nowhere").display());
+    let other = format!("sqlite:{}", targets.path().join("other").display());
+    let error = fails(&["migrate", "--from", &nowhere, "--to", &other], 1);
+    assert!(error.contains("no relay data"), "{error}");
+    assert!(!targets.path().join("other").join(FILE_NAME).exists());
+}
