@@ -20,6 +20,10 @@
 //! - The compactor (a background task of `serve`) keeps a snapshot of every document, so a
 //!   new device's first sync (`/v1/bootstrap`) loads documents page by page instead of
 //!   replaying the log.
+//! - The operations, above the trait like the rest of the policy: [`Relay::verify`] checks a
+//!   store one workspace and one document at a time, [`Relay::stats`] counts it,
+//!   [`service::migrate::migrate`] copies every row into an empty store of either backend, and
+//!   [`service::backup`] backs up and restores a SQLite store.
 //!
 //! The relay parses a change to validate it, and builds one document at a time to compact
 //! it; it never holds every document, so its memory does not grow with the number of

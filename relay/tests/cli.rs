@@ -5,6 +5,8 @@ use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::Path;
 use std::process::{Command as StdCommand, Stdio};
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 
@@ -332,5 +334,45 @@ fn serve_answers_and_stops_on_sigterm() {
             Some(0),
             "a clean exit on SIGTERM ({extra:?})"
         );
+    }
+}
+
+/// Regression: `serve` on PostgreSQL aborted at shutdown (exit code 134): the synchronous
+/// client's connections were closed on a thread of the async runtime, where it cannot block.
+#[test]
+fn serve_on_postgres_stops_with_exit_code_0_on_sigterm() {
+    let db = common::TestDatabase::create();
+    let out = Command::cargo_bin("crm-relay")
+        .expect("binary")
+        .env_remove("CRM_RELAY_DATA")
+        .args(["--database", &db.url, "workspace", "create", "acme"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the compactor the server's state held the store's last reference.
+    for extra in [None, Some("--no-compact")] {
+        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_crm-relay"))
+            .env_remove("CRM_RELAY_DATA")
+            .args(["--database", &db.url, "serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read");
+        assert!(line.starts_with("listening on "), "{line:?}");
+        let status = StdCommand::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let status = child.wait().expect("wait");
+        assert_eq!(status.code(), Some(0), "{extra:?}: {status}");
     }
 }

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{Backend, Doc, TestStore, hash_of, store_with_device};
-use crm_relay::store::{AdminError, AuthError, PushError, StoreError};
+use crm_relay::store::{AdminError, AuthError, LogExtent, PushError, Row, StoreError};
 use crm_relay::{Relay, Role, SqliteStore, Token};
 use crm_sync::{Cursor, Envelope, MAX_FRAME_BYTES};
 
@@ -26,6 +26,8 @@ crm_tests::on_every_backend!(
     a_connection_records_when_the_device_was_last_seen,
     readers_never_see_a_gap_while_several_processes_push,
     workspaces_are_isolated,
+    the_log_and_directory_read_back_as_stored,
+    an_export_imported_into_an_empty_store_is_the_same_store,
 );
 
 fn store(backend: Backend) -> (TestStore, Relay) {
@@ -624,4 +626,146 @@ fn several_processes_starting_together_migrate_once() {
         .map(|t| t.join().expect("open"))
         .collect();
     assert_eq!(ids.len(), 1, "one relay identity");
+}
+
+fn the_log_and_directory_read_back_as_stored(b: Backend) {
+    let (_dir, store, ws, device) = store_with_device(b);
+    let backend = store.store();
+    assert_eq!(
+        backend.log_extent(ws).expect("extent"),
+        Some(LogExtent::default())
+    );
+    let (mut a, mut z) = (
+        Doc::with_actor([1; 16], b"a"),
+        Doc::with_actor([9; 16], b"z"),
+    );
+    let mut first = z.change("name", "Z");
+    first.scope.owner = Some([5; 16]);
+    let batch = [first, a.change("name", "A"), z.change("city", "C")];
+    store.store_batch(ws, device, &batch).expect("stored");
+    assert_eq!(
+        backend.log_extent(ws).expect("extent"),
+        Some(LogExtent {
+            head: 3,
+            changes: 3,
+            first: Some(1),
+            last: Some(3)
+        })
+    );
+    assert_eq!(
+        backend
+            .log_extent(crm_relay::WorkspaceId::new())
+            .expect("extent"),
+        None
+    );
+
+    let mut rows = Vec::new();
+    backend
+        .changes(ws, 1, 10, &mut |row| {
+            rows.push(row);
+            true
+        })
+        .expect("changes");
+    assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(rows[0].bytes, batch[1].bytes);
+    assert_eq!(rows[0].hash, hash_of(&batch[1]));
+    assert_eq!((rows[1].doc_id, rows[1].author), ([9; 16], device));
+    assert_eq!(
+        rows[1].deps,
+        hash_of(&batch[0]).to_vec(),
+        "the deps as stored"
+    );
+
+    let mut docs = Vec::new();
+    backend
+        .document_rows(ws, None, 10, &mut |row| {
+            docs.push(row);
+            true
+        })
+        .expect("documents");
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[0].doc_id, [1; 16], "in id order");
+    assert_eq!(
+        (docs[1].first_seq, docs[1].last_seq, docs[1].snap_seq),
+        (1, 3, 0)
+    );
+    assert_eq!(docs[1].owner, None, "the latest pushed scope");
+    let mut after = Vec::new();
+    backend
+        .document_rows(ws, Some([1; 16]), 10, &mut |row| {
+            after.push(row.doc_id);
+            true
+        })
+        .expect("documents");
+    assert_eq!(after, [[9; 16]]);
+
+    let mut log = Vec::new();
+    backend
+        .document_log(ws, [9; 16], &mut |seq, hash| {
+            log.push((seq, hash));
+            true
+        })
+        .expect("log");
+    assert_eq!(log, [(1, hash_of(&batch[0])), (3, hash_of(&batch[2]))]);
+    assert_eq!(backend.count_documents(ws).expect("count"), 2);
+    assert!(backend.size().expect("size") > 0);
+}
+
+fn an_export_imported_into_an_empty_store_is_the_same_store(b: Backend) {
+    let (_dir, store, ws, device) = store_with_device(b);
+    let mut doc = Doc::new();
+    let mut first = doc.change("name", "A");
+    first.scope.teams = vec![[3; 16]];
+    store
+        .store_batch(ws, device, &[first, Doc::new().change("name", "B")])
+        .expect("stored");
+    store.compact(10).expect("compacted");
+    store
+        .store_batch(ws, device, &[doc.change("city", "成都")])
+        .expect("stored");
+    let other = store.add_device(ws, "bob", Role::SalesRep).expect("device");
+    store.revoke_device(other.device.id).expect("revoked");
+    store.create_workspace("empty").expect("workspace");
+    let export = |relay: &Relay| {
+        let mut rows = Vec::new();
+        relay
+            .store()
+            .export(&mut |row| {
+                rows.push(row);
+                true
+            })
+            .expect("export");
+        rows
+    };
+    let rows = export(&store);
+    let count = |f: fn(&Row) -> bool| rows.iter().filter(|r| f(r)).count();
+    assert_eq!(count(|r| matches!(r, Row::Workspace(_))), 2);
+    assert_eq!(count(|r| matches!(r, Row::Device(_))), 2);
+    assert_eq!(count(|r| matches!(r, Row::Document(_))), 2);
+    assert_eq!(count(|r| matches!(r, Row::Change(_))), 3);
+    assert_eq!(count(|r| matches!(r, Row::Snapshot(_))), 2);
+
+    let target = TestStore::new(b);
+    let copy = Relay::new(
+        target
+            .database
+            .create_with_identity(store.relay_id())
+            .expect("an empty store"),
+    );
+    // In two transactions, cut anywhere: each is a stretch of the export's order.
+    let (one, two) = rows.split_at(4);
+    copy.store().import(one).expect("import");
+    copy.store().import(two).expect("import");
+    assert_eq!(export(&copy), rows);
+    assert_eq!(copy.relay_id(), store.relay_id());
+    assert_eq!(copy.head(ws).expect("head"), store.head(ws).expect("head"));
+
+    // A second import of the same rows fails whole.
+    assert!(copy.store().import(&rows[..1]).is_err());
+    assert_eq!(export(&copy), rows);
+    // A store with a relay in it is not a target.
+    assert!(matches!(
+        target.database.create_with_identity(store.relay_id()),
+        Err(StoreError::NotEmpty(_))
+    ));
 }

@@ -23,6 +23,7 @@ crm_tests::on_every_backend!(
     the_head_and_its_hash,
     pages_read_only_their_workspace,
     a_second_process_compacts_only_when_the_first_lets_go,
+    regression_a_page_filled_by_its_documents_still_sends_the_first_with_its_changes,
 );
 
 struct Fixture {
@@ -247,6 +248,50 @@ fn a_page_holds_at_most_the_batch_limit_of_documents(b: Backend) {
         .documents_page(f.ws, first.next, through, usize::MAX)
         .expect("page");
     assert_eq!((second.docs.len(), second.next), (1, None));
+}
+
+/// Regression: a page counted every document it might hold before reading their changes, so
+/// when the documents alone came near the page's size the first document's first change
+/// "did not fit" and the page failed as `DocumentTooLarge` (a bootstrap then ended with an
+/// internal error), although that document alone fits easily.
+fn regression_a_page_filled_by_its_documents_still_sends_the_first_with_its_changes(b: Backend) {
+    let f = fixture(b);
+    let mut docs: Vec<Doc> = (0..40).map(|_| Doc::new()).collect();
+    let batch: Vec<Envelope> = docs.iter_mut().map(|d| d.change("n", "1")).collect();
+    f.push(&batch);
+    // Snapshots for half, so a page holds both kinds; one of those has a later change.
+    f.store.compact(20).expect("compact");
+    let first = docs.iter_mut().min_by_key(|d| d.id).expect("a document");
+    let first_id = first.id;
+    f.push(&[first.change("n", "2")]);
+    let max_bytes = 1_000;
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = f
+            .store
+            .documents_page(f.ws, after, 41, max_bytes)
+            .expect("every document fits a page");
+        assert!(!page.docs.is_empty());
+        let frame = Message::Documents(Documents {
+            page: 0,
+            docs: page.docs.clone(),
+            done: None,
+        })
+        .encode();
+        assert!(frame.len() <= max_bytes, "{} > {max_bytes}", frame.len());
+        seen.extend(page.docs.iter().map(|d| d.doc_id));
+        for state in &page.docs {
+            let doc = docs.iter_mut().find(|d| d.id == state.doc_id).expect("doc");
+            assert_eq!(heads_of(&load(state)), doc.heads());
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 40);
+    assert_eq!(seen[0], first_id);
 }
 
 fn through_leaves_out_later_documents_and_changes(b: Backend) {

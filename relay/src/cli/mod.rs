@@ -1,9 +1,13 @@
 //! The command line: clap definitions and dispatch. One file per command group.
 
+mod backup;
 mod device;
 pub(crate) mod exit;
+mod migrate;
 mod output;
 mod serve;
+mod stats;
+mod verify;
 mod workspace;
 
 use std::path::PathBuf;
@@ -48,6 +52,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy a SQLite relay's database to FILE, consistently, while the relay serves.
+    Backup(backup::BackupArgs),
+    /// Put a backup in place as the relay's database (stop the relay first).
+    Restore(backup::RestoreArgs),
+    /// Check that the database is sound: hashes, positions, documents, snapshots.
+    Verify(verify::Args),
+    /// Count each workspace's devices, records and changes, and the database's size.
+    Stats(stats::Args),
+    /// Copy everything into another, empty database (SQLite or PostgreSQL), then check it.
+    Migrate(migrate::Args),
 }
 
 impl Cli {
@@ -58,31 +72,31 @@ impl Cli {
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     let database = match (cli.database, cli.data) {
-        (Some(url), None) => url
-            .parse::<Database>()
-            .map_err(|e| exit::Usage(e.to_string()))?,
-        (None, Some(dir)) => Database::Sqlite(dir),
+        (Some(url), None) => Some(
+            url.parse::<Database>()
+                .map_err(|e| exit::Usage(e.to_string()))?,
+        ),
+        (None, Some(dir)) => Some(Database::Sqlite(dir)),
         (Some(_), Some(_)) => {
             return Err(exit::Usage(
                 "give --database or --data, not both (--data DIR is --database sqlite:DIR)".into(),
             )
             .into());
         }
-        (None, None) => {
-            return Err(exit::Usage(
-                "--database URL or --data DIR is required (or set CRM_RELAY_DATABASE or \
-                 CRM_RELAY_DATA)"
-                    .into(),
-            )
-            .into());
-        }
+        (None, None) => None,
     };
     match cli.command {
-        Command::Serve(args) => serve::run(&database, args),
-        Command::Workspace(command) => workspace::run(&database, command),
-        Command::Device(command) => device::run(&database, command),
+        Command::Serve(args) => serve::run(&required(database)?, args),
+        Command::Workspace(command) => workspace::run(&required(database)?, command),
+        Command::Device(command) => device::run(&required(database)?, command),
+        Command::Backup(args) => backup::backup(&required(database)?, args),
+        Command::Restore(args) => backup::restore(&required(database)?, args),
+        Command::Verify(args) => verify::run(&required(database)?, args),
+        Command::Stats(args) => stats::run(&required(database)?, args),
+        // `migrate` names its databases itself; its source defaults to the global one.
+        Command::Migrate(args) => migrate::run(database.as_ref(), args),
         Command::MigrateSchema { json } => {
-            let store = database.open(true)?;
+            let store = required(database)?.open(true)?;
             let (backend, location) = (store.backend(), store.location());
             let version = store.schema_version()?;
             if json {
@@ -98,6 +112,16 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn required(database: Option<Database>) -> anyhow::Result<Database> {
+    Ok(database.ok_or_else(|| {
+        exit::Usage(
+            "--database URL or --data DIR is required (or set CRM_RELAY_DATABASE or \
+             CRM_RELAY_DATA)"
+                .into(),
+        )
+    })?)
 }
 
 /// The relay over `database`, made if `create` and it does not exist yet.

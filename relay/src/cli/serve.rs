@@ -39,6 +39,10 @@ const BLOCKING_THREADS: usize = 32;
 
 pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
     let store = data.open(true)?;
+    // The synchronous PostgreSQL client closes a connection by blocking on a runtime of its
+    // own, which panics (and aborts the process) on a thread of ours: the store's last
+    // reference is this one, dropped after the runtime is gone.
+    let last = std::sync::Arc::clone(&store);
     // Every connection is a file: take all the process may have (the cap stays below it).
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(files) => tracing::debug!(files, "file limit"),
@@ -49,9 +53,6 @@ pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
         .max_blocking_threads(BLOCKING_THREADS)
         .build()
         .context("cannot start the async runtime")?;
-    // The store is dropped here, after the runtime: a PostgreSQL client owns a runtime of its
-    // own, which must not be dropped inside an async context.
-    let keep = store.clone();
     let served = runtime.block_on(async move {
         // Install the handlers before announcing the address, so a signal sent as soon as
         // the address is read is not lost.
@@ -85,7 +86,7 @@ pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     drop(runtime);
-    drop(keep);
+    drop(last);
     served
 }
 

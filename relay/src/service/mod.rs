@@ -4,14 +4,24 @@
 //! It owns what is not storage: the rule a pushed change must pass (`validate`),
 //! authentication and revocation, cursor checks, the budgets of a log read, the building of
 //! snapshots and the assembly of bootstrap pages. A backend only runs plain statements.
+//!
+//! The operations commands are here too: [`Relay::verify`] (is the store sound),
+//! [`Relay::stats`], [`migrate::migrate`] (every row into another, empty store, of either
+//! backend) and, for SQLite, [`backup::backup`] and [`backup::restore`].
 
+pub mod backup;
 mod compact;
 mod log;
+pub mod migrate;
 mod pages;
 mod push;
+mod stats;
+mod verify;
 
 pub use pages::DocumentsPage;
 pub use push::StoredBatch;
+pub use stats::{DeviceSeen, DeviceStats, Stats, WorkspaceStats};
+pub use verify::{MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
 
 use std::sync::Arc;
 
@@ -223,6 +233,11 @@ impl Relay {
     pub fn revoked_since(&self, since: DateTime<Utc>) -> Result<Vec<Device>, StoreError> {
         self.store.revoked_since(since)
     }
+}
+
+/// A hash as hexadecimal text, for reports.
+pub(crate) fn hex(hash: &Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Now, to the millisecond: what every backend stores.

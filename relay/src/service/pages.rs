@@ -114,22 +114,30 @@ impl Relay {
             .enumerate()
             .map(|(i, p)| (p.doc, i))
             .collect();
-        // The first document that did not fit, if any.
+        // The first document that did not fit, if any. The changes come document by
+        // document, in page order: a document's changes must fit beside the documents before
+        // it (changes included), not beside the ones after it, which the page may leave out.
         let mut overflow: Option<usize> = None;
+        // The bytes of the documents before `next`, with their changes read so far.
+        let (mut used, mut next) = (0, 0);
         self.store
             .document_changes(workspace, &wanted, Some(through), &mut |row| {
                 let Some(&i) = index.get(&row.doc_id) else {
                     return true;
                 };
+                while next <= i {
+                    used += pending[next].len;
+                    next += 1;
+                }
                 if held[i].contains(&row.hash) {
                     return true;
                 }
                 let len = row.bytes.len() + CHANGE_OVERHEAD;
-                if size + len > max_bytes {
+                if used + len > max_bytes {
                     overflow = Some(i);
                     return false;
                 }
-                size += len;
+                used += len;
                 pending[i].len += len;
                 pending[i].changes.push(ByteBuf::from(row.bytes));
                 true
@@ -139,6 +147,16 @@ impl Relay {
                 return Err(too_large(pending[0].doc, max_bytes));
             }
             pending.truncate(i);
+            more = true;
+        }
+        // The documents after the last one with changes to send did not count those
+        // changes: the page ends before the first that no longer fits.
+        let mut size = 0;
+        if let Some(end) = pending.iter().position(|p| {
+            size += p.len;
+            size > max_bytes
+        }) {
+            pending.truncate(end);
             more = true;
         }
         let docs: Vec<DocState> = pending

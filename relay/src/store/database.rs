@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crm_sync::RelayId;
+
 use super::{PostgresStore, RelayStore, SqliteStore, StoreError};
 
 /// A relay database, as given to `--database` (or `CRM_RELAY_DATABASE`).
@@ -55,6 +57,20 @@ impl Database {
             Database::Sqlite(dir) if create => Arc::new(SqliteStore::open_or_create(dir)?),
             Database::Sqlite(dir) => Arc::new(SqliteStore::open(dir)?),
             Database::Postgres(url) => Arc::new(PostgresStore::connect(url, create)?),
+        })
+    }
+
+    /// Creates a new, empty store with the given identity: a migration's target, which keeps
+    /// its source's. [`StoreError::NotEmpty`] when a relay is there already.
+    pub fn create_with_identity(
+        &self,
+        relay_id: RelayId,
+    ) -> Result<Arc<dyn RelayStore>, StoreError> {
+        Ok(match self {
+            Database::Sqlite(dir) => Arc::new(SqliteStore::create_with_identity(dir, relay_id)?),
+            Database::Postgres(url) => {
+                Arc::new(PostgresStore::create_with_identity(url, relay_id)?)
+            }
         })
     }
 }

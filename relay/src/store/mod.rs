@@ -19,11 +19,13 @@
 
 mod database;
 mod postgres;
+mod rows;
 mod sqlite;
 
 pub use self::postgres::PostgresStore;
 pub use database::{Database, DatabaseParseError};
-pub use sqlite::{FILE_NAME, SqliteStore};
+pub use rows::{ChangeRow, DeviceRow, DocumentRow, LogExtent, Row, SnapshotRow};
+pub use sqlite::{FILE_NAME, FORMAT_VERSION as SQLITE_FORMAT, SqliteStore, in_use};
 
 use std::collections::HashMap;
 
@@ -146,6 +148,49 @@ pub trait RelayStore: Send + Sync + 'static {
         through: Option<u64>,
         each: &mut dyn FnMut(DocChange) -> bool,
     ) -> Result<(), StoreError>;
+
+    // Operations: verification, statistics and migration. All read-only but `import`.
+
+    /// A workspace's head as its row holds it and its log's extent, from one read; `None`
+    /// for an unknown workspace.
+    fn log_extent(&self, workspace: WorkspaceId) -> Result<Option<LogExtent>, StoreError>;
+    /// A workspace's change rows, every column, with positions after `after`, ascending, at
+    /// most `limit`, handed to `each` until it returns `false`.
+    fn changes(
+        &self,
+        workspace: WorkspaceId,
+        after: u64,
+        limit: usize,
+        each: &mut dyn FnMut(ChangeRow) -> bool,
+    ) -> Result<(), StoreError>;
+    /// A workspace's directory rows with ids after `after`, in id order, at most `limit`,
+    /// handed to `each` until it returns `false`.
+    fn document_rows(
+        &self,
+        workspace: WorkspaceId,
+        after: Option<DocId>,
+        limit: usize,
+        each: &mut dyn FnMut(DocumentRow) -> bool,
+    ) -> Result<(), StoreError>;
+    /// The position and hash of each change filed under `doc` in a workspace's log, in log
+    /// order, handed to `each` until it returns `false` (no change bytes are read).
+    fn document_log(
+        &self,
+        workspace: WorkspaceId,
+        doc: DocId,
+        each: &mut dyn FnMut(u64, Hash) -> bool,
+    ) -> Result<(), StoreError>;
+    /// How many documents a workspace's directory holds.
+    fn count_documents(&self, workspace: WorkspaceId) -> Result<u64, StoreError>;
+    /// The bytes the database takes (SQLite: the file and its WAL; PostgreSQL: the database).
+    fn size(&self) -> Result<u64, StoreError>;
+    /// Every row of the store from one consistent read, table by table in the order
+    /// [`Row`] lists them (so each row comes after the rows it refers to), handed to `each`
+    /// until it returns `false`.
+    fn export(&self, each: &mut dyn FnMut(Row) -> bool) -> Result<(), StoreError>;
+    /// Writes rows exactly as given, in one transaction: all of them or none. The rows must
+    /// come in [`RelayStore::export`]'s order, and none may exist already.
+    fn import(&self, rows: &[Row]) -> Result<(), StoreError>;
 
     // Several processes.
 
@@ -320,6 +365,24 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error("cannot read {path}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{location} is of an older format ({found}; this build writes {supported}) and was \
+         opened read-only, so it cannot be upgraded: open it with a command that writes, e.g. \
+         `crm-relay workspace list`, first"
+    )]
+    Older {
+        location: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{0} holds a relay already; the target of a migration must be empty")]
+    NotEmpty(String),
     #[error("the relay database holds an invalid value: {0}")]
     Corrupt(String),
     #[error("a storage worker stopped unexpectedly")]

@@ -30,10 +30,13 @@ use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
 use super::{
-    Append, Device, DocChange, HeadFeed, Known, KnownChange, KnownDocument, LogRow, PoolState,
-    PushError, RaisedHead, RelayStore, SnapshotWrite, StoreError, StoredSnapshot, Workspace,
+    Append, ChangeRow, Device, DocChange, DocumentRow, HeadFeed, Known, KnownChange, KnownDocument,
+    LogExtent, LogRow, PoolState, PushError, RaisedHead, RelayStore, Row, SnapshotWrite,
+    StoreError, StoredSnapshot, Workspace,
 };
 use crate::ids::{DeviceId, Role, WorkspaceId};
+
+mod rows;
 
 /// The channel commits announce raised heads on: `"<workspace> <head> <ms since epoch>"`.
 pub(crate) const CHANNEL: &str = "crm_relay_log";
@@ -283,9 +286,7 @@ fn migrate(
         });
     }
     if identity.is_some() && version > 0 {
-        return Err(StoreError::Corrupt(format!(
-            "{location} holds a relay already; migrate into an empty database"
-        )));
+        return Err(StoreError::NotEmpty(location.to_string()));
     }
     for migration in MIGRATIONS
         .iter()
@@ -836,6 +837,55 @@ impl RelayStore for PostgresStore {
             }
         }
         Ok(())
+    }
+
+    fn log_extent(&self, workspace: WorkspaceId) -> Result<Option<LogExtent>, StoreError> {
+        self.read_log_extent(workspace)
+    }
+
+    fn changes(
+        &self,
+        workspace: WorkspaceId,
+        after: u64,
+        limit: usize,
+        each: &mut dyn FnMut(ChangeRow) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_changes(workspace, after, limit, each)
+    }
+
+    fn document_rows(
+        &self,
+        workspace: WorkspaceId,
+        after: Option<DocId>,
+        limit: usize,
+        each: &mut dyn FnMut(DocumentRow) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_document_rows(workspace, after, limit, each)
+    }
+
+    fn document_log(
+        &self,
+        workspace: WorkspaceId,
+        doc: DocId,
+        each: &mut dyn FnMut(u64, Hash) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_document_log(workspace, doc, each)
+    }
+
+    fn count_documents(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
+        self.read_count_documents(workspace)
+    }
+
+    fn size(&self) -> Result<u64, StoreError> {
+        self.read_size()
+    }
+
+    fn export(&self, each: &mut dyn FnMut(Row) -> bool) -> Result<(), StoreError> {
+        self.export_rows(each)
+    }
+
+    fn import(&self, batch: &[Row]) -> Result<(), StoreError> {
+        self.import_rows(batch)
     }
 
     fn heads(&self) -> Result<Option<Box<dyn HeadFeed>>, StoreError> {

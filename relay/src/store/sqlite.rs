@@ -15,17 +15,23 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
 use super::{
-    Append, Device, DocChange, Known, KnownChange, KnownDocument, LogRow, PushError, RelayStore,
-    SnapshotWrite, StoreError, StoredSnapshot, Workspace,
+    Append, ChangeRow, Device, DocChange, DocumentRow, Known, KnownChange, KnownDocument,
+    LogExtent, LogRow, PushError, RelayStore, Row, SnapshotWrite, StoreError, StoredSnapshot,
+    Workspace,
 };
 use crate::ids::{DeviceId, Role, WorkspaceId};
+
+mod files;
+mod rows;
+
+pub use files::in_use;
 
 /// The database file in the data directory.
 pub const FILE_NAME: &str = "relay.db";
 /// Marks the file as a crm-relay database ("crmr").
 const APPLICATION_ID: i32 = 0x6372_6d72;
 /// The schema this build writes.
-pub(crate) const FORMAT_VERSION: i64 = 3;
+pub const FORMAT_VERSION: i64 = 3;
 /// Page cache of each reader connection (SQLite's `cache_size`, negative: KiB).
 const READER_CACHE_KIB: i64 = -256;
 /// Idle reader connections kept open (as many as the server runs blocking threads).
@@ -159,6 +165,8 @@ const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 pub struct SqliteStore {
     path: PathBuf,
     relay_id: RelayId,
+    /// Opened with [`SqliteStore::open_read_only`]: every connection is read-only.
+    read_only: bool,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
 }
@@ -179,7 +187,7 @@ impl SqliteStore {
             path: dir.to_path_buf(),
             source,
         })?;
-        Self::open_file(dir.join(FILE_NAME), None)
+        Self::open_file(dir.join(FILE_NAME), None, true)
     }
 
     /// Opens an existing store in `dir`.
@@ -188,7 +196,7 @@ impl SqliteStore {
         if !path.is_file() {
             return Err(StoreError::Missing(dir.display().to_string()));
         }
-        Self::open_file(path, None)
+        Self::open_file(path, None, true)
     }
 
     /// Creates a new, empty store in `dir` with a given identity (a migration's target keeps
@@ -200,12 +208,9 @@ impl SqliteStore {
         })?;
         let path = dir.join(FILE_NAME);
         if path.exists() {
-            return Err(StoreError::Corrupt(format!(
-                "{} exists already; migrate into an empty directory",
-                path.display()
-            )));
+            return Err(StoreError::NotEmpty(path.display().to_string()));
         }
-        Self::open_file(path, Some(relay_id))
+        Self::open_file(path, Some(relay_id), true)
     }
 
     /// The database file.
@@ -213,15 +218,31 @@ impl SqliteStore {
         &self.path
     }
 
-    fn open_file(path: PathBuf, identity: Option<RelayId>) -> Result<SqliteStore, StoreError> {
-        let mut conn = connect(&path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+    /// Opens an existing database file anywhere (a copy being restored), upgrading it to
+    /// this build's format; an empty file is [`StoreError::Foreign`], not made a database.
+    pub fn open_existing(path: &Path) -> Result<SqliteStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        Self::open_file(path.to_path_buf(), None, false)
+    }
+
+    /// Opens `path`; an empty database gets the schema (and `identity`, or a new one) if
+    /// `create`, and is refused as foreign otherwise.
+    fn open_file(
+        path: PathBuf,
+        identity: Option<RelayId>,
+        create: bool,
+    ) -> Result<SqliteStore, StoreError> {
+        let mut conn = connect(&path, false)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| not_a_database(e, &path))?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let app_id: i32 = tx.pragma_query_value(None, "application_id", |r| r.get(0))?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        let tables: i64 = tx.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
-        let location = path.display().to_string();
-        if app_id == 0 && version == 0 && tables == 0 {
+        let header = header(&tx, &path)?;
+        if header == Header::Empty && !create {
+            return Err(StoreError::Foreign(path.display().to_string()));
+        }
+        if header == Header::Empty {
             tx.execute_batch(SCHEMA)?;
             for migration in MIGRATIONS {
                 tx.execute_batch(migration)?;
@@ -233,27 +254,17 @@ impl SqliteStore {
             )?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
-        } else if app_id != APPLICATION_ID {
-            return Err(StoreError::Foreign(location));
-        } else if version > FORMAT_VERSION {
-            return Err(StoreError::Newer {
-                location,
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        } else if version < FORMAT_VERSION {
+        } else if let Header::Relay(version) = header
+            && version < FORMAT_VERSION
+        {
             migrate(&tx, version)?;
         }
-        let relay_id: Vec<u8> =
-            tx.query_row("SELECT relay_id FROM relay_meta WHERE id = 1", [], |r| {
-                r.get(0)
-            })?;
+        let relay_id = read_relay_id(&tx)?;
         tx.commit()?;
-        let relay_id = RelayId::try_from(relay_id.as_slice())
-            .map_err(|_| StoreError::Corrupt("relay_meta.relay_id is not 16 bytes".into()))?;
         Ok(SqliteStore {
             path,
             relay_id,
+            read_only: false,
             writer: Mutex::new(conn),
             readers: Mutex::new(Vec::new()),
         })
@@ -284,7 +295,7 @@ impl SqliteStore {
         let mut conn = match idle {
             Some(conn) => conn,
             None => {
-                let conn = connect(&self.path)?;
+                let conn = connect(&self.path, self.read_only)?;
                 // Readers mostly scan (the log after a cursor, a workspace's documents in
                 // order) and may be many: a small cache each keeps the relay's memory the same
                 // whatever the size of the database. The OS caches the file anyway.
@@ -306,20 +317,62 @@ impl SqliteStore {
         }
         Ok(value)
     }
+}
 
-    /// Copies the database to `target` with SQLite's online backup API, while the relay
-    /// serves: the copy is the database as of one moment. `target` must not exist.
-    pub fn backup_to(&self, target: &Path) -> Result<(), StoreError> {
-        let conn = connect(&self.path)?;
-        let mut out = Connection::open(target)?;
-        {
-            let backup = rusqlite::backup::Backup::new(&conn, &mut out)?;
-            // Pages in steps, so writers are not held off for the whole copy.
-            backup.run_to_completion(1024, std::time::Duration::from_millis(5), None)?;
-        }
-        out.pragma_update(None, "journal_mode", "DELETE")?;
-        Ok(())
+/// What a file's header says it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Header {
+    /// A new, empty database.
+    Empty,
+    /// A crm-relay database of this format (at most [`FORMAT_VERSION`]).
+    Relay(i64),
+}
+
+/// Reads a database's header: a relay database of a format this build knows, or an empty
+/// one; anything else is an error naming `path`.
+fn header(conn: &Connection, path: &Path) -> Result<Header, StoreError> {
+    let location = || path.display().to_string();
+    let read = || -> rusqlite::Result<(i32, i64, i64)> {
+        Ok((
+            conn.pragma_query_value(None, "application_id", |r| r.get(0))?,
+            conn.pragma_query_value(None, "user_version", |r| r.get(0))?,
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?,
+        ))
+    };
+    let (app_id, version, tables) = read().map_err(|e| not_a_database(e, path))?;
+    if app_id == 0 && version == 0 && tables == 0 {
+        Ok(Header::Empty)
+    } else if app_id != APPLICATION_ID {
+        Err(StoreError::Foreign(location()))
+    } else if version > FORMAT_VERSION {
+        Err(StoreError::Newer {
+            location: location(),
+            found: version,
+            supported: FORMAT_VERSION,
+        })
+    } else {
+        Ok(Header::Relay(version))
     }
+}
+
+/// SQLite's "not a database" (some other file: SQLite says so at its first read) as
+/// [`StoreError::Foreign`]; any other error as it is.
+fn not_a_database(e: rusqlite::Error, path: &Path) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            StoreError::Foreign(path.display().to_string())
+        }
+        e => e.into(),
+    }
+}
+
+fn read_relay_id(conn: &Connection) -> Result<RelayId, StoreError> {
+    let relay_id: Vec<u8> =
+        conn.query_row("SELECT relay_id FROM relay_meta WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+    RelayId::try_from(relay_id.as_slice())
+        .map_err(|_| StoreError::Corrupt("relay_meta.relay_id is not 16 bytes".into()))
 }
 
 /// Brings a database of an older format to `FORMAT_VERSION`, inside the opening transaction:
@@ -337,10 +390,28 @@ fn migrate(tx: &rusqlite::Transaction<'_>, from: i64) -> Result<(), StoreError> 
     Ok(())
 }
 
-fn connect(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)?;
+fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let conn = if read_only {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if files::wal_mode_without_wal(path) {
+            // A reader of a WAL database makes its `-wal` and `-shm` files, and one that may
+            // not write cannot remove them: a file nobody writes (a backup being checked or
+            // restored) is read as it is instead, so nothing appears beside it.
+            Connection::open_with_flags(
+                files::immutable_uri(path),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )?
+        } else {
+            Connection::open_with_flags(path, flags)?
+        }
+    } else {
+        Connection::open(path)?
+    };
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    if !read_only {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
     conn.pragma_update(None, "foreign_keys", "ON")?;
     Ok(conn)
 }
@@ -939,6 +1010,65 @@ impl RelayStore for SqliteStore {
             Ok(())
         })
     }
+
+    fn log_extent(&self, workspace: WorkspaceId) -> Result<Option<LogExtent>, StoreError> {
+        self.read_with(|tx| rows::log_extent(tx, workspace))
+    }
+
+    fn changes(
+        &self,
+        workspace: WorkspaceId,
+        after: u64,
+        limit: usize,
+        each: &mut dyn FnMut(ChangeRow) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_with(|tx| rows::changes(tx, workspace, after, limit, each))
+    }
+
+    fn document_rows(
+        &self,
+        workspace: WorkspaceId,
+        after: Option<DocId>,
+        limit: usize,
+        each: &mut dyn FnMut(DocumentRow) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_with(|tx| rows::document_rows(tx, workspace, after, limit, each))
+    }
+
+    fn document_log(
+        &self,
+        workspace: WorkspaceId,
+        doc: DocId,
+        each: &mut dyn FnMut(u64, Hash) -> bool,
+    ) -> Result<(), StoreError> {
+        self.read_with(|tx| rows::document_log(tx, workspace, doc, each))
+    }
+
+    fn count_documents(&self, workspace: WorkspaceId) -> Result<u64, StoreError> {
+        self.read_with(|tx| rows::count_documents(tx, workspace))
+    }
+
+    fn size(&self) -> Result<u64, StoreError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        let mut total = 0;
+        for file in [self.path.clone(), PathBuf::from(wal)] {
+            match std::fs::metadata(&file) {
+                Ok(meta) => total += meta.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(StoreError::File { path: file, source }),
+            }
+        }
+        Ok(total)
+    }
+
+    fn export(&self, each: &mut dyn FnMut(Row) -> bool) -> Result<(), StoreError> {
+        self.read_with(|tx| rows::export(tx, each))
+    }
+
+    fn import(&self, batch: &[Row]) -> Result<(), StoreError> {
+        self.write(|tx| rows::import(tx, batch))
+    }
 }
 
 #[cfg(test)]
@@ -1120,6 +1250,10 @@ mod tests {
             (PAGE_DOCS_SQL, "documents_by_workspace"),
             // The log read keeps its primary key beside the new index of changes.
             (READ_LOG_SQL, "sqlite_autoindex_changes_1"),
+            (rows::CHANGE_ROWS_SQL, "sqlite_autoindex_changes_1"),
+            (rows::DOCUMENT_ROWS_SQL, "documents_by_workspace"),
+            (rows::DOCUMENT_LOG_SQL, "changes_by_doc"),
+            (rows::COUNT_DOCUMENTS_SQL, "documents_by_workspace"),
         ] {
             let mut stmt = conn
                 .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))

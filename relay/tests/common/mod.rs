@@ -131,7 +131,8 @@ impl Client {
         Self::connect_to(relay.bootstrap_url()).await
     }
 
-    async fn connect_to(url: String) -> Client {
+    /// Connects to a relay's URL (`ws://ADDR/v1/sync`), e.g. of a `crm-relay serve` process.
+    pub(crate) async fn connect_to(url: String) -> Client {
         let (ws, _) = tokio::time::timeout(PATIENCE, tokio_tungstenite::connect_async(url))
             .await
             .expect("connect in time")
@@ -156,6 +157,21 @@ impl Client {
     /// The next protocol message if one arrives within `wait`.
     pub(crate) async fn recv_within(&mut self, wait: Duration) -> Option<Message> {
         tokio::time::timeout(wait, self.recv()).await.ok()
+    }
+
+    /// Connects to a relay's URL and completes the handshake for a device of `workspace`.
+    pub(crate) async fn join_at(
+        url: String,
+        workspace: WorkspaceId,
+        token: &str,
+        cursor: Option<Cursor>,
+    ) -> (Client, Welcome) {
+        let mut client = Client::connect_to(url).await;
+        client.send(&hello(workspace, token, cursor)).await;
+        match client.recv().await {
+            Message::Welcome(w) => (client, w),
+            other => panic!("expected Welcome, got {other:?}"),
+        }
     }
 
     /// Connects and completes the handshake for a device of `workspace`.
