@@ -125,6 +125,36 @@ impl Hub {
         }
     }
 
+    /// The head this process's sessions of `workspace` were last woken for, if it has any.
+    pub(crate) fn head_of(&self, workspace: WorkspaceId) -> Option<u64> {
+        self.workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&workspace)
+            .map(|hub| *hub.head.borrow())
+    }
+
+    /// Another relay process stored a batch, read here once (`read`, the log after the head
+    /// this process knew): keep it as the workspace's tail, so its sessions at the live edge
+    /// take it from memory instead of each reading it, and wake them.
+    pub(crate) fn advance_with(&self, workspace: WorkspaceId, read: LogRead) {
+        let hub = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&workspace)
+            .cloned();
+        if let Some(hub) = hub {
+            let head = read.through;
+            hub.keep_tail(read);
+            hub.head.send_if_modified(|h| {
+                let raised = head > *h;
+                *h = (*h).max(head);
+                raised
+            });
+        }
+    }
+
     /// The workspaces with sessions in this process.
     pub(crate) fn workspaces(&self) -> Vec<WorkspaceId> {
         self.workspaces
@@ -195,6 +225,22 @@ impl Hub {
     }
 }
 
+impl WorkspaceHub {
+    /// Keeps a batch's entries (the log after `read.through − count`) as the tail, unless a
+    /// later batch's are kept already or it is too large.
+    fn keep_tail(&self, read: LogRead) {
+        let size = read.entries.iter().map(|e| e.bytes.len()).sum::<usize>();
+        if read.entries.is_empty() || size > TAIL_BYTES {
+            return;
+        }
+        let after = read.through - read.entries.len() as u64;
+        let mut kept = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.as_ref().is_none_or(|(_, k)| k.through < read.through) {
+            *kept = Some((after, Arc::new(read)));
+        }
+    }
+}
+
 impl Slot {
     /// The log's head is now at least `head`: wake the workspace's sessions.
     pub(crate) fn publish(&self, head: u64) {
@@ -208,14 +254,8 @@ impl Slot {
     /// A batch was stored: keep its entries (`tail`, the log after `tail.through − count`)
     /// for the other sessions, unless a later batch's are already kept, and wake them.
     pub(crate) fn publish_batch(&self, head: u64, tail: Option<LogRead>) {
-        let small =
-            |r: &LogRead| r.entries.iter().map(|e| e.bytes.len()).sum::<usize>() <= TAIL_BYTES;
-        if let Some(read) = tail.filter(small) {
-            let after = read.through - read.entries.len() as u64;
-            let mut kept = self.hub.tail.lock().unwrap_or_else(PoisonError::into_inner);
-            if kept.as_ref().is_none_or(|(_, k)| k.through < read.through) {
-                *kept = Some((after, Arc::new(read)));
-            }
+        if let Some(read) = tail {
+            self.hub.keep_tail(read);
         }
         self.publish(head);
     }

@@ -121,6 +121,8 @@ pub trait RelayStore: Send + Sync + 'static {
     /// How many documents are stale.
     fn count_stale(&self) -> Result<u64, StoreError>;
     fn snapshot(&self, doc: DocId) -> Result<Option<StoredSnapshot>, StoreError>;
+    /// The snapshots of several documents (those that have one).
+    fn snapshots(&self, docs: &[DocId]) -> Result<HashMap<DocId, StoredSnapshot>, StoreError>;
     /// Stores rebuilt snapshots in one transaction, each only if the document's snapshot is
     /// not already as far (another compaction got there first); returns how many it stored.
     fn write_snapshots(&self, writes: &[SnapshotWrite]) -> Result<usize, StoreError>;

@@ -710,36 +710,67 @@ impl RelayStore for PostgresStore {
     }
 
     fn write_snapshots(&self, writes: &[SnapshotWrite]) -> Result<usize, StoreError> {
-        let mut client = self.client()?;
-        let mut tx = client.transaction()?;
-        let mut stored = 0;
-        for w in writes {
-            let doc = doc_uuid(&w.doc_id);
-            // Another compaction got as far meanwhile: keep what it stored.
-            let marked = tx.execute(
-                "UPDATE documents SET snap_seq = $2 WHERE doc_id = $1 AND snap_seq < $2",
-                &[&doc, &sql_seq(w.through)],
-            )?;
-            if marked == 0 {
-                continue;
-            }
-            match &w.snapshot {
-                Some(s) => {
-                    tx.execute(
-                        "INSERT INTO snapshots (doc_id, seq, bytes, hashes) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (doc_id) DO UPDATE
-                         SET seq = excluded.seq, bytes = excluded.bytes, hashes = excluded.hashes",
-                        &[&doc, &sql_seq(s.seq), &s.bytes, &s.hashes],
-                    )?;
-                }
-                None => {
-                    tx.execute("DELETE FROM snapshots WHERE doc_id = $1", &[&doc])?;
-                }
-            }
-            stored += 1;
+        if writes.is_empty() {
+            return Ok(0);
         }
-        tx.commit()?;
-        Ok(stored)
+        let docs: Vec<Uuid> = writes.iter().map(|w| doc_uuid(&w.doc_id)).collect();
+        let throughs: Vec<i64> = writes.iter().map(|w| sql_seq(w.through)).collect();
+        let has: Vec<bool> = writes.iter().map(|w| w.snapshot.is_some()).collect();
+        let seqs: Vec<i64> = writes
+            .iter()
+            .map(|w| w.snapshot.as_ref().map_or(0, |s| sql_seq(s.seq)))
+            .collect();
+        let bytes: Vec<&[u8]> = writes
+            .iter()
+            .map(|w| w.snapshot.as_ref().map_or(&[][..], |s| s.bytes.as_slice()))
+            .collect();
+        let hashes: Vec<&[u8]> = writes
+            .iter()
+            .map(|w| w.snapshot.as_ref().map_or(&[][..], |s| s.hashes.as_slice()))
+            .collect();
+        // One statement for the batch: a document is marked compacted only if no other
+        // compaction got as far meanwhile, and only a marked document's snapshot is written
+        // (or removed, when it did not build).
+        let row = self.client()?.query_one(
+            "WITH w AS (
+                 SELECT * FROM unnest($1::uuid[], $2::int8[], $3::bool[], $4::int8[],
+                                      $5::bytea[], $6::bytea[]) AS w(d, through, has, s, b, h)
+             ), marked AS (
+                 UPDATE documents SET snap_seq = w.through FROM w
+                 WHERE documents.doc_id = w.d AND documents.snap_seq < w.through
+                 RETURNING documents.doc_id
+             ), upserted AS (
+                 INSERT INTO snapshots (doc_id, seq, bytes, hashes)
+                 SELECT w.d, w.s, w.b, w.h FROM w JOIN marked m ON m.doc_id = w.d WHERE w.has
+                 ON CONFLICT (doc_id) DO UPDATE
+                 SET seq = excluded.seq, bytes = excluded.bytes, hashes = excluded.hashes
+             ), deleted AS (
+                 DELETE FROM snapshots s USING w, marked m
+                 WHERE s.doc_id = w.d AND m.doc_id = w.d AND NOT w.has
+             )
+             SELECT count(*) FROM marked",
+            &[&docs, &throughs, &has, &seqs, &bytes, &hashes],
+        )?;
+        let stored: i64 = row.try_get(0)?;
+        Ok(usize::try_from(stored).unwrap_or(0))
+    }
+
+    fn snapshots(
+        &self,
+        docs: &[DocId],
+    ) -> Result<std::collections::HashMap<DocId, StoredSnapshot>, StoreError> {
+        let ids: Vec<Uuid> = docs.iter().map(doc_uuid).collect();
+        let mut found = std::collections::HashMap::new();
+        for row in self.client()?.query(
+            "SELECT doc_id, seq, bytes, hashes FROM snapshots WHERE doc_id = ANY($1)",
+            &[&ids],
+        )? {
+            let doc: Uuid = row.try_get(0)?;
+            if let Some(snapshot) = snapshot_of(&row, 1)? {
+                found.insert(*doc.as_bytes(), snapshot);
+            }
+        }
+        Ok(found)
     }
 
     fn compaction_lease(&self) -> Result<bool, StoreError> {

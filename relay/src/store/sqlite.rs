@@ -905,6 +905,31 @@ impl RelayStore for SqliteStore {
         })
     }
 
+    fn snapshots(
+        &self,
+        docs: &[DocId],
+    ) -> Result<std::collections::HashMap<DocId, StoredSnapshot>, StoreError> {
+        self.read_with(|tx| {
+            let mut stmt = tx.prepare_cached(SNAPSHOT_SQL)?;
+            let mut found = std::collections::HashMap::new();
+            for doc in docs {
+                let snapshot = stmt
+                    .query_row([doc.as_slice()], |r| {
+                        Ok(StoredSnapshot {
+                            seq: seq(r.get(0)?),
+                            bytes: r.get(1)?,
+                            hashes: r.get(2)?,
+                        })
+                    })
+                    .optional()?;
+                if let Some(snapshot) = snapshot {
+                    found.insert(*doc, snapshot);
+                }
+            }
+            Ok(found)
+        })
+    }
+
     fn write_snapshots(&self, writes: &[SnapshotWrite]) -> Result<usize, StoreError> {
         self.write(|tx| {
             let mut current =
