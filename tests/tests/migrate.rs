@@ -17,6 +17,15 @@ fn sync(r: &Replica) -> Value {
     r.json(&["sync"])
 }
 
+/// Every device has pushed and pulled everything (each device's own user record included).
+fn settle(devices: &[&Replica]) {
+    for _ in 0..2 {
+        for d in devices {
+            sync(d);
+        }
+    }
+}
+
 /// A reconnect that finds the cursor known and nothing to exchange.
 fn assert_nothing_to_do(report: &Value) {
     assert_eq!(report["reset"], false, "the cursor is known: {report}");
@@ -37,8 +46,7 @@ fn a_workspace_moves_to_postgres_and_back_without_any_device_syncing_again() {
             &["--name", &format!("客户 {i}"), "--notes", "first visit"],
         );
     }
-    sync(&a);
-    sync(&b);
+    settle(&[&a, &b]);
     let status_before = a.json(&["status"]);
 
     let report = relay.migrate_to(Backend::Postgres);
@@ -53,6 +61,7 @@ fn a_workspace_moves_to_postgres_and_back_without_any_device_syncing_again() {
     let c = joined(&relay, &ws, "carol", "tablet");
     sync(&c);
     assert_eq!(c.list("account").len(), 21);
+    settle(&[&a, &b, &c]);
 
     relay.migrate_to(Backend::Sqlite);
     assert_nothing_to_do(&sync(&a));
