@@ -20,7 +20,7 @@
 //! snapshot's hash list does not hold. (The push rule keeps such changes out of new logs;
 //! logs written before it may hold some.)
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 
 use automerge::{Automerge, Change, ChangeHash, ReadDoc as _, SaveOptions};
@@ -30,6 +30,9 @@ use uuid::Uuid;
 use super::Relay;
 use crate::ids::WorkspaceId;
 use crate::store::{SnapshotWrite, StoreError, StoredSnapshot};
+
+/// How far a document's changes were read, and what they parsed to (or why they did not).
+type ReadSoFar = (u64, Result<Vec<(u64, Change)>, String>);
 
 /// Snapshot bytes the compactor holds before writing them in one transaction: few
 /// transactions (each a sync to disk) without holding much memory.
@@ -91,18 +94,13 @@ impl Relay {
             .map(|d| (*d, bases.get(d).map_or(0, |s| s.seq)))
             .collect();
         // Per document: how far its changes were read, and what they parsed to.
-        let mut read: std::collections::HashMap<DocId, (u64, Result<Vec<(u64, Change)>, String>)> =
-            wanted
-                .iter()
-                .map(|(d, after)| (*d, (*after, Ok(Vec::new()))))
-                .collect();
+        let mut read: HashMap<DocId, ReadSoFar> = wanted
+            .iter()
+            .map(|(d, after)| (*d, (*after, Ok(Vec::new()))))
+            .collect();
         let mut writes = Vec::with_capacity(docs.len());
         let mut current: Option<DocId> = None;
-        let mut finish = |doc: DocId,
-                          read: &mut std::collections::HashMap<
-            DocId,
-            (u64, Result<Vec<(u64, Change)>, String>),
-        >| {
+        let mut finish = |doc: DocId, read: &mut HashMap<DocId, ReadSoFar>| {
             if let Some((through, changes)) = read.remove(&doc) {
                 writes.push(build_write(
                     workspace,
@@ -115,10 +113,10 @@ impl Relay {
         };
         self.store
             .document_changes(workspace, &wanted, None, &mut |row| {
-                if current.is_some_and(|c| c != row.doc_id) {
-                    if let Some(done) = current {
-                        finish(done, &mut read);
-                    }
+                if let Some(done) = current
+                    && done != row.doc_id
+                {
+                    finish(done, &mut read);
                 }
                 current = Some(row.doc_id);
                 if let Some((through, changes)) = read.get_mut(&row.doc_id) {
