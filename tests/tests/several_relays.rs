@@ -153,3 +153,45 @@ fn concurrent_pushers_on_two_processes_leave_one_contiguous_log() {
         .get(0);
     assert_eq!(head, i64::try_from(seqs.len()).expect("small"));
 }
+
+/// The connection a process listens on is cut (a database restart, a proxy timeout): the
+/// process listens again and raises every workspace to its stored head, so what was
+/// committed meanwhile still reaches its devices.
+#[test]
+fn a_lost_listening_connection_misses_nothing() {
+    let a_relay = Relay::start_on(Backend::Postgres);
+    let b_relay = a_relay.another_process();
+    let ws = a_relay.workspace("acme");
+    let a = joined(&a_relay.url(), &a_relay, &ws, "alice", "laptop");
+    let b = joined(&b_relay.url(), &a_relay, &ws, "bob", "phone");
+    sync(&b);
+    let mut watcher = b.spawn(&["sync", "--watch"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut admin = postgres::Client::connect(
+        a_relay.database_url().expect("a PostgreSQL relay"),
+        postgres::NoTls,
+    )
+    .expect("connect");
+    let cut: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+            &[],
+        )
+        .expect("cut the listeners")
+        .get(0);
+    assert!(cut >= 2, "both processes listen: {cut}");
+    // Committed while nobody listens.
+    let id = a.add("account", &["--name", "while deaf"]);
+    sync(&a);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !b.run(&["account", "show", &id, "--json"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "a change committed while the listener was down never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+}
