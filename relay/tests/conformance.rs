@@ -769,3 +769,39 @@ fn an_export_imported_into_an_empty_store_is_the_same_store(b: Backend) {
         Err(StoreError::NotEmpty(_))
     ));
 }
+
+#[test]
+fn a_postgres_database_of_the_previous_schema_is_migrated_when_opened() {
+    let place = TestStore::new(Backend::Postgres);
+    drop(place.open());
+    // What schema 1 left: its tables, compressed byte columns, version 1.
+    place
+        .pg()
+        .batch_execute(
+            "ALTER TABLE changes ALTER COLUMN bytes SET STORAGE EXTENDED;
+             ALTER TABLE snapshots ALTER COLUMN bytes SET STORAGE EXTENDED;
+             ALTER TABLE snapshots ALTER COLUMN hashes SET STORAGE EXTENDED;
+             UPDATE crm_relay_schema SET version = 1",
+        )
+        .expect("a schema-1 database");
+    let store = place.open();
+    assert_eq!(store.schema_version().expect("version"), 2);
+    let storage: Vec<String> = place
+        .pg()
+        .query(
+            "SELECT attrelid::regclass::text || '.' || attname || '=' || attstorage::text
+             FROM pg_attribute
+             WHERE attrelid IN ('changes'::regclass, 'snapshots'::regclass)
+               AND attname IN ('bytes', 'hashes')
+             ORDER BY 1",
+            &[],
+        )
+        .expect("storage")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        storage,
+        ["changes.bytes=e", "snapshots.bytes=e", "snapshots.hashes=e"]
+    );
+}

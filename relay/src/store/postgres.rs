@@ -50,10 +50,11 @@ const POOL_SIZE: u32 = 32;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 /// `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE relay_meta (
     id          INTEGER PRIMARY KEY CHECK (id = 1),
     relay_id    UUID NOT NULL,
@@ -120,7 +121,17 @@ CREATE TABLE snapshots (
     bytes       BYTEA NOT NULL,
     hashes      BYTEA NOT NULL
 );
-"#];
+"#,
+    // 2: change bytes and snapshots are stored as they are, out of line, without
+    // PostgreSQL's own compression: Automerge compresses them already, so pglz only spent CPU
+    // on every push and every read (a fresh device's bootstrap reads every snapshot). Rows
+    // written before keep their storage until rewritten.
+    r#"
+ALTER TABLE changes ALTER COLUMN bytes SET STORAGE EXTERNAL;
+ALTER TABLE snapshots ALTER COLUMN bytes SET STORAGE EXTERNAL;
+ALTER TABLE snapshots ALTER COLUMN hashes SET STORAGE EXTERNAL;
+"#,
+];
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
