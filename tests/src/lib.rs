@@ -338,6 +338,30 @@ impl Relay {
         parse_json("crm-relay migrate", &stdout)
     }
 
+    /// A number from the relay's `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&self.addr).ok()?;
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text).ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Waits until the relay has at least `n` open sessions.
+    pub fn wait_for_sessions(&self, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.metric("crm_relay_connections").unwrap_or(0.0) < n as f64 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the relay did not get {n} sessions"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// The URL of a PostgreSQL relay's database.
     pub fn database_url(&self) -> Option<&str> {
         self.db.as_ref().map(|db| db.url.as_str())

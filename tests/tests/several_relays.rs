@@ -37,8 +37,8 @@ fn a_push_to_one_process_reaches_a_device_watching_the_other_live() {
     let b = joined(&b_relay.url(), &a_relay, &ws, "bob", "phone");
     sync(&b);
     let mut watcher = b.spawn(&["sync", "--watch"]);
-    // Let the watcher connect and catch up before the push.
-    std::thread::sleep(Duration::from_millis(500));
+    // The watcher is connected to the second process before the pushes.
+    b_relay.wait_for_sessions(1);
     for i in 0..5 {
         let id = a.add("account", &["--name", &format!("华南 {i}")]);
         sync(&a);
@@ -166,7 +166,7 @@ fn a_lost_listening_connection_misses_nothing() {
     let b = joined(&b_relay.url(), &a_relay, &ws, "bob", "phone");
     sync(&b);
     let mut watcher = b.spawn(&["sync", "--watch"]);
-    std::thread::sleep(Duration::from_millis(500));
+    b_relay.wait_for_sessions(1);
     let mut admin = postgres::Client::connect(
         a_relay.database_url().expect("a PostgreSQL relay"),
         postgres::NoTls,

@@ -374,18 +374,6 @@ fn a_device_killed_during_a_pull_stays_consistent(backend: Backend) {
     eprintln!("{partial} of 5 kills left a partly pulled replica");
 }
 
-/// A number from the relay's `/metrics`.
-fn metric(relay: &Relay, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut conn = std::net::TcpStream::connect(&relay.addr).ok()?;
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    conn.read_to_string(&mut text).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 fn a_fresh_device_loads_the_relays_compacted_documents(backend: Backend) {
     let relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
@@ -417,8 +405,11 @@ fn a_fresh_device_loads_the_relays_compacted_documents(backend: Backend) {
     // The relay compacts in the background; wait until it has, as a relay up for a while has.
     let deadline = Instant::now() + Duration::from_secs(30);
     // (The stale gauge is recounted at most once a second, so the compacted count is checked.)
-    while metric(&relay, "crm_relay_documents_stale") != Some(0.0)
-        || metric(&relay, "crm_relay_documents_compacted_total").unwrap_or(0.0) < 14.0
+    while relay.metric("crm_relay_documents_stale") != Some(0.0)
+        || relay
+            .metric("crm_relay_documents_compacted_total")
+            .unwrap_or(0.0)
+            < 14.0
     {
         assert!(Instant::now() < deadline, "the relay did not compact");
         std::thread::sleep(Duration::from_millis(50));
