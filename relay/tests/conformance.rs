@@ -805,3 +805,18 @@ fn a_postgres_database_of_the_previous_schema_is_migrated_when_opened() {
         ["changes.bytes=e", "snapshots.bytes=e", "snapshots.hashes=e"]
     );
 }
+
+/// The synchronous PostgreSQL client closes a connection on a runtime of its own; a store
+/// dropped inside an async context (by a task, at the end of `block_on`) aborted the process.
+#[test]
+fn a_postgres_store_dropped_in_an_async_context_closes_its_connections_cleanly() {
+    let place = TestStore::new(Backend::Postgres);
+    let store = place.open();
+    // A pooled connection and the compaction lease's connection are open.
+    store.ping().expect("ping");
+    assert!(store.compaction_lease().expect("lease"));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move { drop(store) });
+}

@@ -141,9 +141,34 @@ pub struct PostgresStore {
     config: postgres::Config,
     location: String,
     relay_id: RelayId,
-    pool: Pool,
+    /// `None` only while the store is dropped.
+    pool: Option<Pool>,
     /// The connection holding the compaction lease, once this process has it.
     lease: Mutex<Option<Client>>,
+}
+
+/// The synchronous client closes a connection on a runtime of its own, which panics inside
+/// an async context (a store dropped by a task, or at the end of `block_on`). The
+/// connections are closed on a thread of their own instead, and waited for.
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let pool = self.pool.take();
+        let lease = self
+            .lease
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let closing = std::thread::Builder::new()
+                .name("crm-pg-close".into())
+                .spawn(move || drop((pool, lease)));
+            if let Ok(closing) = closing {
+                let _ = closing.join();
+            }
+        } else {
+            drop((pool, lease));
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -245,7 +270,7 @@ impl PostgresStore {
             config,
             location,
             relay_id,
-            pool,
+            pool: Some(pool),
             lease: Mutex::new(None),
         })
     }
@@ -253,7 +278,10 @@ impl PostgresStore {
     fn client(
         &self,
     ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
-        Ok(self.pool.get()?)
+        match &self.pool {
+            Some(pool) => Ok(pool.get()?),
+            None => Err(StoreError::Worker),
+        }
     }
 }
 
@@ -937,11 +965,12 @@ impl RelayStore for PostgresStore {
     }
 
     fn pool_state(&self) -> Option<PoolState> {
-        let state = self.pool.state();
+        let pool = self.pool.as_ref()?;
+        let state = pool.state();
         Some(PoolState {
             connections: state.connections,
             idle: state.idle_connections,
-            max: self.pool.max_size(),
+            max: pool.max_size(),
         })
     }
 }
