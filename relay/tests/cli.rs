@@ -1,9 +1,8 @@
 //! The real `crm-relay` binary: admin commands on a real data directory, their JSON shapes
 //! and exit codes, and `serve` answering and stopping on SIGTERM.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{Read as _, Write as _};
 use std::path::Path;
-use std::process::{Command as StdCommand, Stdio};
 
 mod common;
 
@@ -291,26 +290,11 @@ fn serve_answers_and_stops_on_sigterm() {
     let relay = Relay::new();
     relay.ok(&["workspace", "create", "acme"]);
     // With the compactor (the default), and without.
-    for extra in [None, Some("--no-compact")] {
-        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_crm-relay"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .arg("--data")
-            .arg(relay.data())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-
-        let mut http = std::net::TcpStream::connect(&addr).expect("connect");
+    for extra in [&[][..], &["--no-compact"][..]] {
+        let data = relay.data().display().to_string();
+        let serving = common::Serving::start(&["--data", &data], extra);
+        let addr = &serving.addr;
+        let mut http = std::net::TcpStream::connect(addr).expect("connect");
         http.set_read_timeout(Some(std::time::Duration::from_secs(10)))
             .expect("timeout");
         write!(
@@ -322,18 +306,7 @@ fn serve_answers_and_stops_on_sigterm() {
         http.read_to_string(&mut response).expect("read");
         assert!(response.starts_with("HTTP/1.1 200"), "{response}");
         assert!(response.ends_with("ok"), "{response}");
-
-        let status = StdCommand::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let status = child.wait().expect("wait");
-        assert_eq!(
-            status.code(),
-            Some(0),
-            "a clean exit on SIGTERM ({extra:?})"
-        );
+        serving.stop();
     }
 }
 
@@ -354,25 +327,7 @@ fn serve_on_postgres_stops_with_exit_code_0_on_sigterm() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Without the compactor the server's state held the store's last reference.
-    for extra in [None, Some("--no-compact")] {
-        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_crm-relay"))
-            .env_remove("CRM_RELAY_DATA")
-            .args(["--database", &db.url, "serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read");
-        assert!(line.starts_with("listening on "), "{line:?}");
-        let status = StdCommand::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let status = child.wait().expect("wait");
-        assert_eq!(status.code(), Some(0), "{extra:?}: {status}");
+    for extra in [&[][..], &["--no-compact"][..]] {
+        common::Serving::start(&["--database", &db.url], extra).stop();
     }
 }

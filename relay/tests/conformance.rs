@@ -30,6 +30,23 @@ crm_tests::on_every_backend!(
     an_export_imported_into_an_empty_store_is_the_same_store,
 );
 
+/// The workspaces "acme" and "globex", with a device of alice's in the first and of gina's
+/// in the second.
+fn two_workspaces(
+    store: &Relay,
+    role: Role,
+) -> (
+    crm_relay::WorkspaceId,
+    crm_relay::WorkspaceId,
+    crm_relay::DeviceId,
+    crm_relay::DeviceId,
+) {
+    let acme = store.create_workspace("acme").expect("workspace").id;
+    let globex = store.create_workspace("globex").expect("workspace").id;
+    let device = |ws, user| store.add_device(ws, user, role).expect("device").device.id;
+    (acme, globex, device(acme, "alice"), device(globex, "gina"))
+}
+
 fn store(backend: Backend) -> (TestStore, Relay) {
     let place = TestStore::new(backend);
     let store = place.relay();
@@ -189,18 +206,7 @@ fn positions_are_contiguous_under_concurrent_pushes(b: Backend) {
 
 fn refused_batches_store_nothing(b: Backend) {
     let (_dir, store) = store(b);
-    let acme = store.create_workspace("acme").expect("workspace").id;
-    let globex = store.create_workspace("globex").expect("workspace").id;
-    let alice = store
-        .add_device(acme, "alice", Role::SalesRep)
-        .expect("device")
-        .device
-        .id;
-    let gina = store
-        .add_device(globex, "gina", Role::SalesRep)
-        .expect("device")
-        .device
-        .id;
+    let (acme, globex, alice, gina) = two_workspaces(&store, Role::SalesRep);
     let mut acme_doc = Doc::new();
     store
         .store_batch(acme, alice, &[acme_doc.change("name", "ACME")])
@@ -532,18 +538,7 @@ fn readers_never_see_a_gap_while_several_processes_push(b: Backend) {
 
 fn workspaces_are_isolated(b: Backend) {
     let (_dir, store) = store(b);
-    let acme = store.create_workspace("acme").expect("workspace").id;
-    let globex = store.create_workspace("globex").expect("workspace").id;
-    let alice = store
-        .add_device(acme, "alice", Role::Admin)
-        .expect("device")
-        .device
-        .id;
-    let gina = store
-        .add_device(globex, "gina", Role::Admin)
-        .expect("device")
-        .device
-        .id;
+    let (acme, globex, alice, gina) = two_workspaces(&store, Role::Admin);
     let shared = Doc::new().change("name", "same bytes");
     store
         .store_batch(acme, alice, std::slice::from_ref(&shared))

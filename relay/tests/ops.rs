@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command as StdCommand, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use assert_cmd::Command;
-use common::{Backend, Client, Doc, TestDatabase, TestStore, hash_of};
+use common::{Backend, Client, Doc, Serving, TestDatabase, TestStore, hash_of};
 use crm_relay::service::{ProblemKind, VerifyReport};
 use crm_relay::store::{Database, FILE_NAME, Row};
 use crm_relay::{DeviceId, Relay, Role, SqliteStore, WorkspaceId};
@@ -578,56 +576,6 @@ fn backup_and_restore_of_postgres_say_to_use_pg_dump() {
     assert!(error.contains("pg_restore --clean --if-exists"), "{error}");
 }
 
-/// `crm-relay serve` on 127.0.0.1:0, stopped with SIGTERM.
-struct Serving {
-    child: Child,
-    url: String,
-}
-
-impl Serving {
-    fn start(database_args: &[&str]) -> Serving {
-        let mut child = StdCommand::new(env!("CARGO_BIN_EXE_crm-relay"))
-            .env_remove("CRM_RELAY_DATA")
-            .env_remove("CRM_RELAY_DATABASE")
-            .args(database_args)
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-compact"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Serving {
-            child,
-            url: format!("ws://{addr}/v1/sync"),
-        }
-    }
-
-    fn stop(mut self) {
-        let status = StdCommand::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        assert_eq!(self.child.wait().expect("wait").code(), Some(0));
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
 /// The names of the files in a directory, sorted.
 fn names_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -687,7 +635,7 @@ fn a_restored_relay_keeps_its_identity_and_positions_so_devices_resume() {
 
     // Served, it knows the device's cursor: the device resumes, and its next push goes
     // after the head.
-    let serving = Serving::start(&args(&d, &[]));
+    let serving = Serving::start(&args(&d, &[]), &["--no-compact"]);
     device(async {
         let (mut client, welcome) =
             Client::join_at(serving.url.clone(), p.ws, &p.token, Some(cursor)).await;
@@ -787,7 +735,7 @@ fn migrate_sqlite_to_postgres_and_back_copies_every_row_and_keeps_the_relay() {
 
     // A device's next sync against the copy: the same relay, its cursor known, and its next
     // push at the next position.
-    let serving = Serving::start(&["--database", &pg.url]);
+    let serving = Serving::start(&["--database", &pg.url], &["--no-compact"]);
     let welcome = device(async {
         Client::join_at(serving.url.clone(), p.ws, &p.token, Some(cursor))
             .await
@@ -816,7 +764,10 @@ fn migrate_sqlite_to_postgres_and_back_copies_every_row_and_keeps_the_relay() {
     );
     assert_eq!(on_sqlite.relay_id(), cursor.relay_id);
     assert_eq!(rows(&on_sqlite), original, "every row, as it was");
-    let serving = Serving::start(&["--data", &back.path().join("relay").display().to_string()]);
+    let serving = Serving::start(
+        &["--data", &back.path().join("relay").display().to_string()],
+        &["--no-compact"],
+    );
     device(async {
         let (mut client, welcome) =
             Client::join_at(serving.url.clone(), p.ws, &p.token, Some(cursor)).await;

@@ -21,6 +21,15 @@ fn sync(r: &Replica) -> Value {
     r.json(&["sync"])
 }
 
+/// Waits until record `id` is on `r` (its `crm sync --watch` applied it), or fails with `why`.
+fn arrives(r: &Replica, id: &str, why: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !r.run(&["show", id, "--json"]).status.success() {
+        assert!(Instant::now() < deadline, "{why}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn names(r: &Replica) -> BTreeSet<String> {
     r.list("account")
         .iter()
@@ -42,14 +51,11 @@ fn a_push_to_one_process_reaches_a_device_watching_the_other_live() {
     for i in 0..5 {
         let id = a.add("account", &["--name", &format!("华南 {i}")]);
         sync(&a);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !b.run(&["account", "show", &id, "--json"]).status.success() {
-            assert!(
-                Instant::now() < deadline,
-                "a change stored through one process never reached the other's device"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        arrives(
+            &b,
+            &id,
+            "a change stored through one process never reached the other's device",
+        );
     }
     let _ = watcher.kill();
     let _ = watcher.wait();
@@ -184,14 +190,11 @@ fn a_lost_listening_connection_misses_nothing() {
     // Committed while nobody listens.
     let id = a.add("account", &["--name", "while deaf"]);
     sync(&a);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !b.run(&["account", "show", &id, "--json"]).status.success() {
-        assert!(
-            Instant::now() < deadline,
-            "a change committed while the listener was down never arrived"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    arrives(
+        &b,
+        &id,
+        "a change committed while the listener was down never arrived",
+    );
     let _ = watcher.kill();
     let _ = watcher.wait();
 }

@@ -21,6 +21,7 @@ mod database;
 mod postgres;
 mod rows;
 mod sqlite;
+mod values;
 
 pub use self::postgres::PostgresStore;
 pub use database::{Database, DatabaseParseError};

@@ -29,6 +29,7 @@ use postgres::{Client, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 use uuid::Uuid;
 
+use super::values::{hash, seq, sql_limit, sql_seq, time};
 use super::{
     Append, ChangeRow, Device, DocChange, DocumentRow, HeadFeed, Known, KnownChange, KnownDocument,
     LogExtent, LogRow, PoolState, PushError, RaisedHead, RelayStore, Row, SnapshotWrite,
@@ -358,26 +359,6 @@ fn migrate(
         .get(0);
     tx.commit()?;
     Ok(*relay_id.as_bytes())
-}
-
-fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("time {ms}")))
-}
-
-fn seq(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
-}
-
-fn sql_seq(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn sql_limit(value: usize) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn hash(bytes: &[u8]) -> Result<Hash, StoreError> {
-    Hash::try_from(bytes).map_err(|_| StoreError::Corrupt("a change hash is not 32 bytes".into()))
 }
 
 fn doc_uuid(doc: &DocId) -> Uuid {

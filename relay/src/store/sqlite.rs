@@ -14,6 +14,7 @@ use crm_sync::{DocId, Hash, RelayId};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use uuid::Uuid;
 
+use super::values::{doc_id, hash, seq, sql_limit, sql_seq, time};
 use super::{
     Append, ChangeRow, Device, DocChange, DocumentRow, Known, KnownChange, KnownDocument,
     LogExtent, LogRow, PushError, RelayStore, Row, SnapshotWrite, StoreError, StoredSnapshot,
@@ -418,32 +419,6 @@ fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
 
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
-}
-
-fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt(format!("time {ms}")))
-}
-
-fn seq(value: i64) -> u64 {
-    // Sequence numbers are written from u64 counters that start at 0 and never go near
-    // i64::MAX; a negative one cannot be read back.
-    u64::try_from(value).unwrap_or(0)
-}
-
-fn sql_seq(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn sql_limit(value: usize) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-fn hash(bytes: &[u8]) -> Result<Hash, StoreError> {
-    Hash::try_from(bytes).map_err(|_| StoreError::Corrupt("a change hash is not 32 bytes".into()))
-}
-
-fn doc_id(bytes: &[u8]) -> Result<DocId, StoreError> {
-    DocId::try_from(bytes).map_err(|_| StoreError::Corrupt("a document id is not 16 bytes".into()))
 }
 
 const WORKSPACE_COLUMNS: &str = "id, name, created_at, head";

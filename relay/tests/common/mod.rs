@@ -458,3 +458,63 @@ pub(crate) fn store_with_device(
         .id;
     (place, store, ws, device)
 }
+
+/// A real `crm-relay serve` on 127.0.0.1:0, stopped with SIGTERM (killed if dropped running).
+pub(crate) struct Serving {
+    child: std::process::Child,
+    pub(crate) addr: String,
+    pub(crate) url: String,
+}
+
+impl Serving {
+    /// `crm-relay DATABASE_ARGS… serve --listen 127.0.0.1:0 SERVE_ARGS…`, once it listens.
+    pub(crate) fn start(database_args: &[&str], serve_args: &[&str]) -> Serving {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crm-relay"))
+            .env_remove("CRM_RELAY_DATA")
+            .env_remove("CRM_RELAY_DATABASE")
+            .args(database_args)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(serve_args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Serving {
+            child,
+            url: format!("ws://{addr}/v1/sync"),
+            addr,
+        }
+    }
+
+    /// SIGTERM; the relay must exit with code 0.
+    pub(crate) fn stop(mut self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        assert_eq!(
+            self.child.wait().expect("wait").code(),
+            Some(0),
+            "a clean exit on SIGTERM"
+        );
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
