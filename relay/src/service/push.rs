@@ -31,21 +31,11 @@ pub struct StoredBatch {
     pub tail: Option<LogRead>,
 }
 
-/// [`validate::Known`] over what the storing transaction read, and the changes accepted
-/// earlier in the batch.
-struct Lookup<'a> {
-    known: &'a Known,
-    appended: &'a HashMap<Hash, DocId>,
-}
-
-impl validate::Known for Lookup<'_> {
+/// The push rule asks the storing transaction's lookups (changes earlier in the batch it
+/// keeps itself).
+impl validate::Known for Known {
     fn document_of_change(&mut self, hash: &Hash) -> Result<Option<DocId>, PushError> {
-        Ok(self
-            .known
-            .changes
-            .get(hash)
-            .map(|c| c.doc_id)
-            .or_else(|| self.appended.get(hash).copied()))
+        Ok(self.changes.get(hash).map(|c| c.doc_id))
     }
 }
 
@@ -81,7 +71,7 @@ impl Relay {
         let mut result = None;
         self.store
             .append(workspace, device, &docs, &hashes, &mut |known: Known| {
-                let (append, batch) = plan(workspace, device, &checked, &known, arrived_at)?;
+                let (append, batch) = plan(workspace, device, &checked, known, arrived_at)?;
                 result = Some(batch);
                 Ok(append)
             })?;
@@ -95,7 +85,7 @@ fn plan(
     workspace: WorkspaceId,
     device: DeviceId,
     checked: &[validate::Parsed<'_>],
-    known: &Known,
+    mut known: Known,
     arrived_at: chrono::DateTime<Utc>,
 ) -> Result<(Append, StoredBatch), PushError> {
     if !known.device_active {
@@ -106,7 +96,6 @@ fn plan(
     // Documents of this batch already checked or created, and their kinds.
     let mut kinds: HashMap<DocId, String> = HashMap::new();
     // Changes appended by this batch, and their positions.
-    let mut appended: HashMap<Hash, DocId> = HashMap::new();
     let mut appended_at: HashMap<Hash, u64> = HashMap::new();
     let mut append = Append::default();
     let mut seqs = Vec::with_capacity(checked.len());
@@ -151,15 +140,7 @@ fn plan(
             duplicates += 1;
             continue;
         }
-        rule.check(
-            index,
-            c,
-            known_kind.is_some(),
-            &mut Lookup {
-                known,
-                appended: &appended,
-            },
-        )?;
+        rule.check(index, c, known_kind.is_some(), &mut known)?;
         rule.accept(c);
         head += 1;
         if known_kind.is_none() {
@@ -193,7 +174,6 @@ fn plan(
             owner: scope.owner.map(|o| Uuid::from_bytes(o).to_string()),
             teams,
         });
-        appended.insert(c.hash, doc);
         appended_at.insert(c.hash, head);
         seqs.push(head);
         entries_bytes += c.envelope.bytes.len() + ENTRY_OVERHEAD;
