@@ -4,10 +4,21 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Doc, Relay, hash_of, hello, http_get};
+use common::{Backend, Client, Doc, Relay, hash_of, hello, http_get};
 use crm_relay::Config;
 use crm_sync::{Cursor, Envelope, ErrorCode, Hello, Message, PROTOCOL_VERSION, Push, Resume};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+crate::on_every_backend_async!(
+    a_change_pushed_under_another_records_id_is_refused_and_sync_goes_on,
+    a_change_with_a_broken_checksum_is_refused,
+    missing_invalid_and_revoked_tokens_are_refused,
+    another_workspaces_document_is_refused,
+    malformed_frames_are_refused_and_others_keep_going,
+    a_frame_over_the_size_limit_is_cut_off_and_others_keep_going,
+    duplicates_are_acknowledged_with_their_first_position_and_stored_once,
+    a_batch_with_one_invalid_change_is_refused_whole,
+);
 
 #[tokio::test]
 async fn pushed_changes_are_pulled_by_a_second_device() {
@@ -75,9 +86,8 @@ async fn a_cursor_the_relay_does_not_know_starts_over() {
     assert_eq!(entries.len(), 1);
 }
 
-#[tokio::test]
-async fn duplicates_are_acknowledged_with_their_first_position_and_stored_once() {
-    let relay = Relay::start().await;
+async fn duplicates_are_acknowledged_with_their_first_position_and_stored_once(backend: Backend) {
+    let relay = Relay::start_on(backend).await;
     let ws = relay.workspace("acme");
     let (_, token) = relay.device(ws, "alice");
     let mut doc = Doc::new();
@@ -110,9 +120,8 @@ async fn duplicates_are_acknowledged_with_their_first_position_and_stored_once()
     );
 }
 
-#[tokio::test]
-async fn a_batch_with_one_invalid_change_is_refused_whole() {
-    let relay = Relay::start().await;
+async fn a_batch_with_one_invalid_change_is_refused_whole(backend: Backend) {
+    let relay = Relay::start_on(backend).await;
     let ws = relay.workspace("acme");
     let (_, alice) = relay.device(ws, "alice");
     let (_, bob) = relay.device(ws, "bob");
@@ -154,9 +163,8 @@ async fn a_batch_with_one_invalid_change_is_refused_whole() {
 /// was acknowledged and stored, and every device then refused every pull ("a change claims
 /// to belong to record X"), for good. The relay now refuses it, stores nothing of its
 /// batch, and everyone else syncs on.
-#[tokio::test]
-async fn a_change_pushed_under_another_records_id_is_refused_and_sync_goes_on() {
-    let relay = Relay::start().await;
+async fn a_change_pushed_under_another_records_id_is_refused_and_sync_goes_on(backend: Backend) {
+    let relay = Relay::start_on(backend).await;
     let ws = relay.workspace("acme");
     let (_, mallory) = relay.device(ws, "mallory");
     let (_, bob) = relay.device(ws, "bob");
@@ -207,9 +215,8 @@ async fn a_change_pushed_under_another_records_id_is_refused_and_sync_goes_on() 
 
 /// Issue 12, failure 5: the relay acknowledged a change whose Automerge checksum was broken
 /// (Automerge's parser does not check it), so damaged bytes spread to every device.
-#[tokio::test]
-async fn a_change_with_a_broken_checksum_is_refused() {
-    let relay = Relay::start().await;
+async fn a_change_with_a_broken_checksum_is_refused(backend: Backend) {
+    let relay = Relay::start_on(backend).await;
     let ws = relay.workspace("acme");
     let (_, alice) = relay.device(ws, "alice");
     let mut doc = Doc::new();
@@ -253,9 +260,8 @@ async fn refused(
     );
 }
 
-#[tokio::test]
-async fn missing_invalid_and_revoked_tokens_are_refused() {
-    let relay = Relay::start().await;
+async fn missing_invalid_and_revoked_tokens_are_refused(backend: Backend) {
+    let relay = Relay::start_on(backend).await;
     let ws = relay.workspace("acme");
     let other = relay.workspace("globex");
     let (device, token) = relay.device(ws, "alice");
@@ -314,7 +320,7 @@ async fn missing_invalid_and_revoked_tokens_are_refused() {
     // A revoked token: refused at the next connection, and at the next push of a session
     // that was open when it was revoked.
     let (mut open, _) = Client::join(&relay, ws, &token, None).await;
-    relay.store.revoke_device(device).expect("revoke");
+    relay.blocking(|| relay.store.revoke_device(device).expect("revoke"));
     let mut client = Client::connect(&relay).await;
     client.send(&hello(ws, &token, None)).await;
     let error = client.expect_error().await;
@@ -328,9 +334,8 @@ async fn missing_invalid_and_revoked_tokens_are_refused() {
     assert!(relay.log(ws).is_empty());
 }
 
-#[tokio::test]
-async fn another_workspaces_document_is_refused() {
-    let relay = Relay::start().await;
+async fn another_workspaces_document_is_refused(backend: Backend) {
+    let relay = Relay::start_on(backend).await;
     let acme = relay.workspace("acme");
     let globex = relay.workspace("globex");
     let (_, alice) = relay.device(acme, "alice");
@@ -355,9 +360,8 @@ async fn another_workspaces_document_is_refused() {
     assert_eq!(relay.log(acme).len(), 1);
 }
 
-#[tokio::test]
-async fn malformed_frames_are_refused_and_others_keep_going() {
-    let relay = Relay::start().await;
+async fn malformed_frames_are_refused_and_others_keep_going(backend: Backend) {
+    let relay = Relay::start_on(backend).await;
     let ws = relay.workspace("acme");
     let (_, token) = relay.device(ws, "alice");
     let (mut bystander, _) = Client::join(&relay, ws, &token, None).await;
@@ -775,9 +779,8 @@ async fn pings_are_answered() {
     a.ping().await;
 }
 
-#[tokio::test]
-async fn a_frame_over_the_size_limit_is_cut_off_and_others_keep_going() {
-    let relay = Relay::start().await;
+async fn a_frame_over_the_size_limit_is_cut_off_and_others_keep_going(backend: Backend) {
+    let relay = Relay::start_on(backend).await;
     let ws = relay.workspace("acme");
     let (_, token) = relay.device(ws, "alice");
     let (mut bystander, _) = Client::join(&relay, ws, &token, None).await;

@@ -39,10 +39,6 @@ const BLOCKING_THREADS: usize = 32;
 
 pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
     let store = data.open(true)?;
-    // The synchronous PostgreSQL client closes a connection by blocking on a runtime of its
-    // own, which panics (and aborts the process) on a thread of ours: the store's last
-    // reference is this one, dropped after the runtime is gone.
-    let last = std::sync::Arc::clone(&store);
     // Every connection is a file: take all the process may have (the cap stays below it).
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(files) => tracing::debug!(files, "file limit"),
@@ -53,7 +49,7 @@ pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
         .max_blocking_threads(BLOCKING_THREADS)
         .build()
         .context("cannot start the async runtime")?;
-    let served = runtime.block_on(async move {
+    runtime.block_on(async move {
         // Install the handlers before announcing the address, so a signal sent as soon as
         // the address is read is not lost.
         let shutdown = shutdown_signal()?;
@@ -84,10 +80,7 @@ pub(crate) fn run(data: &Database, args: Args) -> anyhow::Result<()> {
         crm_relay::serve(listener, state, shutdown).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
-    });
-    drop(runtime);
-    drop(last);
-    served
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C (SIGINT).

@@ -8,6 +8,28 @@
 
 mod backend;
 
+/// Runs each named async test function (taking a [`Backend`]) once per backend, as
+/// `NAME::sqlite` and `NAME::postgres` (on the multi-threaded runtime, where the PostgreSQL
+/// client may block).
+#[macro_export]
+macro_rules! on_every_backend_async {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
 #[allow(
     unused_imports,
     reason = "each test file uses a different part of these helpers"
@@ -34,13 +56,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long any single wait in a test may take before the test fails.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A relay serving on a free port of 127.0.0.1, over a SQLite store in a temporary directory.
+/// A relay serving on a free port of 127.0.0.1, over a SQLite store in a temporary directory
+/// (or, with [`Relay::start_on`], a fresh PostgreSQL database).
 pub(crate) struct Relay {
     pub(crate) addr: SocketAddr,
     pub(crate) state: AppState,
     /// The relay's operations over its store, as the server calls them.
     pub(crate) store: crm_relay::Relay,
     pub(crate) dir: tempfile::TempDir,
+    /// The PostgreSQL database, for a relay started on it.
+    pg: Option<TestStore>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -50,9 +75,39 @@ impl Relay {
         Self::start_with(Config::default()).await
     }
 
+    /// A relay on `backend`. PostgreSQL's client blocks, so a test on it runs on the
+    /// multi-threaded runtime (`on_every_backend_async!`) and its store calls leave the
+    /// async threads ([`Relay::blocking`]).
+    pub(crate) async fn start_on(backend: Backend) -> Relay {
+        if backend == Backend::Sqlite {
+            return Self::start().await;
+        }
+        let place = tokio::task::block_in_place(|| TestStore::new(Backend::Postgres));
+        let store = tokio::task::block_in_place(|| place.open());
+        let mut relay = Self::serve(store, Config::default()).await;
+        relay.pg = Some(place);
+        relay
+    }
+
+    /// Runs `f` (store work) where blocking is allowed.
+    pub(crate) fn blocking<T>(&self, f: impl FnOnce() -> T) -> T {
+        if self.pg.is_some() {
+            tokio::task::block_in_place(f)
+        } else {
+            f()
+        }
+    }
+
     pub(crate) async fn start_with(config: Config) -> Relay {
         let dir = tempfile::tempdir().expect("tempdir");
         let backend = Arc::new(SqliteStore::open_or_create(dir.path()).expect("store"));
+        let mut relay = Self::serve(backend, config).await;
+        relay.dir = dir;
+        relay
+    }
+
+    async fn serve(backend: Arc<dyn crm_relay::RelayStore>, config: Config) -> Relay {
+        let dir = tempfile::tempdir().expect("tempdir");
         let state = AppState::new(backend, config);
         let store = state.relay().clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -68,6 +123,7 @@ impl Relay {
             state,
             store,
             dir,
+            pg: None,
             stop: Some(stop),
             task,
         }
@@ -82,7 +138,7 @@ impl Relay {
     }
 
     pub(crate) fn workspace(&self, name: &str) -> WorkspaceId {
-        self.store.create_workspace(name).expect("workspace").id
+        self.blocking(|| self.store.create_workspace(name).expect("workspace").id)
     }
 
     /// A device of `workspace` and its token.
@@ -91,10 +147,11 @@ impl Relay {
         workspace: WorkspaceId,
         user: &str,
     ) -> (crm_relay::DeviceId, String) {
-        let added = self
-            .store
-            .add_device(workspace, user, Role::SalesRep)
-            .expect("device");
+        let added = self.blocking(|| {
+            self.store
+                .add_device(workspace, user, Role::SalesRep)
+                .expect("device")
+        });
         (added.device.id, added.token.expose().to_string())
     }
 
@@ -112,7 +169,7 @@ impl Relay {
 
     /// Every change of a workspace's log, read straight from the store.
     pub(crate) fn log(&self, workspace: WorkspaceId) -> Vec<Entry> {
-        self.store.read(workspace, 0, 1000).expect("read").entries
+        self.blocking(|| self.store.read(workspace, 0, 1000).expect("read").entries)
     }
 }
 
