@@ -9,6 +9,13 @@ use serde::{Deserialize, Serialize};
 pub struct Author {
     pub user: String,
     pub device: String,
+    /// The relay's id of the user (their user record's id), once the replica has joined a
+    /// relay: the relay refuses a change whose author is not its token's user and device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The relay's id of the device, once the replica has joined a relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
 }
 
 impl Author {
@@ -16,12 +23,21 @@ impl Author {
         Self {
             user: user.into(),
             device: device.into(),
+            user_id: None,
+            device_id: None,
         }
+    }
+
+    /// The author as the relay knows them: with the user's and the device's relay ids.
+    pub fn with_ids(mut self, user_id: impl Into<String>, device_id: impl Into<String>) -> Self {
+        self.user_id = Some(user_id.into());
+        self.device_id = Some(device_id.into());
+        self
     }
 
     /// The commit message that carries this author.
     pub fn to_message(&self) -> String {
-        serde_json::json!({ "user": self.user, "device": self.device }).to_string()
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// Reads an author back from a commit message; changes made by other tools have none.
@@ -45,5 +61,16 @@ mod tests {
         assert_eq!(Author::from_message(Some(&a.to_message())), Some(a));
         assert_eq!(Author::from_message(Some("free text")), None);
         assert_eq!(Author::from_message(None), None);
+        let bound = Author::new("carol", "phone").with_ids("u-1", "d-2");
+        assert_eq!(Author::from_message(Some(&bound.to_message())), Some(bound));
+        // Messages written before ids existed still read.
+        assert_eq!(
+            Author::from_message(Some(r#"{"user":"bob","device":"laptop"}"#)),
+            Some(Author::new("bob", "laptop"))
+        );
+        assert_eq!(
+            Author::new("a", "d").to_message(),
+            r#"{"user":"a","device":"d"}"#
+        );
     }
 }

@@ -12,6 +12,7 @@
 //! - [`change::verify`] checks change bytes from elsewhere (parse and checksum), and
 //!   [`change::creation`] reads which record a dependency-free change creates.
 
+pub mod access;
 mod author;
 pub mod change;
 pub mod doc;
@@ -24,6 +25,7 @@ mod record;
 mod schema;
 mod value;
 
+pub use access::{Action, Directory, Level, Matrix, Role, Scope, Viewer};
 pub use author::{Author, millis_to_time};
 pub use change::MAX_CHANGE_BYTES;
 pub use doc::{SCHEMA_VERSION, Stamp};
