@@ -187,6 +187,7 @@ impl Bootstrap {
             relay_id,
             head,
             resume: Resume::FromStart,
+            access: auth.authorized.access.clone(),
         });
         if self.out.frame(welcome.encode()).await.is_err() {
             return End::Gone;
@@ -196,7 +197,7 @@ impl Bootstrap {
             seq: head,
             hash,
         };
-        self.send_pages(workspace, done).await
+        self.send_pages(workspace, done, auth.viewer.clone()).await
     }
 
     /// Waits for the device's `Hello`.
@@ -224,7 +225,12 @@ impl Bootstrap {
 
     /// Sends every page of the workspace's documents as of log position `done.seq`, at most
     /// `PAGES_IN_FLIGHT` unconfirmed, until the device has confirmed the last.
-    async fn send_pages(&mut self, workspace: WorkspaceId, done: Cursor) -> End {
+    async fn send_pages(
+        &mut self,
+        workspace: WorkspaceId,
+        done: Cursor,
+        viewer: Option<std::sync::Arc<crm_model::Viewer>>,
+    ) -> End {
         let config = self.shared.config.clone();
         let page_bytes = config.bootstrap_page_bytes.min(MAX_PAGE_BYTES);
         let (read_tx, mut read_rx) = mpsc::channel(1);
@@ -248,8 +254,15 @@ impl Bootstrap {
             if !reading && !last_sent && room {
                 reading = true;
                 let (store, read_tx) = (self.shared.relay.clone(), read_tx.clone());
+                let viewer = viewer.clone();
                 tokio::task::spawn_blocking(move || {
-                    let page = store.documents_page(workspace, after, done.seq, page_bytes);
+                    let page = store.documents_page(
+                        workspace,
+                        after,
+                        done.seq,
+                        page_bytes,
+                        viewer.as_deref(),
+                    );
                     // The session may be gone: then nobody wants the page.
                     let _ = read_tx.try_send(page);
                 });

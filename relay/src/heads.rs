@@ -105,10 +105,10 @@ fn raise(shared: &Shared, workspace: crate::ids::WorkspaceId, head: u64) {
     }
     match shared
         .relay
-        .read(workspace, known, crm_sync::MAX_BATCH_CHANGES)
+        .read_raw(workspace, known, crm_sync::MAX_BATCH_CHANGES)
     {
         // The whole batch, contiguous after what the sessions were woken for.
-        Ok(read) if read.through >= head && !read.entries.is_empty() => {
+        Ok(read) if read.through >= head && !read.rows.is_empty() => {
             shared.hub.advance_with(workspace, read);
         }
         Ok(_) => shared.hub.advance(workspace, head),

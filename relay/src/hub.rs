@@ -11,15 +11,15 @@
 //! live edge wants exactly those entries next; it takes them from here instead of reading
 //! the same rows back from the store on a blocking thread (which, with 100 devices
 //! connected, was most of the relay's CPU per push). Any other position reads the store.
-//! (Reads do not filter by device yet; once they filter by role or scope, the tail must be
-//! filtered the same way for each session.)
+//! The tail holds the rows unfiltered, with their kinds and scopes; each session filters
+//! them for its own user (`service::filter`, O(1) per row).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use crm_sync::relay::LogRead;
+use crate::service::RawRead as LogRead;
 use tokio::sync::watch;
 
 use crate::ids::{DeviceId, WorkspaceId};
@@ -40,6 +40,9 @@ pub(crate) struct Hub {
 #[derive(Debug)]
 struct WorkspaceHub {
     head: watch::Sender<u64>,
+    /// The workspace's access version (directory and role matrix): sessions re-decide what
+    /// their user may see when it moves.
+    access: watch::Sender<u64>,
     connections: AtomicUsize,
     buckets: Mutex<HashMap<DeviceId, Bucket>>,
     /// The latest stored batch: the position before it, and its entries.
@@ -69,6 +72,7 @@ pub(crate) enum Full {
 #[derive(Debug)]
 pub(crate) struct Slot {
     hub: Arc<WorkspaceHub>,
+    access: watch::Receiver<u64>,
     device: DeviceId,
     pushes_per_second: f64,
     revoked: watch::Receiver<bool>,
@@ -155,6 +159,24 @@ impl Hub {
         }
     }
 
+    /// A workspace's access version moved (seen by the poller or by a push that changed the
+    /// directory): its sessions re-decide what their users may see.
+    pub(crate) fn access_changed(&self, workspace: WorkspaceId, version: u64) {
+        let hub = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&workspace)
+            .cloned();
+        if let Some(hub) = hub {
+            hub.access.send_if_modified(|v| {
+                let raised = version > *v;
+                *v = (*v).max(version);
+                raised
+            });
+        }
+    }
+
     /// The workspaces with sessions in this process.
     pub(crate) fn workspaces(&self) -> Vec<WorkspaceId> {
         self.workspaces
@@ -181,6 +203,7 @@ impl Hub {
             .or_insert_with(|| {
                 Arc::new(WorkspaceHub {
                     head: watch::channel(head).0,
+                    access: watch::channel(0).0,
                     connections: AtomicUsize::new(0),
                     buckets: Mutex::new(HashMap::new()),
                     tail: Mutex::new(None),
@@ -215,6 +238,7 @@ impl Hub {
             bucket.revoked.subscribe()
         };
         let slot = Slot {
+            access: hub.access.subscribe(),
             hub: hub.clone(),
             device,
             pushes_per_second: self.pushes_per_second,
@@ -229,11 +253,11 @@ impl WorkspaceHub {
     /// Keeps a batch's entries (the log after `read.through − count`) as the tail, unless a
     /// later batch's are kept already or it is too large.
     fn keep_tail(&self, read: LogRead) {
-        let size = read.entries.iter().map(|e| e.bytes.len()).sum::<usize>();
-        if read.entries.is_empty() || size > TAIL_BYTES {
+        let size = read.rows.iter().map(|e| e.bytes.len()).sum::<usize>();
+        if read.rows.is_empty() || size > TAIL_BYTES {
             return;
         }
-        let after = read.through - read.entries.len() as u64;
+        let after = read.through - read.rows.len() as u64;
         let mut kept = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
         if kept.as_ref().is_none_or(|(_, k)| k.through < read.through) {
             *kept = Some((after, Arc::new(read)));
@@ -261,10 +285,15 @@ impl Slot {
     }
 
     /// The log after `after`, at most `limit` entries, if that is the latest batch's tail.
-    pub(crate) fn tail(&self, after: u64, limit: usize) -> Option<LogRead> {
+    pub(crate) fn tail(&self, after: u64, limit: usize) -> Option<Arc<LogRead>> {
         let kept = self.hub.tail.lock().unwrap_or_else(PoisonError::into_inner);
         let (from, read) = kept.as_ref()?;
-        (*from == after && read.entries.len() <= limit).then(|| LogRead::clone(read))
+        (*from == after && read.rows.len() <= limit).then(|| read.clone())
+    }
+
+    /// The workspace's access version, watched (see [`Hub::access_changed`]).
+    pub(crate) fn access(&self) -> watch::Receiver<u64> {
+        self.access.clone()
     }
 
     /// Resolves once the device's token is revoked (see [`Hub::revoke`]).

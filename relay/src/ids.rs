@@ -91,84 +91,12 @@ uuid_id!(
     "device id"
 );
 
-/// What a device's user may do. Stored with the device now; a later issue makes the relay
-/// filter and refuse changes by role and visibility scope.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Admin,
-    SalesManager,
-    SalesRep,
-    SupportAgent,
-}
-
-impl Role {
-    pub const ALL: [Role; 4] = [
-        Role::Admin,
-        Role::SalesManager,
-        Role::SalesRep,
-        Role::SupportAgent,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::SalesManager => "sales_manager",
-            Role::SalesRep => "sales_rep",
-            Role::SupportAgent => "support_agent",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = ParseError;
-
-    fn from_str(s: &str) -> Result<Self, ParseError> {
-        let wanted = s.trim().to_ascii_lowercase().replace('-', "_");
-        Role::ALL
-            .into_iter()
-            .find(|r| r.as_str() == wanted)
-            .ok_or_else(|| ParseError {
-                what: "role",
-                value: s.to_string(),
-                expected: "admin, sales_manager, sales_rep or support_agent",
-            })
-    }
-}
-
-impl ToSql for Role {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
-    }
-}
-
-impl FromSql for Role {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
-    }
-}
+/// A user's role: crm-model's, so the relay and the clients decide alike.
+pub use crm_model::Role;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn roles_round_trip_through_text() {
-        for role in Role::ALL {
-            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
-        }
-        assert_eq!("Sales-Rep".parse::<Role>(), Ok(Role::SalesRep));
-        assert!("owner".parse::<Role>().is_err());
-    }
 
     #[test]
     fn ids_parse_their_display() {

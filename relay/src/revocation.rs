@@ -40,6 +40,17 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                     }
                 }
                 since = at - look_back;
+                // The same poll notices role, team and matrix changes made elsewhere (another
+                // process, `crm-relay user edit`), for the workspaces with sessions here.
+                let workspaces = shared.hub.workspaces();
+                let store = shared.relay.clone();
+                if let Ok(Ok(versions)) =
+                    tokio::task::spawn_blocking(move || store.access_versions(&workspaces)).await
+                {
+                    for (workspace, version) in versions {
+                        shared.hub.access_changed(workspace, version);
+                    }
+                }
                 shared.config.revocation_poll
             }
             Ok(Err(e)) => {

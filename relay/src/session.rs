@@ -25,7 +25,7 @@ use crate::ids::{DeviceId, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::server::{AppState, Shared};
-use crate::service::{Authenticated, StoredBatch};
+use crate::service::{Authenticated, Filtered, Pusher, StoredBatch};
 use crate::store::{PushError, StoreError};
 
 /// Answers of blocking store work.
@@ -37,9 +37,16 @@ enum Done {
 /// A session's identity once authenticated.
 struct Joined {
     workspace: WorkspaceId,
-    device: DeviceId,
     slot: Slot,
     head: watch::Receiver<u64>,
+    /// The device as the store had it, to re-decide its user's access.
+    row: crate::store::Device,
+    pusher: Pusher,
+    /// What the user may see; `None`: everything.
+    viewer: Option<Arc<crm_model::Viewer>>,
+    /// The access key last told to the device.
+    key: [u8; 32],
+    access: watch::Receiver<u64>,
 }
 
 pub(crate) async fn run(state: AppState, socket: WebSocket) {
@@ -120,6 +127,7 @@ impl Session {
                 self.execute(effects, &out, &done_tx).await;
                 break;
             }
+            let mut reconsider = false;
             let effects = tokio::select! {
                 frame = stream.next() => match Incoming::of(frame) {
                     Incoming::Frame(bytes) => {
@@ -134,6 +142,10 @@ impl Session {
                 Some(event) = next_event(self.joined.as_mut()) => match event {
                     Event::Head(head) => self.machine.handle(RelayInput::NewHead(head)),
                     Event::Revoked => refuse(ErrorCode::REVOKED, revoked_message()),
+                    Event::Access => {
+                        reconsider = true;
+                        Vec::new()
+                    }
                 },
                 _ = shutdown.wait_for(|s| *s), if !shutting_down => {
                     shutting_down = true;
@@ -149,6 +161,10 @@ impl Session {
                 }
             };
             self.execute(effects, &out, &done_tx).await;
+            if reconsider && !self.closed {
+                let effects = self.reconsider_access().await;
+                self.execute(effects, &out, &done_tx).await;
+            }
         }
         out.finish(writer, stream).await;
         self.shared
@@ -258,9 +274,9 @@ impl Session {
                     }
                     self.storing = true;
                     let (store, done) = (self.shared.relay.clone(), done.clone());
-                    let (workspace, device) = (joined.workspace, joined.device);
+                    let (workspace, pusher) = (joined.workspace, joined.pusher.clone());
                     tokio::task::spawn_blocking(move || {
-                        let result = store.store_batch(workspace, device, &changes);
+                        let result = store.store_batch(workspace, &pusher, &changes);
                         // The session may be gone; the batch is stored all the same, and the
                         // device gets its Ack when it pushes it again.
                         let _ = done.try_send(Done::Stored(result));
@@ -270,16 +286,22 @@ impl Session {
                     let Some(joined) = &self.joined else {
                         continue;
                     };
-                    // At the live edge: the batch just stored, without reading it back.
-                    if let Some(read) = joined.slot.tail(after, limit) {
+                    // At the live edge: the batch just stored, without reading it back, filtered
+                    // for this session's user (a grant needs the store: then read as usual).
+                    if let Some(raw) = joined.slot.tail(after, limit)
+                        && let Filtered::Read(read) =
+                            crate::service::filter(&raw, joined.viewer.as_deref())
+                    {
                         Metrics::add(&self.shared.metrics.tail_reads, 1);
                         queue.extend(self.machine.handle(RelayInput::Read(read)));
                         continue;
                     }
                     let (store, done) = (self.shared.relay.clone(), done.clone());
                     let workspace = joined.workspace;
+                    let viewer = joined.viewer.clone();
                     tokio::task::spawn_blocking(move || {
-                        let _ = done.try_send(Done::Read(store.read(workspace, after, limit)));
+                        let read = store.read(workspace, after, limit, viewer.as_deref());
+                        let _ = done.try_send(Done::Read(read));
                     });
                 }
                 RelayEffect::Close => {
@@ -303,13 +325,55 @@ impl Session {
             .join(auth.workspace, auth.device, auth.authorized.head)
             .map_err(|why| full(&why, &self.shared.config))?;
         tracing::info!(user = %auth.user, role = %auth.role, "authenticated");
+        let slot_access = slot.access();
         self.joined = Some(Joined {
             workspace: auth.workspace,
-            device: auth.device,
             slot,
             head,
+            row: auth.row,
+            pusher: auth.pusher,
+            viewer: auth.viewer,
+            key: auth.authorized.access.key,
+            access: slot_access,
         });
         Ok(auth.authorized)
+    }
+
+    /// The workspace's directory or role matrix changed: re-decide what this session's user
+    /// may see. When it changed for them, the device is told (`Access`) and re-syncs its
+    /// scope; a user made inactive or removed is refused.
+    async fn reconsider_access(&mut self) -> Vec<RelayEffect> {
+        let Some(joined) = &self.joined else {
+            return Vec::new();
+        };
+        let (relay, workspace, row) = (
+            self.shared.relay.clone(),
+            joined.workspace,
+            joined.row.clone(),
+        );
+        let decided =
+            tokio::task::spawn_blocking(move || relay.viewer_of(workspace, &row)).await;
+        match decided {
+            Ok(Ok((viewer, access, _))) => {
+                let Some(joined) = self.joined.as_mut() else {
+                    return Vec::new();
+                };
+                if access.key == joined.key {
+                    return Vec::new();
+                }
+                tracing::info!(role = %access.role, "the user's access changed");
+                joined.key = access.key;
+                joined.viewer = viewer;
+                joined.pusher.admin = access.role == "admin";
+                joined.pusher.user = access.name.clone();
+                self.machine.handle(RelayInput::Access(access))
+            }
+            Ok(Err(e)) => {
+                let frame = e.to_frame();
+                refuse(frame.code, frame.message)
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     fn note_refusal(&self, frame: &[u8]) {
@@ -339,6 +403,8 @@ enum Event {
     Head(u64),
     /// The device's token was revoked: the session ends now.
     Revoked,
+    /// The workspace's access version moved.
+    Access,
 }
 
 /// The next event of the session's workspace; never resolves before authentication.
@@ -347,6 +413,11 @@ async fn next_event(joined: Option<&mut Joined>) -> Option<Event> {
         Some(j) => tokio::select! {
             biased;
             () = j.slot.revoked() => Some(Event::Revoked),
+            changed = j.access.changed() => {
+                changed.ok()?;
+                j.access.borrow_and_update();
+                Some(Event::Access)
+            }
             changed = j.head.changed() => {
                 changed.ok()?;
                 Some(Event::Head(*j.head.borrow_and_update()))

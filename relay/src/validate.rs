@@ -51,6 +51,8 @@ pub(crate) struct Parsed<'a> {
     creation: Option<Option<crm_model::change::Creation>>,
     /// For a change with dependencies: whether it puts or deletes the root `id` or `kind`.
     touches_identity: bool,
+    /// The author its commit message names, if it names one.
+    pub(crate) author: Option<crm_model::Author>,
 }
 
 impl Parsed<'_> {
@@ -84,6 +86,7 @@ pub(crate) fn parse(changes: &[Envelope]) -> Result<Vec<Parsed<'_>>, PushError> 
                 deps,
                 creation,
                 touches_identity: !keys.id.is_empty() || !keys.kind.is_empty(),
+                author: crm_model::Author::from_message(change.message()),
             })
         })
         .collect()

@@ -12,9 +12,9 @@
 
 use crate::error::ErrorCode;
 use crate::message::{
-    Cursor, DocId, Entry, Envelope, ErrorFrame, Hello, MAX_CHANGE_BYTES, MAX_FRAME_BYTES,
-    MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES, Push, Received, RelayId,
-    Resume,
+    Access, Cursor, DocId, DocState, Entry, Envelope, ErrorFrame, Hello, MAX_CHANGE_BYTES,
+    MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES, Push,
+    Received, RelayId, Resume,
 };
 
 /// Most encoded bytes of one `Push`: half the frame limit. A change as large as the relay
@@ -72,6 +72,15 @@ pub enum DeviceEffect {
     },
     /// The relay stored these local changes durably: drop them from the outbox.
     Acknowledged(Vec<i64>),
+    /// Who the relay says this device's user is and what they may see (from `Welcome`, and
+    /// again whenever it changes). A device whose stored access key differs re-syncs its
+    /// scope after this session.
+    Access(Access),
+    /// Documents that entered the scope: store them whole (like bootstrap pages). They come
+    /// before the `Changes` that moves the cursor past them.
+    Grant(Vec<DocState>),
+    /// Documents that left the scope: delete every trace (keeping unpushed local changes).
+    Purge(Vec<DocId>),
     /// The relay does not know this device's cursor: forget it and put every change back in
     /// the outbox (the relay may have lost any of them).
     Reset {
@@ -262,6 +271,7 @@ impl DeviceSync {
                 self.phase = Phase::Ready;
                 self.relay_id = Some(w.relay_id);
                 self.head = w.head;
+                out.push(DeviceEffect::Access(w.access));
                 if w.resume == Resume::FromStart {
                     self.applied = 0;
                     out.push(DeviceEffect::Reset {
@@ -309,6 +319,9 @@ impl DeviceSync {
                     },
                 });
             }
+            (Phase::Ready, Message::Access(a)) => out.push(DeviceEffect::Access(a)),
+            (Phase::Ready, Message::Grant(g)) => out.push(DeviceEffect::Grant(g.docs)),
+            (Phase::Ready, Message::Purge(p)) => out.push(DeviceEffect::Purge(p.docs)),
             (_, other) => self.fail(
                 ErrorCode::UNEXPECTED_MESSAGE,
                 format!("unexpected {} from the relay", other.name()),
@@ -388,6 +401,7 @@ mod tests {
             relay_id: [1; 16],
             head: 0,
             resume: Resume::FromCursor,
+            access: Access::default(),
         })
         .encode();
         let effects = device.handle(DeviceInput::Frame(&welcome));
@@ -407,6 +421,7 @@ mod tests {
                 kind: "account".into(),
                 scope: Scope {
                     owner: Some([3; 16]),
+                    assignee: Some([5; 16]),
                     teams: vec![[4; 16]],
                 },
                 bytes: vec![9; bytes],

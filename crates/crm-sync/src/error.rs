@@ -36,6 +36,11 @@ impl ErrorCode {
     pub const REVOKED: ErrorCode = ErrorCode(402);
     /// The device may not do this (its role or scope forbids it).
     pub const FORBIDDEN: ErrorCode = ErrorCode(403);
+    /// A pushed change's author (its commit message) is not the token's user and device.
+    pub const WRONG_AUTHOR: ErrorCode = ErrorCode(419);
+    /// An admin wiped this device (`crm-relay device revoke --wipe`): it deletes every record
+    /// of the workspace it holds.
+    pub const WIPED: ErrorCode = ErrorCode(410);
     /// The workspace does not exist, or the token belongs to another one.
     pub const UNKNOWN_WORKSPACE: ErrorCode = ErrorCode(404);
     /// The document belongs to another workspace.
@@ -70,6 +75,8 @@ impl ErrorCode {
             Self::UNAUTHENTICATED => "unauthenticated",
             Self::REVOKED => "token revoked",
             Self::FORBIDDEN => "forbidden",
+            Self::WRONG_AUTHOR => "wrong author",
+            Self::WIPED => "device wiped",
             Self::UNKNOWN_WORKSPACE => "unknown workspace",
             Self::WRONG_WORKSPACE => "wrong workspace",
             Self::PROTOCOL_MISMATCH => "protocol mismatch",

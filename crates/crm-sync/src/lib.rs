@@ -19,8 +19,8 @@ pub mod relay;
 
 pub use error::{DecodeError, ErrorCode};
 pub use message::{
-    Ack, Changes, Cursor, DocId, DocState, Documents, DocumentsReceived, Entry, Envelope,
-    ErrorFrame, Hash, Hello, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES, MAX_DOC_CHANGES, MAX_FRAME_BYTES,
-    MAX_SCOPE_TEAMS, MAX_TEXT_BYTES, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION,
-    PUSH_OVERHEAD_BYTES, Push, Received, RelayId, Resume, Scope, Welcome,
+    Access, Ack, Changes, Cursor, DocId, DocState, Documents, DocumentsReceived, Entry, Envelope,
+    ErrorFrame, Grant, Hash, Hello, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES, MAX_DOC_CHANGES,
+    MAX_FRAME_BYTES, MAX_SCOPE_TEAMS, MAX_TEXT_BYTES, MIN_PROTOCOL_VERSION, Message,
+    PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES, Purge, Push, Received, RelayId, Resume, Scope, Welcome,
 };

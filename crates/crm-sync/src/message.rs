@@ -12,9 +12,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DecodeError, ErrorCode};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
-/// The oldest protocol version this build still speaks.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest protocol version this build still speaks. Version 1 devices cannot purge
+/// records that leave their user's scope, so a relay that filters by role refuses them.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// Largest frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 8 << 20;
@@ -75,6 +76,43 @@ pub struct Welcome {
     /// The last sequence number of the workspace's log.
     pub head: u64,
     pub resume: Resume,
+    /// Who the token belongs to and what they may see.
+    pub access: Access,
+}
+
+/// Relay → device: the device's user as the relay's directory has them, and a digest of
+/// everything that decides which records they may see. Sent in `Welcome`, and again as a
+/// message of its own when it changes during a session (a role or team change). A device
+/// whose stored key differs re-syncs its scope: it loads what it may see now and purges the
+/// rest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// The relay's id of this device.
+    pub device: DocId,
+    /// The user's record id.
+    pub user: DocId,
+    pub name: String,
+    pub role: String,
+    /// The teams the user belongs to or manages.
+    pub teams: Vec<DocId>,
+    pub key: Hash,
+}
+
+/// Relay → device on `/v1/sync`: documents that entered the device's scope at a log
+/// position (a record reassigned to its user, say), each whole: its snapshot and changes,
+/// as a bootstrap page carries them. Sent before the `Changes` frame that moves the cursor
+/// past that position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub docs: Vec<DocState>,
+}
+
+/// Relay → device on `/v1/sync`: documents that left the device's scope at a log position.
+/// The device deletes every trace of them (keeping, visibly, any local change it has not
+/// pushed yet). Sent before the `Changes` frame that moves the cursor past that position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purge {
+    pub docs: Vec<DocId>,
 }
 
 /// The visibility scope of a record as the pushing device sees it after the change: its
@@ -83,6 +121,8 @@ pub struct Welcome {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scope {
     pub owner: Option<DocId>,
+    /// The assignee of a ticket or an activity: like the owner, it is "own" to them.
+    pub assignee: Option<DocId>,
     pub teams: Vec<DocId>,
 }
 
@@ -102,9 +142,11 @@ impl Envelope {
     /// their bytes, lengths and counts as varints).
     pub fn encoded_len(&self) -> usize {
         let owner = 1 + self.scope.owner.map_or(0, |o| o.len());
+        let assignee = 1 + self.scope.assignee.map_or(0, |o| o.len());
         16 + varint_len(self.kind.len())
             + self.kind.len()
             + owner
+            + assignee
             + varint_len(self.scope.teams.len())
             + self.scope.teams.len() * 16
             + varint_len(self.bytes.len())
@@ -215,6 +257,10 @@ pub enum Message {
     // Appended: used on `/v1/bootstrap` only.
     Documents(Documents),
     DocumentsReceived(DocumentsReceived),
+    // Version 2: access control.
+    Access(Access),
+    Grant(Grant),
+    Purge(Purge),
 }
 
 impl Message {
@@ -255,6 +301,9 @@ impl Message {
             Message::Error(_) => "Error",
             Message::Documents(_) => "Documents",
             Message::DocumentsReceived(_) => "DocumentsReceived",
+            Message::Access(_) => "Access",
+            Message::Grant(_) => "Grant",
+            Message::Purge(_) => "Purge",
         }
     }
 
@@ -288,9 +337,15 @@ impl Message {
                 Ok(())
             }
             Message::Error(e) => text("message", &e.message),
-            Message::Documents(d) => {
-                limit("documents", d.docs.len(), MAX_BATCH_CHANGES)?;
-                for doc in &d.docs {
+            Message::Access(a) => {
+                text("name", &a.name)?;
+                text("role", &a.role)?;
+                limit("teams", a.teams.len(), MAX_SCOPE_TEAMS)
+            }
+            Message::Purge(p) => limit("documents", p.docs.len(), MAX_BATCH_CHANGES),
+            Message::Grant(Grant { docs }) | Message::Documents(Documents { docs, .. }) => {
+                limit("documents", docs.len(), MAX_BATCH_CHANGES)?;
+                for doc in docs {
                     limit("hashes", doc.hashes.len(), MAX_DOC_CHANGES)?;
                     limit("changes", doc.changes.len(), MAX_DOC_CHANGES)?;
                     for c in &doc.changes {
@@ -299,7 +354,12 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::Welcome(_) | Message::Received(_) | Message::DocumentsReceived(_) => Ok(()),
+            Message::Welcome(w) => {
+                text("name", &w.access.name)?;
+                text("role", &w.access.role)?;
+                limit("teams", w.access.teams.len(), MAX_SCOPE_TEAMS)
+            }
+            Message::Received(_) | Message::DocumentsReceived(_) => Ok(()),
         }
     }
 }
@@ -334,6 +394,7 @@ mod tests {
                 relay_id: [1; 16],
                 head: 1_000_000,
                 resume: Resume::FromStart,
+                access: Access::default(),
             }),
             Message::Push(Push {
                 batch: 3,
@@ -342,6 +403,7 @@ mod tests {
                     kind: "account".into(),
                     scope: Scope {
                         owner: Some([8; 16]),
+                        assignee: None,
                         teams: vec![[9; 16]],
                     },
                     bytes: vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3],
@@ -435,7 +497,7 @@ mod tests {
             let envelope = Envelope {
                 doc_id: [3; 16],
                 kind,
-                scope: Scope { owner, teams: vec![[1; 16]; teams] },
+                scope: Scope { owner, assignee: owner, teams: vec![[1; 16]; teams] },
                 bytes: vec![7; bytes],
             };
             let changes = vec![envelope.clone(); count];

@@ -8,8 +8,8 @@
 
 use crate::error::{DecodeError, ErrorCode};
 use crate::message::{
-    Ack, Changes, Cursor, Entry, Envelope, ErrorFrame, Hash, MIN_PROTOCOL_VERSION, Message,
-    PROTOCOL_VERSION, RelayId, Resume, Welcome,
+    Access, Ack, Changes, Cursor, DocId, DocState, Entry, Envelope, ErrorFrame, Grant, Hash,
+    MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, Purge, RelayId, Resume, Welcome,
 };
 
 /// Limits of one session.
@@ -29,17 +29,61 @@ pub struct Authorized {
     pub head: u64,
     /// Whether the device's cursor names a position of this log with the same change hash.
     pub cursor_known: bool,
+    /// The device's user and what they may see, for `Welcome`.
+    pub access: Access,
+}
+
+/// One frame of a [`LogRead`], in the order the device must apply them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReadFrame {
+    /// Entries up to and including `through` (ascending), `through_hash` the change's at
+    /// `through`.
+    Changes {
+        entries: Vec<Entry>,
+        through: u64,
+        through_hash: Hash,
+    },
+    /// Documents that entered the device's scope at the next position.
+    Grant(Vec<DocState>),
+    /// Documents that left the device's scope at the next position.
+    Purge(Vec<DocId>),
 }
 
 /// The answer to [`RelayEffect::Read`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogRead {
-    /// Entries after the requested position that this device may see, ascending.
-    pub entries: Vec<Entry>,
-    /// The last position examined (entries the device may not see are skipped, not sent).
-    pub through: u64,
-    pub through_hash: Hash,
+    /// What to send, in order: entries after the requested position that this device may
+    /// see, and the grants and purges of documents whose scope changed on the way. The last
+    /// frame is a `Changes` through the last position examined (entries the device may not
+    /// see are skipped, not sent); there are none when nothing was read.
+    pub frames: Vec<ReadFrame>,
     pub head: u64,
+}
+
+impl LogRead {
+    /// A read of plain entries, none of which changed anyone's scope.
+    pub fn entries(entries: Vec<Entry>, through: u64, through_hash: Hash, head: u64) -> Self {
+        Self {
+            frames: vec![ReadFrame::Changes {
+                entries,
+                through,
+                through_hash,
+            }],
+            head,
+        }
+    }
+
+    /// The last position examined.
+    pub fn through(&self) -> u64 {
+        self.frames
+            .iter()
+            .filter_map(|f| match f {
+                ReadFrame::Changes { through, .. } => Some(*through),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Debug)]
@@ -53,6 +97,9 @@ pub enum RelayInput<'a> {
     Read(LogRead),
     /// Another session extended the log.
     NewHead(u64),
+    /// The device's user's access changed (role, teams, the role's matrix): tell the device,
+    /// which re-syncs its scope.
+    Access(Access),
     /// The relay is stopping.
     ShuttingDown,
 }
@@ -166,6 +213,7 @@ impl RelaySync {
                                 relay_id: self.config.relay_id,
                                 head: self.head,
                                 resume,
+                                access: auth.access,
                             })
                             .encode(),
                         ));
@@ -197,23 +245,44 @@ impl RelaySync {
                     return out;
                 }
                 self.head = self.head.max(read.head);
-                if read.through > self.sent {
-                    self.sent = read.through;
-                    out.push(RelayEffect::Send(
-                        Message::Changes(Changes {
-                            entries: read.entries,
-                            through: read.through,
-                            through_hash: read.through_hash,
-                            head: self.head,
-                        })
-                        .encode(),
-                    ));
+                for frame in read.frames {
+                    match frame {
+                        ReadFrame::Changes {
+                            entries,
+                            through,
+                            through_hash,
+                        } => {
+                            if through > self.sent {
+                                self.sent = through;
+                                out.push(RelayEffect::Send(
+                                    Message::Changes(Changes {
+                                        entries,
+                                        through,
+                                        through_hash,
+                                        head: self.head,
+                                    })
+                                    .encode(),
+                                ));
+                            }
+                        }
+                        ReadFrame::Grant(docs) => {
+                            out.push(RelayEffect::Send(Message::Grant(Grant { docs }).encode()))
+                        }
+                        ReadFrame::Purge(docs) => {
+                            out.push(RelayEffect::Send(Message::Purge(Purge { docs }).encode()))
+                        }
+                    }
                 }
                 self.maybe_read(&mut out);
             }
             RelayInput::NewHead(head) => {
                 self.head = self.head.max(head);
                 self.maybe_read(&mut out);
+            }
+            RelayInput::Access(access) => {
+                if self.phase == Phase::Ready {
+                    out.push(RelayEffect::Send(Message::Access(access).encode()));
+                }
             }
             RelayInput::ShuttingDown => self.close_with(
                 ErrorFrame {

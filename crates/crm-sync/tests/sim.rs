@@ -65,12 +65,12 @@ impl Log {
             })
             .collect();
         let through = entries.last().map_or(after, |e| e.seq);
-        LogRead {
-            through_hash: self.hash_at(through).unwrap_or([0; 32]),
+        LogRead::entries(
             entries,
             through,
-            head: self.head(),
-        }
+            self.hash_at(through).unwrap_or([0; 32]),
+            self.head(),
+        )
     }
 
     fn hash_at(&self, seq: u64) -> Option<[u8; 32]> {
@@ -230,6 +230,8 @@ impl World {
                 self.devices[d].store.reset_sync().expect("reset");
             }
             DeviceEffect::Synced => self.devices[d].synced = true,
+            // This simulator's relay does not filter: every device sees every record.
+            DeviceEffect::Access(_) | DeviceEffect::Grant(_) | DeviceEffect::Purge(_) => {}
             DeviceEffect::Close { error } => {
                 self.devices[d].closed_with = error;
                 self.sessions.remove(&d);
@@ -271,6 +273,7 @@ impl World {
                         head: self.log.head(),
                         cursor_known: cursor
                             .is_some_and(|c| self.log.hash_at(c.seq) == Some(c.hash)),
+                        access: crm_sync::Access::default(),
                     }),
                     ("acme", Some(false)) => Err(ErrorFrame {
                         code: ErrorCode::REVOKED,

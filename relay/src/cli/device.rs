@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use clap::Subcommand;
 use crm_relay::store::Database;
-use crm_relay::{DeviceId, Role};
+use crm_relay::DeviceId;
 use serde::Serialize;
 
 use super::output;
@@ -16,12 +16,10 @@ pub(crate) enum Command {
         /// The workspace's name or id.
         #[arg(long, value_name = "W")]
         workspace: String,
-        /// The user who holds the device.
+        /// The user who holds the device (name or id): add them first with `crm-relay user
+        /// add`. The device acts as that user, with that user's role and teams.
         #[arg(long, value_name = "U")]
         user: String,
-        /// admin, sales_manager, sales_rep or support_agent.
-        #[arg(long, value_name = "R", default_value = "sales_rep")]
-        role: Role,
         #[arg(long)]
         json: bool,
     },
@@ -36,6 +34,11 @@ pub(crate) enum Command {
     /// Revoke a device's token: the device can no longer connect or push.
     Revoke {
         device_id: DeviceId,
+        /// Also wipe it (a lost or stolen laptop): the next time it reaches the relay it
+        /// deletes every record of the workspace it holds, after telling its user how many
+        /// unsent changes it had.
+        #[arg(long)]
+        wipe: bool,
         #[arg(long)]
         json: bool,
     },
@@ -53,12 +56,11 @@ pub(crate) fn run(data: &Database, command: Command) -> anyhow::Result<()> {
         Command::Add {
             workspace,
             user,
-            role,
             json,
         } => {
             let store = super::open(data, false)?;
             let workspace = store.find_workspace(&workspace)?;
-            let added = store.add_device(workspace.id, &user, role)?;
+            let added = store.add_device(workspace.id, &user)?;
             if json {
                 output::json(&Added {
                     device: &added.device,
@@ -78,7 +80,11 @@ pub(crate) fn run(data: &Database, command: Command) -> anyhow::Result<()> {
                 .map(|w| store.find_workspace(&w))
                 .transpose()?
                 .map(|w| w.id);
-            let devices = store.devices(filter)?;
+            let devices: Vec<_> = store
+                .devices(filter)?
+                .into_iter()
+                .filter(|d| !crm_relay::service::is_relay_device(d))
+                .collect();
             if json {
                 output::json(&devices)?;
             } else {
@@ -108,11 +114,25 @@ pub(crate) fn run(data: &Database, command: Command) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Revoke { device_id, json } => {
+        Command::Revoke {
+            device_id,
+            wipe,
+            json,
+        } => {
             let store = super::open(data, false)?;
-            let device = store.revoke_device(device_id)?;
+            let device = if wipe {
+                store.wipe_device(device_id)?
+            } else {
+                store.revoke_device(device_id)?
+            };
             if json {
                 output::json(&device)?;
+            } else if wipe {
+                println!(
+                    "revoked and wiped device {} (user {}): it deletes the workspace's records \
+                     the next time it reaches the relay",
+                    device.id, device.user
+                );
             } else {
                 println!("revoked device {} (user {})", device.id, device.user);
             }

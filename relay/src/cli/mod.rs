@@ -2,6 +2,7 @@
 
 mod backup;
 mod device;
+mod directory;
 pub(crate) mod exit;
 mod migrate;
 mod output;
@@ -46,6 +47,15 @@ enum Command {
     /// Add, list and revoke devices and their tokens.
     #[command(subcommand)]
     Device(device::Command),
+    /// Add, list and change the workspace's users (who they are, their role and teams).
+    #[command(subcommand)]
+    User(directory::UserCommand),
+    /// Add, list and change the workspace's teams.
+    #[command(subcommand)]
+    Team(directory::TeamCommand),
+    /// Show and change the workspace's role matrix.
+    #[command(subcommand)]
+    Role(directory::RoleCommand),
     /// Create the database's schema, or bring it up to this build's version, and exit
     /// (`serve` and every other command do this too when they start).
     MigrateSchema {
@@ -89,6 +99,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&required(database)?, args),
         Command::Workspace(command) => workspace::run(&required(database)?, command),
         Command::Device(command) => device::run(&required(database)?, command),
+        Command::User(command) => directory::users(&required(database)?, command),
+        Command::Team(command) => directory::teams(&required(database)?, command),
+        Command::Role(command) => directory::roles(&required(database)?, command),
         Command::Backup(args) => backup::backup(&required(database)?, args),
         Command::Restore(args) => backup::restore(&required(database)?, args),
         Command::Verify(args) => verify::run(&required(database)?, args),

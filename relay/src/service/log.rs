@@ -1,9 +1,22 @@
-//! Reading a workspace's log for a device: entries after its position, within one frame.
+//! Reading a workspace's log for a device: entries after its position, within one frame,
+//! filtered by what the device's user may see.
+//!
+//! A read is done in two steps. [`Relay::read_raw`] reads the rows as stored, with each
+//! change's kind and scope (and, for a change that moved its record, the scope before);
+//! that is what the hub keeps as the workspace's tail and shares between sessions.
+//! [`filter`] then decides each row for one viewer in O(1) (see `access.rs`): sent, skipped,
+//! or — when the change moved the record into or out of the viewer's sight — a grant of
+//! the whole document or a purge. Only a grant reads the store again, for that document.
 
-use crm_sync::relay::LogRead;
-use crm_sync::{Entry, MAX_BATCH_CHANGES, MAX_FRAME_BYTES};
+use std::collections::HashSet;
+
+use crm_model::Viewer;
+use crm_sync::relay::{LogRead, ReadFrame};
+use crm_sync::{DocId, DocState, Entry, Hash, MAX_BATCH_CHANGES, MAX_FRAME_BYTES};
+use serde_bytes::ByteBuf;
 
 use super::Relay;
+use super::access::sees;
 use crate::ids::WorkspaceId;
 use crate::store::StoreError;
 
@@ -13,46 +26,209 @@ pub(super) const READ_BUDGET: usize = MAX_FRAME_BYTES - (64 << 10);
 /// Counted against `READ_BUDGET` for each entry besides its change bytes.
 pub(super) const ENTRY_OVERHEAD: usize = 40;
 
+/// A log row with what filtering needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRow {
+    pub seq: u64,
+    pub doc_id: DocId,
+    pub hash: Hash,
+    pub bytes: Vec<u8>,
+    pub kind: String,
+    pub scope: Option<String>,
+    /// The scope before this change, when it moved the record.
+    pub prev_scope: Option<String>,
+}
+
+/// Log rows after a position, unfiltered, within one frame's size.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawRead {
+    pub rows: Vec<RawRow>,
+    /// The last position read (the position read after when nothing was).
+    pub through: u64,
+    pub through_hash: Hash,
+    pub head: u64,
+}
+
+/// What filtering a read for a viewer needs from the store: a document, whole.
+pub enum Filtered {
+    /// Ready to send.
+    Read(LogRead),
+    /// A row granted a document: the read must be filtered where the store can be reached.
+    NeedsStore,
+}
+
 impl Relay {
-    /// Up to `limit` log entries after position `after`, ascending, within one frame's size.
+    /// Up to `limit` log rows after position `after`, ascending, within one frame's size.
+    pub fn read_raw(
+        &self,
+        workspace: WorkspaceId,
+        after: u64,
+        limit: usize,
+    ) -> Result<RawRead, StoreError> {
+        let limit = limit.min(MAX_BATCH_CHANGES);
+        let mut rows: Vec<RawRow> = Vec::new();
+        let mut size = 0;
+        let head = self.store.read_log(workspace, after, limit, &mut |row| {
+            // Every entry must fit in one frame with the others; the first always fits,
+            // since a change is far smaller than a frame.
+            if !rows.is_empty() && size + row.bytes.len() + ENTRY_OVERHEAD > READ_BUDGET {
+                return false;
+            }
+            size += row.bytes.len() + ENTRY_OVERHEAD;
+            rows.push(RawRow {
+                seq: row.seq,
+                doc_id: row.doc_id,
+                hash: row.hash,
+                bytes: row.bytes,
+                kind: row.kind,
+                scope: row.scope,
+                prev_scope: row.prev_scope,
+            });
+            true
+        })?;
+        let (through, through_hash) = match rows.last() {
+            Some(r) => (r.seq, r.hash),
+            None if after == 0 => (0, [0; 32]),
+            None => (
+                after,
+                self.store.hash_at(workspace, after)?.unwrap_or([0; 32]),
+            ),
+        };
+        Ok(RawRead {
+            rows,
+            through,
+            through_hash,
+            head,
+        })
+    }
+
+    /// Up to `limit` log entries after position `after` that `viewer` may see (none: every
+    /// entry), with the grants and purges of records that moved on the way.
     pub fn read(
         &self,
         workspace: WorkspaceId,
         after: u64,
         limit: usize,
+        viewer: Option<&Viewer>,
     ) -> Result<LogRead, StoreError> {
-        let limit = limit.min(MAX_BATCH_CHANGES);
-        let mut entries: Vec<Entry> = Vec::new();
-        let mut last_hash = None;
-        let mut size = 0;
-        let head = self.store.read_log(workspace, after, limit, &mut |row| {
-            // Every entry must fit in one frame with the others; the first always fits,
-            // since a change is far smaller than a frame.
-            if !entries.is_empty() && size + row.bytes.len() + ENTRY_OVERHEAD > READ_BUDGET {
-                return false;
-            }
-            size += row.bytes.len() + ENTRY_OVERHEAD;
-            last_hash = Some(row.hash);
-            entries.push(Entry {
-                seq: row.seq,
-                doc_id: row.doc_id,
-                bytes: row.bytes,
-            });
-            true
-        })?;
-        let (through, through_hash) = match (entries.last(), last_hash) {
-            (Some(e), Some(h)) => (e.seq, h),
-            _ if after == 0 => (0, [0; 32]),
-            _ => (
-                after,
-                self.store.hash_at(workspace, after)?.unwrap_or([0; 32]),
-            ),
-        };
-        Ok(LogRead {
-            entries,
-            through,
-            through_hash,
-            head,
+        let raw = self.read_raw(workspace, after, limit)?;
+        filter_with(&raw, viewer, &mut |doc, through| {
+            self.whole_document(workspace, doc, through)
         })
+    }
+
+    /// A document whole, as of at least log position `through`: its snapshot and the
+    /// changes up to `through` the snapshot lacks, for a grant.
+    pub fn whole_document(
+        &self,
+        workspace: WorkspaceId,
+        doc: DocId,
+        through: u64,
+    ) -> Result<DocState, StoreError> {
+        let snapshot = self.store.snapshot(doc)?;
+        let (from, bytes, hashes) = match snapshot {
+            Some(s) if s.hashes.len() % 32 == 0 => (s.seq, s.bytes, s.hashes),
+            _ => (0, Vec::new(), Vec::new()),
+        };
+        let held: HashSet<Hash> = hashes
+            .chunks_exact(32)
+            .filter_map(|h| Hash::try_from(h).ok())
+            .collect();
+        let mut changes = Vec::new();
+        self.store
+            .document_changes(workspace, &[(doc, from)], Some(through), &mut |row| {
+                if !held.contains(&row.hash) {
+                    changes.push(ByteBuf::from(row.bytes));
+                }
+                true
+            })?;
+        Ok(DocState {
+            doc_id: doc,
+            snapshot: bytes,
+            hashes: held.into_iter().collect(),
+            changes,
+        })
+    }
+}
+
+/// Filters a read for `viewer` without the store: [`Filtered::NeedsStore`] when a row
+/// grants a document.
+pub fn filter(raw: &RawRead, viewer: Option<&Viewer>) -> Filtered {
+    let mut needs = false;
+    let read = filter_with(raw, viewer, &mut |_, _| {
+        needs = true;
+        Err(StoreError::Worker)
+    });
+    match read {
+        Ok(read) if !needs => Filtered::Read(read),
+        _ => Filtered::NeedsStore,
+    }
+}
+
+fn filter_with(
+    raw: &RawRead,
+    viewer: Option<&Viewer>,
+    grant: &mut dyn FnMut(DocId, u64) -> Result<DocState, StoreError>,
+) -> Result<LogRead, StoreError> {
+    let Some(viewer) = viewer else {
+        // Whoever sees everything gets the rows as they are.
+        let entries = raw.rows.iter().map(entry).collect();
+        return Ok(LogRead::entries(
+            entries,
+            raw.through,
+            raw.through_hash,
+            raw.head,
+        ));
+    };
+    let mut frames = Vec::new();
+    let mut entries: Vec<Entry> = Vec::new();
+    // The position before the next row, and its hash: where a frame cut before a grant or
+    // a purge ends.
+    let (mut before, mut before_hash) = (None::<u64>, None::<Hash>);
+    for row in &raw.rows {
+        let after = sees(Some(viewer), &row.kind, row.scope.as_deref());
+        let was = match &row.prev_scope {
+            Some(prev) => sees(Some(viewer), &row.kind, Some(prev)),
+            None => after,
+        };
+        match (was, after) {
+            (true, true) => entries.push(entry(row)),
+            (false, false) => {}
+            (was, _) => {
+                // Everything before this row first, then the grant or the purge, then the
+                // rows after it: the device's cursor passes this row only after both.
+                if let (Some(through), Some(hash)) = (before, before_hash) {
+                    frames.push(ReadFrame::Changes {
+                        entries: std::mem::take(&mut entries),
+                        through,
+                        through_hash: hash,
+                    });
+                }
+                if was {
+                    frames.push(ReadFrame::Purge(vec![row.doc_id]));
+                } else {
+                    frames.push(ReadFrame::Grant(vec![grant(row.doc_id, row.seq)?]));
+                }
+            }
+        }
+        before = Some(row.seq);
+        before_hash = Some(row.hash);
+    }
+    frames.push(ReadFrame::Changes {
+        entries,
+        through: raw.through,
+        through_hash: raw.through_hash,
+    });
+    Ok(LogRead {
+        frames,
+        head: raw.head,
+    })
+}
+
+fn entry(row: &RawRow) -> Entry {
+    Entry {
+        seq: row.seq,
+        doc_id: row.doc_id,
+        bytes: row.bytes.clone(),
     }
 }

@@ -9,8 +9,10 @@
 //! [`Relay::stats`], [`migrate::migrate`] (every row into another, empty store, of either
 //! backend) and, for SQLite, [`backup::backup`] and [`backup::restore`].
 
+pub mod access;
 pub mod backup;
 mod compact;
+mod directory;
 mod log;
 pub mod migrate;
 mod pages;
@@ -18,8 +20,10 @@ mod push;
 mod stats;
 mod verify;
 
+pub use directory::{RELAY_AUTHOR, TeamEdit, UserEdit, is_relay_device};
+pub use log::{Filtered, RawRead, RawRow, filter};
 pub use pages::DocumentsPage;
-pub use push::StoredBatch;
+pub use push::{Pusher, StoredBatch};
 pub use stats::{DeviceSeen, DeviceStats, Stats, WorkspaceStats};
 pub use verify::{MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
 
@@ -44,6 +48,7 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 #[derive(Clone)]
 pub struct Relay {
     store: Arc<dyn RelayStore>,
+    access: Arc<access::AccessCache>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -63,19 +68,89 @@ pub struct NewDevice {
 }
 
 /// A device that proved its token.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Authenticated {
     pub workspace: WorkspaceId,
     pub device: DeviceId,
     pub user: String,
     pub role: Role,
-    /// The log's head and whether the device's cursor is a position of this log.
+    /// The device as stored.
+    pub row: Device,
+    /// Who pushes through this session.
+    pub pusher: Pusher,
+    /// What the user may see; `None` when they see everything (an admin).
+    pub viewer: Option<Arc<crm_model::Viewer>>,
+    /// The workspace's access version the viewer was made from.
+    pub access_version: u64,
+    /// The log's head, whether the device's cursor is a position of this log, and the
+    /// `Access` for `Welcome`.
     pub authorized: Authorized,
 }
 
 impl Relay {
     pub fn new(store: Arc<dyn RelayStore>) -> Relay {
-        Relay { store }
+        Relay {
+            store,
+            access: Arc::new(access::AccessCache::default()),
+        }
+    }
+
+    /// A workspace's directory and role matrix, as of its latest access version.
+    pub fn access_state(
+        &self,
+        workspace: WorkspaceId,
+    ) -> Result<Arc<access::AccessState>, StoreError> {
+        self.access.get(self.store.as_ref(), workspace)
+    }
+
+    /// The access versions of these workspaces.
+    pub fn access_versions(
+        &self,
+        workspaces: &[WorkspaceId],
+    ) -> Result<Vec<(WorkspaceId, u64)>, StoreError> {
+        self.store.access_versions(workspaces)
+    }
+
+    /// What a device's user may see now: the viewer (none: everything) and the `Access`
+    /// message that describes it. Refused for a user the directory lacks or made inactive.
+    pub fn viewer_of(
+        &self,
+        workspace: WorkspaceId,
+        device: &Device,
+    ) -> Result<(Option<Arc<crm_model::Viewer>>, crm_sync::Access, u64), AuthError> {
+        let state = self.access_state(workspace)?;
+        let Some(user_id) = device.user_id else {
+            // Added before the relay knew users: only an admin's device keeps working.
+            if device.role == Role::Admin {
+                return Ok((
+                    None,
+                    access::access_message(device.id, None, &device.user),
+                    state.version,
+                ));
+            }
+            return Err(AuthError::Forbidden(format!(
+                "this device was added for {:?} before the relay knew users; add the user \
+                 (`crm-relay user add`) and a new device for them (`crm-relay device add --user`)",
+                device.user
+            )));
+        };
+        let viewer = state
+            .viewer(crm_model::RecordId::from_uuid(user_id))
+            .ok_or_else(|| {
+                AuthError::Forbidden(format!(
+                    "user {:?} is not in the workspace's directory any more",
+                    device.user
+                ))
+            })?;
+        if !viewer.active {
+            return Err(AuthError::Forbidden(format!(
+                "user {:?} is inactive; an admin can reactivate them (`crm-relay user edit --active true`)",
+                viewer.name
+            )));
+        }
+        let message = access::access_message(device.id, Some(&viewer), &device.user);
+        let viewer = (!viewer.sees_everything()).then(|| Arc::new(viewer));
+        Ok((viewer, message, state.version))
     }
 
     /// The storage backend.
@@ -114,9 +189,13 @@ impl Relay {
         if device.workspace != ws {
             return Err(AuthError::OtherWorkspace);
         }
+        if device.wiped_at.is_some() {
+            return Err(AuthError::Wiped);
+        }
         if device.revoked_at.is_some() {
             return Err(AuthError::Revoked);
         }
+        let (viewer, access, access_version) = self.viewer_of(ws, &device)?;
         // Position 0 names no change, so it proves nothing about this log: start over.
         let cursor_known = match cursor {
             Some(c) if c.seq > 0 && c.seq <= head => {
@@ -128,12 +207,27 @@ impl Relay {
         if device.last_seen_at.is_none_or(|at| now - at >= TOUCH_EVERY) {
             self.store.touch_device(device.id, now)?;
         }
+        let role = access.role.parse().unwrap_or(device.role);
+        let name = access.name.clone();
         Ok(Authenticated {
             workspace: ws,
             device: device.id,
-            user: device.user,
-            role: device.role,
-            authorized: Authorized { head, cursor_known },
+            row: device.clone(),
+            pusher: Pusher {
+                device: device.id,
+                user_id: device.user_id.map(crm_model::RecordId::from_uuid),
+                user: name.clone(),
+                admin: role == Role::Admin,
+            },
+            user: name,
+            role,
+            viewer,
+            access_version,
+            authorized: Authorized {
+                head,
+                cursor_known,
+                access,
+            },
         })
     }
 
@@ -168,6 +262,8 @@ impl Relay {
             name,
             created_at: now(),
             head: 0,
+            matrix: None,
+            access_version: 0,
         };
         if !self.store.insert_workspace(&workspace)? {
             return Err(AdminError::DuplicateName(workspace.name));
@@ -190,27 +286,31 @@ impl Relay {
         found.ok_or_else(|| AdminError::UnknownWorkspace(id_or_name.to_string()))
     }
 
-    /// Adds a device for `user` and returns it with its token, which is not stored (only
-    /// its hash is) and so can never be shown again.
-    pub fn add_device(
-        &self,
-        workspace: WorkspaceId,
-        user: &str,
-        role: Role,
-    ) -> Result<NewDevice, AdminError> {
-        let user = valid_name("user", user)?;
+    /// Adds a device for the user with this name or id (who must be in the workspace's
+    /// directory) and returns it with its token, which is not stored (only its hash is) and
+    /// so can never be shown again.
+    pub fn add_device(&self, workspace: WorkspaceId, user: &str) -> Result<NewDevice, AdminError> {
+        let key = valid_name("user", user)?;
         if self.store.workspace(workspace)?.is_none() {
             return Err(AdminError::UnknownWorkspace(workspace.to_string()));
         }
+        let state = self.access_state(workspace)?;
+        let found = match key.parse::<crm_model::RecordId>() {
+            Ok(id) => state.directory.users.get(&id),
+            Err(_) => state.directory.user_named(&key),
+        };
+        let found = found.ok_or_else(|| AdminError::UnknownUser(key.clone()))?;
         let token = Token::generate(workspace)?;
         let device = Device {
             id: DeviceId::new(),
             workspace,
-            user,
-            role,
+            user: found.name.clone(),
+            user_id: Some(*found.id.as_uuid()),
+            role: found.role,
             created_at: now(),
             revoked_at: None,
             last_seen_at: None,
+            wiped_at: None,
         };
         self.store.insert_device(&device, &token.hash())?;
         Ok(NewDevice { device, token })
@@ -226,6 +326,14 @@ impl Relay {
     pub fn revoke_device(&self, device: DeviceId) -> Result<Device, AdminError> {
         self.store
             .revoke_device(device, now())?
+            .ok_or(AdminError::UnknownDevice(device))
+    }
+
+    /// Revokes a device and marks it wiped: its next connection deletes every record of the
+    /// workspace from its replica (after telling its user what unsent changes it had).
+    pub fn wipe_device(&self, device: DeviceId) -> Result<Device, AdminError> {
+        self.store
+            .wipe_device(device, now())?
             .ok_or(AdminError::UnknownDevice(device))
     }
 
@@ -246,7 +354,7 @@ fn now() -> DateTime<Utc> {
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
-fn valid_name(what: &'static str, value: &str) -> Result<String, AdminError> {
+pub(crate) fn valid_name(what: &'static str, value: &str) -> Result<String, AdminError> {
     let trimmed = value.trim();
     let invalid = |expected: &str| AdminError::InvalidInput {
         what,

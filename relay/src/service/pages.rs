@@ -52,6 +52,7 @@ impl Relay {
         after: Option<DocId>,
         through: u64,
         max_bytes: usize,
+        viewer: Option<&crm_model::Viewer>,
     ) -> Result<DocumentsPage, StoreError> {
         // One more than a page, to know whether another page follows.
         let limit = MAX_BATCH_CHANGES + 1;
@@ -59,12 +60,26 @@ impl Relay {
         let mut more = false;
         let mut size = 0;
         let mut failure = None;
-        self.store
-            .documents(workspace, after, through, limit, &mut |doc, snapshot| {
+        // Documents the viewer may not see are examined and left out; a page of them only
+        // still moves the next page on.
+        let (mut examined, mut last_examined) = (0, None);
+        self.store.documents(
+            workspace,
+            after,
+            through,
+            limit,
+            &mut |kind, scope| super::access::sees(viewer, kind, scope),
+            &mut |doc, wanted, snapshot| {
                 if pending.len() >= MAX_BATCH_CHANGES || (!pending.is_empty() && size > max_bytes) {
                     more = true;
                     return false;
                 }
+                examined += 1;
+                if !wanted {
+                    last_examined = Some(doc);
+                    return true;
+                }
+                last_examined = Some(doc);
                 match Pending::new(doc, snapshot) {
                     Ok(p) => {
                         size += p.len;
@@ -76,9 +91,22 @@ impl Relay {
                         false
                     }
                 }
-            })?;
+            },
+        )?;
         if let Some(e) = failure {
             return Err(e);
+        }
+        if pending.is_empty() {
+            // Nothing this viewer may see here: go on after the last document examined, if
+            // the store had more.
+            let next = if examined >= limit { last_examined } else { None };
+            return Ok(DocumentsPage {
+                docs: Vec::new(),
+                next,
+            });
+        }
+        if examined >= limit {
+            more = true;
         }
         // Documents whose snapshot alone passes the page are cut before reading changes.
         let mut size = 0;

@@ -4,15 +4,27 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::Utc;
-use crm_sync::relay::LogRead;
-use crm_sync::{DocId, Entry, Envelope, Hash, MAX_BATCH_CHANGES};
+use crm_model::RecordId;
+use crm_sync::{DocId, Envelope, Hash, MAX_BATCH_CHANGES};
 use uuid::Uuid;
 
 use super::Relay;
-use super::log::{ENTRY_OVERHEAD, READ_BUDGET};
+use super::log::{ENTRY_OVERHEAD, RawRead, RawRow, READ_BUDGET};
 use crate::ids::{DeviceId, WorkspaceId};
-use crate::store::{Append, Known, NewChange, NewDocument, PushError};
+use crate::store::{Append, DirectoryWrite, Known, NewChange, NewDocument, PushError};
 use crate::validate;
+
+/// Who pushes: the device and its user, as its token says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pusher {
+    pub device: DeviceId,
+    /// The user's record id; `None` for a device added before users existed (an admin's).
+    pub user_id: Option<RecordId>,
+    /// The user's name.
+    pub user: String,
+    /// Whether the user may change users and teams.
+    pub admin: bool,
+}
 
 /// What storing a batch did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,10 +37,10 @@ pub struct StoredBatch {
     pub stored: usize,
     /// Changes already in the log (acknowledged with their earlier position).
     pub duplicates: usize,
-    /// What [`Relay::read`] after `head − stored` would return, when the batch's new
+    /// What [`Relay::read_raw`] after `head − stored` would return, when the batch's new
     /// changes are exactly that range and fit one read: the other sessions of the
     /// workspace take it instead of each reading the same rows back (see `hub.rs`).
-    pub tail: Option<LogRead>,
+    pub tail: Option<RawRead>,
 }
 
 /// The push rule asks the storing transaction's lookups (changes earlier in the batch it
@@ -46,9 +58,10 @@ impl Relay {
     pub fn store_batch(
         &self,
         workspace: WorkspaceId,
-        device: DeviceId,
+        pusher: &Pusher,
         changes: &[Envelope],
     ) -> Result<StoredBatch, PushError> {
+        let device = pusher.device;
         // Intact changes only, before touching the database (see `validate`).
         let checked = validate::parse(changes)?;
         let arrived_at = Utc::now();
@@ -71,7 +84,7 @@ impl Relay {
         let mut result = None;
         self.store
             .append(workspace, device, &docs, &hashes, &mut |known: Known| {
-                let (append, batch) = plan(workspace, device, &checked, known, arrived_at)?;
+                let (append, batch) = plan(workspace, pusher, &checked, known, arrived_at)?;
                 result = Some(batch);
                 Ok(append)
             })?;
@@ -83,14 +96,19 @@ impl Relay {
 /// and the documents they create.
 fn plan(
     workspace: WorkspaceId,
-    device: DeviceId,
+    pusher: &Pusher,
     checked: &[validate::Parsed<'_>],
     mut known: Known,
     arrived_at: chrono::DateTime<Utc>,
 ) -> Result<(Append, StoredBatch), PushError> {
+    let device = pusher.device;
     if !known.device_active {
         return Err(PushError::Revoked);
     }
+    // The latest scope of each document touched, as the batch goes.
+    let mut scopes: HashMap<DocId, Option<String>> = HashMap::new();
+    // The changes of `user` and `team` records, to project them into the directory.
+    let mut directory: HashMap<DocId, (String, Vec<Vec<u8>>)> = HashMap::new();
     let mut head = known.head;
     let mut rule = validate::Batch::default();
     // Documents of this batch already checked or created, and their kinds.
@@ -101,7 +119,7 @@ fn plan(
     let mut seqs = Vec::with_capacity(checked.len());
     let mut duplicates = 0;
     // The new entries, as a read of them would return them (see `StoredBatch::tail`).
-    let mut entries: Vec<Entry> = Vec::new();
+    let mut entries: Vec<RawRow> = Vec::new();
     let mut entries_bytes = 0;
     let mut last_hash = [0; 32];
     for (index, c) in checked.iter().enumerate() {
@@ -140,6 +158,17 @@ fn plan(
             duplicates += 1;
             continue;
         }
+        check_author(index, c, pusher)?;
+        if (kind == "user" || kind == "team") && !pusher.admin {
+            return Err(PushError::Forbidden {
+                index,
+                doc: Uuid::from_bytes(doc),
+                reason: format!(
+                    "only admins change users and teams (the relay's directory); {} is not one",
+                    pusher.user
+                ),
+            });
+        }
         rule.check(index, c, known_kind.is_some(), &mut known)?;
         rule.accept(c);
         head += 1;
@@ -152,8 +181,36 @@ fn plan(
             });
             kinds.insert(doc, kind.to_string());
         }
-        // The latest pushed scope of a document is the one a later filter reads.
+        // The latest pushed scope of a document is the one a later filter reads; a change
+        // that moves it keeps the scope before, so a device that could see the record
+        // before and not after purges it (and the other way round, is granted it).
         let scope = &c.envelope.scope;
+        let encoded = crate::store::encode_scope(&crm_model::Scope {
+            owner: scope.owner.map(super::access::record),
+            assignee: scope.assignee.map(super::access::record),
+            teams: scope.teams.iter().map(|t| super::access::record(*t)).collect(),
+        });
+        let current = match scopes.get(&doc) {
+            Some(s) => Some(s.clone()),
+            None => known.docs.get(&doc).map(|d| d.scope.clone()),
+        };
+        let prev_scope = match current {
+            Some(before) if before != encoded => Some(before.unwrap_or_default()),
+            _ => None,
+        };
+        scopes.insert(doc, encoded.clone());
+        if kind == "user" || kind == "team" {
+            directory
+                .entry(doc)
+                .or_insert_with(|| {
+                    (
+                        kind.to_string(),
+                        known.directory.remove(&doc).unwrap_or_default(),
+                    )
+                })
+                .1
+                .push(c.envelope.bytes.clone());
+        }
         let teams = (!scope.teams.is_empty()).then(|| {
             let ids: Vec<String> = scope
                 .teams
@@ -173,23 +230,34 @@ fn plan(
             bytes: c.envelope.bytes.clone(),
             owner: scope.owner.map(|o| Uuid::from_bytes(o).to_string()),
             teams,
+            scope: encoded.clone(),
+            prev_scope: prev_scope.clone(),
         });
         appended_at.insert(c.hash, head);
         seqs.push(head);
         entries_bytes += c.envelope.bytes.len() + ENTRY_OVERHEAD;
-        entries.push(Entry {
+        entries.push(RawRow {
             seq: head,
             doc_id: doc,
+            hash: c.hash,
             bytes: c.envelope.bytes.clone(),
+            kind: kind.to_string(),
+            scope: encoded,
+            prev_scope,
         });
         last_hash = c.hash;
     }
     append.head = head;
+    for (doc_id, (kind, changes)) in directory {
+        if let Some(attrs) = project(&kind, doc_id, &changes) {
+            append.directory.push(DirectoryWrite { doc_id, attrs });
+        }
+    }
     // `read` would stop at its frame budget or its limit; such a batch has no tail.
     let tail =
         (!entries.is_empty() && entries.len() <= MAX_BATCH_CHANGES && entries_bytes <= READ_BUDGET)
-            .then_some(LogRead {
-                entries,
+            .then_some(RawRead {
+                rows: entries,
                 through: head,
                 through_hash: last_hash,
                 head,
@@ -202,4 +270,85 @@ fn plan(
         tail,
     };
     Ok((append, batch))
+}
+
+/// The author rule: a change names its author in its commit message, and that must be the
+/// token's user (by id once the device knows it, else by name) and device.
+fn check_author(index: usize, c: &validate::Parsed<'_>, pusher: &Pusher) -> Result<(), PushError> {
+    let wrong = |claimed: String| PushError::WrongAuthor {
+        index,
+        doc: Uuid::from_bytes(c.envelope.doc_id),
+        claimed,
+        user: pusher.user.clone(),
+        device: pusher.device.to_string(),
+    };
+    let Some(author) = &c.author else {
+        return Err(wrong("nobody".into()));
+    };
+    let user_ok = match (&author.user_id, pusher.user_id) {
+        (Some(claimed), Some(user)) => *claimed == user.to_string(),
+        (Some(_), None) => author.user == pusher.user,
+        (None, _) => author.user == pusher.user,
+    };
+    let device_ok = author
+        .device_id
+        .as_ref()
+        .is_none_or(|d| *d == pusher.device.to_string());
+    if user_ok && device_ok {
+        Ok(())
+    } else {
+        let mut claimed = format!("{:?}", author.user);
+        if let Some(d) = &author.device_id {
+            claimed.push_str(&format!(" on device {d}"));
+        }
+        Err(wrong(claimed))
+    }
+}
+
+/// The directory fields of a `user` or `team` record, from its changes (JSON of
+/// `DirectoryUser` or `DirectoryTeam`); `None` when the changes do not make a record.
+pub(crate) fn project(kind: &str, doc: DocId, changes: &[Vec<u8>]) -> Option<String> {
+    use crm_model::FieldValue;
+    use crm_model::access::{DirectoryTeam, DirectoryUser};
+    let mut am = crm_model::automerge::Automerge::new();
+    for bytes in changes {
+        // A change this document refuses stays out of it, as on every device.
+        let _ = am.load_incremental(bytes);
+    }
+    let record = crm_model::doc::read(&am, None).ok()?;
+    let id = super::access::record(doc);
+    let text = |name: &str| match record.fields.get(name) {
+        Some(FieldValue::Text(t)) => Some(t.clone()),
+        _ => None,
+    };
+    let ids = |name: &str| -> Vec<RecordId> {
+        match record.fields.get(name) {
+            Some(FieldValue::Set(set)) => set.iter().filter_map(|s| s.parse().ok()).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let json = match kind {
+        "user" => serde_json::to_string(&DirectoryUser {
+            id,
+            name: text("name").unwrap_or_default(),
+            email: text("email"),
+            role: text("role")
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(crm_model::Role::SalesRep),
+            teams: ids("teams"),
+            active: !matches!(record.fields.get("active"), Some(FieldValue::Bool(false)))
+                && !record.archived,
+        }),
+        "team" => serde_json::to_string(&DirectoryTeam {
+            id,
+            name: text("name").unwrap_or_default(),
+            manager: match record.fields.get("manager") {
+                Some(FieldValue::Ref(r)) => Some(*r),
+                _ => None,
+            },
+            members: ids("members"),
+        }),
+        _ => return None,
+    };
+    json.ok()
 }

@@ -21,10 +21,11 @@ mod database;
 mod postgres;
 mod rows;
 mod sqlite;
-mod values;
+pub(crate) mod values;
 
 pub use self::postgres::PostgresStore;
 pub use database::{Database, DatabaseParseError};
+pub use values::{decode_scope, encode_scope};
 pub use rows::{ChangeRow, DeviceRow, DocumentRow, LogExtent, Row, SnapshotRow};
 pub use sqlite::{FILE_NAME, FORMAT_VERSION as SQLITE_FORMAT, SqliteStore, in_use};
 
@@ -85,6 +86,22 @@ pub trait RelayStore: Send + Sync + 'static {
     ) -> Result<Option<Device>, StoreError>;
     /// Devices (of every workspace) revoked at or after `since`.
     fn revoked_since(&self, since: DateTime<Utc>) -> Result<Vec<Device>, StoreError>;
+    /// Marks a device wiped (and revoked) at `at` unless it already is; `None` if unknown.
+    fn wipe_device(&self, device: DeviceId, at: DateTime<Utc>)
+    -> Result<Option<Device>, StoreError>;
+
+    // Access: the directory of users and teams, and the role matrix.
+
+    /// A workspace's directory: the projected fields of its `user` and `team` records, its
+    /// role matrix overrides and its access version; `None` for an unknown workspace.
+    fn directory(&self, workspace: WorkspaceId) -> Result<Option<DirectoryRows>, StoreError>;
+    /// The access version of each of these workspaces (unknown ones are left out).
+    fn access_versions(
+        &self,
+        workspaces: &[WorkspaceId],
+    ) -> Result<Vec<(WorkspaceId, u64)>, StoreError>;
+    /// Stores a workspace's role matrix overrides (JSON) and bumps its access version.
+    fn set_matrix(&self, workspace: WorkspaceId, overrides: &str) -> Result<(), StoreError>;
 
     // The log.
 
@@ -131,16 +148,25 @@ pub trait RelayStore: Send + Sync + 'static {
     /// at a time: the first to ask holds the lease until it stops.
     fn compaction_lease(&self) -> Result<bool, StoreError>;
     /// A workspace's documents with ids after `after` whose first change is at or before
-    /// `through`, in id order, each with its snapshot, handed to `each` until it returns
-    /// `false` (at most `limit`).
+    /// `through`, in id order, each with its kind and latest scope and — when `wanted` says
+    /// so for that kind and scope — its snapshot, handed to `each` until it returns `false`
+    /// (at most `limit` examined).
+    #[allow(clippy::type_complexity)]
     fn documents(
         &self,
         workspace: WorkspaceId,
         after: Option<DocId>,
         through: u64,
         limit: usize,
-        each: &mut dyn FnMut(DocId, Option<StoredSnapshot>) -> bool,
+        wanted: &mut dyn FnMut(&str, Option<&str>) -> bool,
+        each: &mut dyn FnMut(DocId, bool, Option<StoredSnapshot>) -> bool,
     ) -> Result<(), StoreError>;
+    /// The kind and latest scope of a document of a workspace.
+    fn document_scope(
+        &self,
+        workspace: WorkspaceId,
+        doc: DocId,
+    ) -> Result<Option<(String, Option<String>)>, StoreError>;
     /// The changes of each `(doc, after)` in log order, with positions after `after` and at
     /// or before `through` (if given), document by document in the order given, handed to
     /// `each` until it returns `false`.
@@ -212,6 +238,11 @@ pub struct LogRow {
     pub doc_id: DocId,
     pub hash: Hash,
     pub bytes: Vec<u8>,
+    pub kind: String,
+    /// The document's scope after this change (see [`values::encode_scope`]).
+    pub scope: Option<String>,
+    /// The document's scope before this change, when this change altered it.
+    pub prev_scope: Option<String>,
 }
 
 /// A change of one document, as [`RelayStore::document_changes`] reads it.
@@ -228,6 +259,8 @@ pub struct DocChange {
 pub struct KnownDocument {
     pub workspace: WorkspaceId,
     pub kind: String,
+    /// Its latest scope (see [`values::encode_scope`]).
+    pub scope: Option<String>,
 }
 
 /// A change already in a workspace's log.
@@ -248,6 +281,9 @@ pub struct Known {
     pub docs: HashMap<DocId, KnownDocument>,
     /// The changes asked for that are in this workspace's log.
     pub changes: HashMap<Hash, KnownChange>,
+    /// Every stored change (bytes, in log order) of the documents asked for that are
+    /// `user` or `team` records: the directory is projected from them.
+    pub directory: HashMap<DocId, Vec<Vec<u8>>>,
 }
 
 /// What [`RelayStore::append`] writes: new documents, new changes at positions
@@ -257,6 +293,28 @@ pub struct Append {
     pub documents: Vec<NewDocument>,
     pub changes: Vec<NewChange>,
     pub head: u64,
+    /// New projected fields of `user` and `team` records (JSON); when any, the workspace's
+    /// access version is bumped in the same transaction.
+    pub directory: Vec<DirectoryWrite>,
+}
+
+/// A `user` or `team` record's projected fields, for the directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectoryWrite {
+    pub doc_id: DocId,
+    /// `crm_model::access::DirectoryUser` or `DirectoryTeam` as JSON.
+    pub attrs: String,
+}
+
+/// A workspace's directory as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DirectoryRows {
+    /// `(doc_id, kind, attrs)` of every `user` and `team` record with projected fields.
+    pub entries: Vec<(DocId, String, String)>,
+    /// The role matrix overrides (JSON), if any were set.
+    pub matrix: Option<String>,
+    /// Bumped by every change of the directory or the matrix.
+    pub version: u64,
 }
 
 impl Append {
@@ -290,6 +348,10 @@ pub struct NewChange {
     pub owner: Option<String>,
     /// Team record ids, comma-separated.
     pub teams: Option<String>,
+    /// The document's scope after the change, encoded (see [`values::encode_scope`]).
+    pub scope: Option<String>,
+    /// The document's scope before the change, when the change altered it.
+    pub prev_scope: Option<String>,
 }
 
 /// A document's compacted state (`Automerge::save`): it holds every change of the document
@@ -320,6 +382,12 @@ pub struct Workspace {
     pub created_at: DateTime<Utc>,
     /// The last sequence number of its log.
     pub head: u64,
+    /// The role matrix overrides (JSON), if any were set.
+    #[serde(skip)]
+    pub matrix: Option<String>,
+    /// Bumped by every change of the directory or the matrix.
+    #[serde(skip)]
+    pub access_version: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -327,9 +395,14 @@ pub struct Device {
     pub id: DeviceId,
     pub workspace: WorkspaceId,
     pub user: String,
+    /// The user's record id; `None` for a device added before users existed on the relay.
+    pub user_id: Option<uuid::Uuid>,
+    /// The user's role when the device was added (the directory's is the one that counts).
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When an admin wiped it: its next connection deletes every record it holds.
+    pub wiped_at: Option<DateTime<Utc>>,
     /// When the device last connected (updated at most once a minute).
     pub last_seen_at: Option<DateTime<Utc>>,
 }
@@ -408,6 +481,10 @@ pub enum AuthError {
     OtherWorkspace,
     #[error("this device's token was revoked")]
     Revoked,
+    #[error("an admin wiped this device; it deletes every record of the workspace it holds")]
+    Wiped,
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -421,6 +498,8 @@ impl AuthError {
             }
             AuthError::Unauthenticated => ErrorCode::UNAUTHENTICATED,
             AuthError::Revoked => ErrorCode::REVOKED,
+            AuthError::Wiped => ErrorCode::WIPED,
+            AuthError::Forbidden(_) => ErrorCode::FORBIDDEN,
             AuthError::Store(_) => ErrorCode::INTERNAL,
         };
         frame(code, self)
@@ -455,6 +534,23 @@ pub enum PushError {
     WrongWorkspace { index: usize, doc: uuid::Uuid },
     #[error("this device's token was revoked")]
     Revoked,
+    #[error(
+        "change {index} of record {doc} names {claimed} as its author, but this device's token \
+         belongs to {user} (device {device}); a device pushes only its own user's changes"
+    )]
+    WrongAuthor {
+        index: usize,
+        doc: uuid::Uuid,
+        claimed: String,
+        user: String,
+        device: String,
+    },
+    #[error("change {index} of record {doc}: {reason}")]
+    Forbidden {
+        index: usize,
+        doc: uuid::Uuid,
+        reason: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -468,6 +564,8 @@ impl PushError {
             PushError::MissingDependency { .. } => ErrorCode::MISSING_DEPENDENCY,
             PushError::WrongWorkspace { .. } => ErrorCode::WRONG_WORKSPACE,
             PushError::Revoked => ErrorCode::REVOKED,
+            PushError::WrongAuthor { .. } => ErrorCode::WRONG_AUTHOR,
+            PushError::Forbidden { .. } => ErrorCode::FORBIDDEN,
             PushError::Store(_) => ErrorCode::INTERNAL,
         }
     }
@@ -493,6 +591,16 @@ pub enum AdminError {
     UnknownWorkspace(String),
     #[error("no device with the id {0}")]
     UnknownDevice(DeviceId),
+    #[error("no user {0:?} in the workspace; add them first (`crm-relay user add`)")]
+    UnknownUser(String),
+    #[error("no team {0:?} in the workspace; add it first (`crm-relay team add`)")]
+    UnknownTeam(String),
+    #[error("a user named {0:?} exists already")]
+    DuplicateUser(String),
+    #[error("a team named {0:?} exists already")]
+    DuplicateTeam(String),
+    #[error("{0}")]
+    Rejected(String),
     #[error(transparent)]
     Random(#[from] RandomError),
     #[error(transparent)]
@@ -508,6 +616,11 @@ impl AdminError {
                 | AdminError::InvalidInput { .. }
                 | AdminError::UnknownWorkspace(_)
                 | AdminError::UnknownDevice(_)
+                | AdminError::UnknownUser(_)
+                | AdminError::UnknownTeam(_)
+                | AdminError::DuplicateUser(_)
+                | AdminError::DuplicateTeam(_)
+                | AdminError::Rejected(_)
         )
     }
 }

@@ -18,6 +18,7 @@
 //! - **Schema.** Versioned migrations ([`MIGRATIONS`]) run at start in one transaction under
 //!   an advisory lock, so processes starting together apply them once.
 
+use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ use uuid::Uuid;
 
 use super::values::{hash, seq, sql_limit, sql_seq, time};
 use super::{
-    Append, ChangeRow, Device, DocChange, DocumentRow, HeadFeed, Known, KnownChange, KnownDocument,
+    Append, ChangeRow, Device, DirectoryRows, DocChange, DocumentRow, HeadFeed, Known, KnownChange, KnownDocument,
     LogExtent, LogRow, PoolState, PushError, RaisedHead, RelayStore, Row, SnapshotWrite,
     StoreError, StoredSnapshot, Workspace,
 };
@@ -51,7 +52,7 @@ const POOL_SIZE: u32 = 32;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 3;
 
 /// `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -131,6 +132,23 @@ CREATE TABLE snapshots (
 ALTER TABLE changes ALTER COLUMN bytes SET STORAGE EXTERNAL;
 ALTER TABLE snapshots ALTER COLUMN bytes SET STORAGE EXTERNAL;
 ALTER TABLE snapshots ALTER COLUMN hashes SET STORAGE EXTERNAL;
+"#,
+    // 3: access control (see the SQLite store's format 4): scopes on changes and documents,
+    // the directory's projected fields, the role matrix and access version, devices' users.
+    r#"
+ALTER TABLE documents ADD COLUMN scope TEXT;
+ALTER TABLE documents ADD COLUMN attrs TEXT;
+ALTER TABLE changes ADD COLUMN scope TEXT;
+ALTER TABLE changes ADD COLUMN prev_scope TEXT;
+ALTER TABLE workspaces ADD COLUMN matrix TEXT;
+ALTER TABLE workspaces ADD COLUMN access_version BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN user_id UUID;
+ALTER TABLE devices ADD COLUMN wiped_at BIGINT;
+UPDATE documents SET scope = CASE
+    WHEN owner IS NULL AND teams IS NULL THEN NULL
+    ELSE coalesce(owner, '') || ';;' || coalesce(teams, '') END;
+UPDATE changes SET scope = d.scope FROM documents d WHERE d.doc_id = changes.doc_id;
+CREATE INDEX documents_directory ON documents(workspace) WHERE kind IN ('user', 'team');
 "#,
 ];
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
@@ -365,7 +383,7 @@ fn doc_uuid(doc: &DocId) -> Uuid {
     Uuid::from_bytes(*doc)
 }
 
-const WORKSPACE_COLUMNS: &str = "id, name, created_at, head";
+const WORKSPACE_COLUMNS: &str = "id, name, created_at, head, matrix, access_version";
 
 fn to_workspace(row: &postgres::Row) -> Result<Workspace, StoreError> {
     Ok(Workspace {
@@ -373,10 +391,13 @@ fn to_workspace(row: &postgres::Row) -> Result<Workspace, StoreError> {
         name: row.try_get(1)?,
         created_at: time(row.try_get(2)?)?,
         head: seq(row.try_get(3)?),
+        matrix: row.try_get(4)?,
+        access_version: seq(row.try_get(5)?),
     })
 }
 
-const DEVICE_COLUMNS: &str = r#"id, workspace, "user", role, created_at, revoked_at, last_seen_at"#;
+const DEVICE_COLUMNS: &str =
+    r#"id, workspace, "user", role, created_at, revoked_at, last_seen_at, user_id, wiped_at"#;
 
 fn to_device(row: &postgres::Row) -> Result<Device, StoreError> {
     let role: String = row.try_get(3)?;
@@ -390,6 +411,8 @@ fn to_device(row: &postgres::Row) -> Result<Device, StoreError> {
         created_at: time(row.try_get(4)?)?,
         revoked_at: row.try_get::<_, Option<i64>>(5)?.map(time).transpose()?,
         last_seen_at: row.try_get::<_, Option<i64>>(6)?.map(time).transpose()?,
+        user_id: row.try_get(7)?,
+        wiped_at: row.try_get::<_, Option<i64>>(8)?.map(time).transpose()?,
     })
 }
 
@@ -484,8 +507,9 @@ impl RelayStore for PostgresStore {
     fn insert_device(&self, device: &Device, token_hash: &[u8; 32]) -> Result<(), StoreError> {
         self.client()?.execute(
             r#"INSERT INTO devices
-               (id, workspace, "user", role, token_hash, created_at, revoked_at, last_seen_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"#,
+               (id, workspace, "user", role, token_hash, created_at, revoked_at, last_seen_at,
+                user_id, wiped_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"#,
             &[
                 device.id.as_uuid(),
                 device.workspace.as_uuid(),
@@ -495,6 +519,8 @@ impl RelayStore for PostgresStore {
                 &device.created_at.timestamp_millis(),
                 &device.revoked_at.map(|t| t.timestamp_millis()),
                 &device.last_seen_at.map(|t| t.timestamp_millis()),
+                &device.user_id,
+                &device.wiped_at.map(|t| t.timestamp_millis()),
             ],
         )?;
         Ok(())
@@ -552,6 +578,99 @@ impl RelayStore for PostgresStore {
             .transpose()
     }
 
+    fn wipe_device(
+        &self,
+        device: DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Device>, StoreError> {
+        self.client()?
+            .query_opt(
+                &format!(
+                    "UPDATE devices SET revoked_at = coalesce(revoked_at, $2),
+                     wiped_at = coalesce(wiped_at, $2) WHERE id = $1
+                     RETURNING {DEVICE_COLUMNS}"
+                ),
+                &[device.as_uuid(), &at.timestamp_millis()],
+            )?
+            .as_ref()
+            .map(to_device)
+            .transpose()
+    }
+
+    fn directory(&self, workspace: WorkspaceId) -> Result<Option<DirectoryRows>, StoreError> {
+        let mut client = self.client()?;
+        let ws = *workspace.as_uuid();
+        let Some(row) = client.query_opt(
+            "SELECT matrix, access_version FROM workspaces WHERE id = $1",
+            &[&ws],
+        )?
+        else {
+            return Ok(None);
+        };
+        let matrix: Option<String> = row.try_get(0)?;
+        let version: i64 = row.try_get(1)?;
+        let mut entries = Vec::new();
+        for r in client.query(
+            "SELECT doc_id, kind, attrs FROM documents
+             WHERE workspace = $1 AND kind IN ('user', 'team') AND attrs IS NOT NULL",
+            &[&ws],
+        )? {
+            let doc: Uuid = r.try_get(0)?;
+            entries.push((*doc.as_bytes(), r.try_get(1)?, r.try_get(2)?));
+        }
+        Ok(Some(DirectoryRows {
+            entries,
+            matrix,
+            version: seq(version),
+        }))
+    }
+
+    fn access_versions(
+        &self,
+        workspaces: &[WorkspaceId],
+    ) -> Result<Vec<(WorkspaceId, u64)>, StoreError> {
+        if workspaces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = workspaces.iter().map(|w| *w.as_uuid()).collect();
+        self.client()?
+            .query(
+                "SELECT id, access_version FROM workspaces WHERE id = ANY($1)",
+                &[&ids],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    WorkspaceId::from_uuid(r.try_get(0)?),
+                    seq(r.try_get(1)?),
+                ))
+            })
+            .collect()
+    }
+
+    fn set_matrix(&self, workspace: WorkspaceId, overrides: &str) -> Result<(), StoreError> {
+        self.client()?.execute(
+            "UPDATE workspaces SET matrix = $2, access_version = access_version + 1
+             WHERE id = $1",
+            &[workspace.as_uuid(), &overrides],
+        )?;
+        Ok(())
+    }
+
+    fn document_scope(
+        &self,
+        workspace: WorkspaceId,
+        doc: DocId,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        Ok(self
+            .client()?
+            .query_opt(
+                "SELECT kind, scope FROM documents WHERE doc_id = $1 AND workspace = $2",
+                &[&doc_uuid(&doc), workspace.as_uuid()],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
     fn revoked_since(&self, since: DateTime<Utc>) -> Result<Vec<Device>, StoreError> {
         self.client()?
             .query(
@@ -594,7 +713,7 @@ impl RelayStore for PostgresStore {
         let (ws, after, limit) = (*workspace.as_uuid(), sql_seq(after), sql_limit(limit));
         let params: [&(dyn ToSql + Sync); 3] = [&ws, &after, &limit];
         let mut rows = client.query_raw(
-            "SELECT seq, doc_id, hash, bytes FROM changes
+            "SELECT seq, doc_id, hash, bytes, kind, scope, prev_scope FROM changes
              WHERE workspace = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             params,
         )?;
@@ -604,6 +723,9 @@ impl RelayStore for PostgresStore {
                 doc_id: *row.try_get::<_, Uuid>(1)?.as_bytes(),
                 hash: hash(row.try_get(2)?)?,
                 bytes: row.try_get(3)?,
+                kind: row.try_get(4)?,
+                scope: row.try_get(5)?,
+                prev_scope: row.try_get(6)?,
             };
             if !each(entry) {
                 break;
@@ -649,10 +771,10 @@ impl RelayStore for PostgresStore {
         // The batch's documents (in any workspace) and the changes of this workspace's log
         // its hashes and dependencies name, in one statement.
         for row in tx.query(
-            "SELECT doc_id, workspace, kind, NULL::bytea, NULL::bigint
+            "SELECT doc_id, workspace, kind, NULL::bytea, NULL::bigint, scope
                  FROM documents WHERE doc_id = ANY($1)
              UNION ALL
-             SELECT doc_id, NULL, NULL, hash, seq
+             SELECT doc_id, NULL, NULL, hash, seq, NULL
                  FROM changes WHERE workspace = $2 AND hash = ANY($3)",
             &[&doc_ids, &ws, &hash_list],
         )? {
@@ -667,6 +789,7 @@ impl RelayStore for PostgresStore {
                             KnownDocument {
                                 workspace: WorkspaceId::from_uuid(owner),
                                 kind,
+                                scope: row.try_get(5)?,
                             },
                         );
                     }
@@ -681,6 +804,27 @@ impl RelayStore for PostgresStore {
                         },
                     );
                 }
+            }
+        }
+        // The directory is projected from every change of its records: read theirs.
+        let directory_docs: Vec<Uuid> = known
+            .docs
+            .iter()
+            .filter(|(_, d)| d.workspace == workspace && (d.kind == "user" || d.kind == "team"))
+            .map(|(id, _)| doc_uuid(id))
+            .collect();
+        if !directory_docs.is_empty() {
+            for row in tx.query(
+                "SELECT doc_id, bytes FROM changes
+                 WHERE workspace = $1 AND doc_id = ANY($2) ORDER BY seq",
+                &[&ws, &directory_docs],
+            )? {
+                let doc: Uuid = row.try_get(0)?;
+                known
+                    .directory
+                    .entry(*doc.as_bytes())
+                    .or_default()
+                    .push(row.try_get(1)?);
             }
         }
         let append = plan(known)?;
@@ -827,24 +971,41 @@ impl RelayStore for PostgresStore {
         after: Option<DocId>,
         through: u64,
         limit: usize,
-        each: &mut dyn FnMut(DocId, Option<StoredSnapshot>) -> bool,
+        wanted: &mut dyn FnMut(&str, Option<&str>) -> bool,
+        each: &mut dyn FnMut(DocId, bool, Option<StoredSnapshot>) -> bool,
     ) -> Result<(), StoreError> {
         let mut client = self.client()?;
         let ws = *workspace.as_uuid();
         let after: Option<Uuid> = after.as_ref().map(doc_uuid);
         let (through, limit) = (sql_seq(through), sql_limit(limit));
-        let params: [&(dyn ToSql + Sync); 4] = [&ws, &after, &through, &limit];
-        let mut rows = client.query_raw(
-            "SELECT d.doc_id, s.seq, s.bytes, s.hashes
-             FROM documents d LEFT JOIN snapshots s ON s.doc_id = d.doc_id
+        // The directory's rows first (kind and scope only), to decide which snapshots to read.
+        let rows = client.query(
+            "SELECT d.doc_id, d.kind, d.scope FROM documents d
              WHERE d.workspace = $1 AND ($2::uuid IS NULL OR d.doc_id > $2)
                AND d.first_seq <= $3
              ORDER BY d.doc_id LIMIT $4",
-            params,
+            &[&ws, &after, &through, &limit],
         )?;
-        while let Some(row) = rows.next()? {
-            let doc: Uuid = row.try_get(0)?;
-            if !each(*doc.as_bytes(), snapshot_of(&row, 1)?) {
+        let mut picked: Vec<(Uuid, bool)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let kind: String = row.try_get(1)?;
+            let scope: Option<String> = row.try_get(2)?;
+            picked.push((row.try_get(0)?, wanted(&kind, scope.as_deref())));
+        }
+        let ids: Vec<Uuid> = picked.iter().filter(|(_, w)| *w).map(|(d, _)| *d).collect();
+        let mut snapshots: HashMap<Uuid, StoredSnapshot> = HashMap::new();
+        if !ids.is_empty() {
+            for row in client.query(
+                "SELECT doc_id, seq, bytes, hashes FROM snapshots WHERE doc_id = ANY($1)",
+                &[&ids],
+            )? {
+                if let Some(s) = snapshot_of(&row, 1)? {
+                    snapshots.insert(row.try_get(0)?, s);
+                }
+            }
+        }
+        for (doc, wanted) in picked {
+            if !each(*doc.as_bytes(), wanted, snapshots.remove(&doc)) {
                 break;
             }
         }
@@ -1029,6 +1190,13 @@ fn write_append(
     let old_owners: Vec<Option<&str>> = existing.iter().map(|c| c.owner.as_deref()).collect();
     let old_teams: Vec<Option<&str>> = existing.iter().map(|c| c.teams.as_deref()).collect();
     let old_lasts: Vec<i64> = existing.iter().map(|c| sql_seq(c.seq)).collect();
+    let old_scopes: Vec<Option<&str>> = existing.iter().map(|c| c.scope.as_deref()).collect();
+    let new_scopes: Vec<Option<&str>> = new_latest
+        .iter()
+        .map(|l| l.and_then(|c| c.scope.as_deref()))
+        .collect();
+    let change_scopes: Vec<Option<&str>> = c.iter().map(|c| c.scope.as_deref()).collect();
+    let change_prev: Vec<Option<&str>> = c.iter().map(|c| c.prev_scope.as_deref()).collect();
 
     let payload = format!(
         "{workspace} {} {}",
@@ -1041,19 +1209,22 @@ fn write_append(
     tx.execute(
         "WITH new_documents AS (
              INSERT INTO documents
-                 (doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq)
-             SELECT d, $1, k, f, c, o, t, l
+                 (doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq, scope)
+             SELECT d, $1, k, f, c, o, t, l, sc
              FROM unnest($2::uuid[], $3::text[], $4::int8[], $5::uuid[], $6::text[],
-                         $7::text[], $8::int8[]) AS x(d, k, f, c, o, t, l)
+                         $7::text[], $8::int8[], $24::text[]) AS x(d, k, f, c, o, t, l, sc)
          ), new_changes AS (
              INSERT INTO changes
-                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
-             SELECT $1, s, h, d, k, p, a, t, b
+                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes, scope,
+                  prev_scope)
+             SELECT $1, s, h, d, k, p, a, t, b, sc, ps
              FROM unnest($9::int8[], $10::bytea[], $11::uuid[], $12::text[], $13::bytea[],
-                         $14::uuid[], $15::int8[], $16::bytea[]) AS x(s, h, d, k, p, a, t, b)
+                         $14::uuid[], $15::int8[], $16::bytea[], $25::text[], $26::text[])
+                  AS x(s, h, d, k, p, a, t, b, sc, ps)
          ), scopes AS (
-             UPDATE documents SET owner = u.o, teams = u.t, last_seq = u.l
-             FROM unnest($17::uuid[], $18::text[], $19::text[], $20::int8[]) AS u(d, o, t, l)
+             UPDATE documents SET owner = u.o, teams = u.t, last_seq = u.l, scope = u.sc
+             FROM unnest($17::uuid[], $18::text[], $19::text[], $20::int8[], $27::text[])
+                  AS u(d, o, t, l, sc)
              WHERE documents.doc_id = u.d
          ), head AS (
              UPDATE workspaces SET head = $21 WHERE id = $1
@@ -1083,8 +1254,24 @@ fn write_append(
             &head,
             &CHANNEL,
             &payload,
+            &new_scopes,
+            &change_scopes,
+            &change_prev,
+            &old_scopes,
         ],
     )?;
+    if !append.directory.is_empty() {
+        let ids: Vec<Uuid> = append.directory.iter().map(|d| doc_uuid(&d.doc_id)).collect();
+        let attrs: Vec<&str> = append.directory.iter().map(|d| d.attrs.as_str()).collect();
+        tx.execute(
+            "WITH attrs AS (
+                 UPDATE documents SET attrs = u.a
+                 FROM unnest($2::uuid[], $3::text[]) AS u(d, a) WHERE documents.doc_id = u.d
+             )
+             UPDATE workspaces SET access_version = access_version + 1 WHERE id = $1",
+            &[&ws, &ids, &attrs],
+        )?;
+    }
     Ok(())
 }
 

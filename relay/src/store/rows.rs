@@ -49,6 +49,10 @@ pub struct DocumentRow {
     pub created_by: DeviceId,
     pub owner: Option<String>,
     pub teams: Option<String>,
+    /// Its latest scope, encoded.
+    pub scope: Option<String>,
+    /// A `user` or `team` record's projected fields (JSON).
+    pub attrs: Option<String>,
     /// The log position of its latest change.
     pub last_seq: u64,
     /// How far the compactor has folded it.
@@ -68,6 +72,8 @@ pub struct ChangeRow {
     pub author: DeviceId,
     pub arrived_at: DateTime<Utc>,
     pub bytes: Vec<u8>,
+    pub scope: Option<String>,
+    pub prev_scope: Option<String>,
 }
 
 /// A document's snapshot.

@@ -16,11 +16,11 @@ use uuid::Uuid;
 
 use super::values::{doc_id, hash, seq, sql_limit, sql_seq, time};
 use super::{
-    Append, ChangeRow, Device, DocChange, DocumentRow, Known, KnownChange, KnownDocument,
+    Append, ChangeRow, Device, DirectoryRows, DocChange, DocumentRow, Known, KnownChange, KnownDocument,
     LogExtent, LogRow, PushError, RelayStore, Row, SnapshotWrite, StoreError, StoredSnapshot,
     Workspace,
 };
-use crate::ids::{DeviceId, Role, WorkspaceId};
+use crate::ids::{DeviceId, WorkspaceId};
 
 mod files;
 mod rows;
@@ -32,7 +32,7 @@ pub const FILE_NAME: &str = "relay.db";
 /// Marks the file as a crm-relay database ("crmr").
 const APPLICATION_ID: i32 = 0x6372_6d72;
 /// The schema this build writes.
-pub const FORMAT_VERSION: i64 = 3;
+pub const FORMAT_VERSION: i64 = 4;
 /// Page cache of each reader connection (SQLite's `cache_size`, negative: KiB).
 const READER_CACHE_KIB: i64 = -256;
 /// Idle reader connections kept open (as many as the server runs blocking threads).
@@ -158,8 +158,31 @@ const MIGRATE_TO_3: &str = r#"
 ALTER TABLE devices ADD COLUMN last_seen_at INTEGER;
 "#;
 
+/// Format 4: access control. Every change and document carries its record's scope
+/// (`OWNER;ASSIGNEE;TEAMS`, see `values::encode_scope`), a change that moved its record
+/// also the scope before (`prev_scope`), so the relay filters each log entry without a
+/// lookup; `user` and `team` records carry their projected fields (`attrs`, the directory);
+/// workspaces their role matrix overrides and access version; devices their user's record
+/// id and when they were wiped. Existing rows get the scope their document's directory row
+/// had (owner and teams; assignees were not recorded before).
+const MIGRATE_TO_4: &str = r#"
+ALTER TABLE documents ADD COLUMN scope TEXT;
+ALTER TABLE documents ADD COLUMN attrs TEXT;
+ALTER TABLE changes ADD COLUMN scope TEXT;
+ALTER TABLE changes ADD COLUMN prev_scope TEXT;
+ALTER TABLE workspaces ADD COLUMN matrix TEXT;
+ALTER TABLE workspaces ADD COLUMN access_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN user_id TEXT;
+ALTER TABLE devices ADD COLUMN wiped_at INTEGER;
+UPDATE documents SET scope = CASE
+    WHEN owner IS NULL AND teams IS NULL THEN NULL
+    ELSE coalesce(owner, '') || ';;' || coalesce(teams, '') END;
+UPDATE changes SET scope = (SELECT d.scope FROM documents d WHERE d.doc_id = changes.doc_id);
+CREATE INDEX documents_directory ON documents(workspace) WHERE kind IN ('user', 'team');
+"#;
+
 /// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`.
-const MIGRATIONS: &[&str] = &[MIGRATE_TO_2, MIGRATE_TO_3];
+const MIGRATIONS: &[&str] = &[MIGRATE_TO_2, MIGRATE_TO_3, MIGRATE_TO_4];
 const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 
 /// The relay's store in one SQLite file.
@@ -421,32 +444,46 @@ fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
 
-const WORKSPACE_COLUMNS: &str = "id, name, created_at, head";
+const WORKSPACE_COLUMNS: &str = "id, name, created_at, head, matrix, access_version";
 
-fn workspace_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(WorkspaceId, String, i64, i64)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+type WorkspaceRow = (WorkspaceId, String, i64, i64, Option<String>, i64);
+
+fn workspace_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<WorkspaceRow> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
 }
 
 fn to_workspace(
-    (id, name, created_at, head): (WorkspaceId, String, i64, i64),
+    (id, name, created_at, head, matrix, access_version): WorkspaceRow,
 ) -> Result<Workspace, StoreError> {
     Ok(Workspace {
         id,
         name,
         created_at: time(created_at)?,
         head: seq(head),
+        matrix,
+        access_version: seq(access_version),
     })
 }
 
-const DEVICE_COLUMNS: &str = "id, workspace, user, role, created_at, revoked_at, last_seen_at";
+const DEVICE_COLUMNS: &str =
+    "id, workspace, user, role, created_at, revoked_at, last_seen_at, user_id, wiped_at";
 
 type DeviceRow = (
     DeviceId,
     WorkspaceId,
     String,
-    Role,
+    String,
     i64,
     Option<i64>,
+    Option<i64>,
+    Option<String>,
     Option<i64>,
 );
 
@@ -459,20 +496,24 @@ fn device_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeviceRow> {
         row.get(4)?,
         row.get(5)?,
         row.get(6)?,
+        row.get(7)?,
+        row.get(8)?,
     ))
 }
 
 fn to_device(
-    (id, workspace, user, role, created_at, revoked_at, last_seen_at): DeviceRow,
+    (id, workspace, user, role, created_at, revoked_at, last_seen_at, user_id, wiped_at): DeviceRow,
 ) -> Result<Device, StoreError> {
     Ok(Device {
         id,
         workspace,
         user,
-        role,
+        user_id: super::values::user_id(user_id.as_deref())?,
+        role: super::values::role(&role)?,
         created_at: time(created_at)?,
         revoked_at: revoked_at.map(time).transpose()?,
         last_seen_at: last_seen_at.map(time).transpose()?,
+        wiped_at: wiped_at.map(time).transpose()?,
     })
 }
 
@@ -489,16 +530,15 @@ const COUNT_STALE_SQL: &str = "
     WHERE last_seq > snap_seq";
 const SNAPSHOT_SQL: &str = "SELECT seq, bytes, hashes FROM snapshots WHERE doc_id = ?1";
 const PAGE_DOCS_SQL: &str = "
-    SELECT d.doc_id, s.seq, s.bytes, s.hashes
+    SELECT d.doc_id, d.kind, d.scope
     FROM documents d INDEXED BY documents_by_workspace
-    LEFT JOIN snapshots s ON s.doc_id = d.doc_id
     WHERE d.workspace = ?1 AND d.doc_id > ?2 AND d.first_seq <= ?3
     ORDER BY d.doc_id LIMIT ?4";
 const DOC_CHANGES_SQL: &str = "
     SELECT seq, hash, bytes FROM changes INDEXED BY changes_by_doc
     WHERE workspace = ?1 AND doc_id = ?2 AND seq > ?3 AND seq <= ?4 ORDER BY seq";
 const READ_LOG_SQL: &str = "
-    SELECT seq, doc_id, hash, bytes FROM changes
+    SELECT seq, doc_id, hash, bytes, kind, scope, prev_scope FROM changes
     WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
 
 fn snapshot_row(
@@ -605,17 +645,20 @@ impl RelayStore for SqliteStore {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO devices
-                 (id, workspace, user, role, token_hash, created_at, revoked_at, last_seen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 (id, workspace, user, role, token_hash, created_at, revoked_at, last_seen_at,
+                  user_id, wiped_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 params![
                     device.id,
                     device.workspace,
                     device.user,
-                    device.role,
+                    device.role.as_str(),
                     token_hash.as_slice(),
                     device.created_at.timestamp_millis(),
                     device.revoked_at.map(|t| t.timestamp_millis()),
                     device.last_seen_at.map(|t| t.timestamp_millis()),
+                    device.user_id.map(|u| u.to_string()),
+                    device.wiped_at.map(|t| t.timestamp_millis()),
                 ],
             )?;
             Ok(())
@@ -686,6 +729,89 @@ impl RelayStore for SqliteStore {
         })
     }
 
+    fn wipe_device(
+        &self,
+        device: DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Device>, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE devices SET revoked_at = coalesce(revoked_at, ?1),
+                 wiped_at = coalesce(wiped_at, ?1) WHERE id = ?2",
+                params![at.timestamp_millis(), device],
+            )?;
+            tx.query_row(
+                &format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"),
+                [device],
+                device_row,
+            )
+            .optional()?
+            .map(to_device)
+            .transpose()
+        })
+    }
+
+    fn directory(&self, workspace: WorkspaceId) -> Result<Option<DirectoryRows>, StoreError> {
+        self.read_with(|tx| {
+            let found: Option<(Option<String>, i64)> = tx
+                .prepare_cached("SELECT matrix, access_version FROM workspaces WHERE id = ?1")?
+                .query_row([workspace], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((matrix, version)) = found else {
+                return Ok(None);
+            };
+            let mut stmt = tx.prepare_cached(
+                "SELECT doc_id, kind, attrs FROM documents INDEXED BY documents_directory
+                 WHERE workspace = ?1 AND kind IN ('user', 'team') AND attrs IS NOT NULL",
+            )?;
+            let mut rows = stmt.query([workspace])?;
+            let mut entries = Vec::new();
+            while let Some(row) = rows.next()? {
+                entries.push((
+                    doc_id(&row.get::<_, Vec<u8>>(0)?)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                ));
+            }
+            Ok(Some(DirectoryRows {
+                entries,
+                matrix,
+                version: seq(version),
+            }))
+        })
+    }
+
+    fn access_versions(
+        &self,
+        workspaces: &[WorkspaceId],
+    ) -> Result<Vec<(WorkspaceId, u64)>, StoreError> {
+        self.read_with(|tx| {
+            let mut stmt =
+                tx.prepare_cached("SELECT access_version FROM workspaces WHERE id = ?1")?;
+            let mut out = Vec::with_capacity(workspaces.len());
+            for ws in workspaces {
+                if let Some(v) = stmt
+                    .query_row([ws], |r| r.get::<_, i64>(0))
+                    .optional()?
+                {
+                    out.push((*ws, seq(v)));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn set_matrix(&self, workspace: WorkspaceId, overrides: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE workspaces SET matrix = ?2, access_version = access_version + 1
+                 WHERE id = ?1",
+                params![workspace, overrides],
+            )?;
+            Ok(())
+        })
+    }
+
     fn head(&self, workspace: WorkspaceId) -> Result<Option<u64>, StoreError> {
         self.read_with(|tx| {
             let head: Option<i64> = tx
@@ -722,6 +848,9 @@ impl RelayStore for SqliteStore {
                     doc_id: doc_id(&row.get::<_, Vec<u8>>(1)?)?,
                     hash: hash(&row.get::<_, Vec<u8>>(2)?)?,
                     bytes: row.get(3)?,
+                    kind: row.get(4)?,
+                    scope: row.get(5)?,
+                    prev_scope: row.get(6)?,
                 };
                 if !each(entry) {
                     break;
@@ -763,14 +892,31 @@ impl RelayStore for SqliteStore {
                 head: seq(head),
                 ..Known::default()
             };
-            let mut find_doc =
-                tx.prepare_cached("SELECT workspace, kind FROM documents WHERE doc_id = ?1")?;
+            let mut find_doc = tx
+                .prepare_cached("SELECT workspace, kind, scope FROM documents WHERE doc_id = ?1")?;
+            let mut doc_changes = tx.prepare_cached(
+                "SELECT bytes FROM changes INDEXED BY changes_by_doc
+                 WHERE workspace = ?1 AND doc_id = ?2 ORDER BY seq",
+            )?;
             for doc in docs {
-                let found: Option<(WorkspaceId, String)> = find_doc
-                    .query_row([doc.as_slice()], |r| Ok((r.get(0)?, r.get(1)?)))
+                let found: Option<(WorkspaceId, String, Option<String>)> = find_doc
+                    .query_row([doc.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .optional()?;
-                if let Some((workspace, kind)) = found {
-                    known.docs.insert(*doc, KnownDocument { workspace, kind });
+                if let Some((found_in, kind, scope)) = found {
+                    if found_in == workspace && (kind == "user" || kind == "team") {
+                        let bytes = doc_changes
+                            .query_map(params![workspace, doc.as_slice()], |r| r.get(0))?
+                            .collect::<Result<Vec<Vec<u8>>, _>>()?;
+                        known.directory.insert(*doc, bytes);
+                    }
+                    known.docs.insert(
+                        *doc,
+                        KnownDocument {
+                            workspace: found_in,
+                            kind,
+                            scope,
+                        },
+                    );
                 }
             }
             let mut find_hash = tx.prepare_cached(
@@ -809,13 +955,15 @@ impl RelayStore for SqliteStore {
             }
             let mut insert_change = tx.prepare_cached(
                 "INSERT INTO changes
-                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes, scope,
+                  prev_scope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
             // Per new change: the document's latest scope and latest position (which makes it
             // stale for the compactor).
             let mut set_scope = tx.prepare_cached(
-                "UPDATE documents SET owner = ?2, teams = ?3, last_seq = ?4 WHERE doc_id = ?1",
+                "UPDATE documents SET owner = ?2, teams = ?3, last_seq = ?4, scope = ?5
+                 WHERE doc_id = ?1",
             )?;
             for c in &append.changes {
                 insert_change.execute(params![
@@ -828,13 +976,27 @@ impl RelayStore for SqliteStore {
                     c.author,
                     c.arrived_at.timestamp_millis(),
                     c.bytes,
+                    c.scope,
+                    c.prev_scope,
                 ])?;
                 set_scope.execute(params![
                     c.doc_id.as_slice(),
                     c.owner,
                     c.teams,
-                    sql_seq(c.seq)
+                    sql_seq(c.seq),
+                    c.scope,
                 ])?;
+            }
+            if !append.directory.is_empty() {
+                let mut set_attrs =
+                    tx.prepare_cached("UPDATE documents SET attrs = ?2 WHERE doc_id = ?1")?;
+                for d in &append.directory {
+                    set_attrs.execute(params![d.doc_id.as_slice(), d.attrs])?;
+                }
+                tx.execute(
+                    "UPDATE workspaces SET access_version = access_version + 1 WHERE id = ?1",
+                    [workspace],
+                )?;
             }
             tx.execute(
                 "UPDATE workspaces SET head = ?1 WHERE id = ?2",
@@ -959,10 +1121,12 @@ impl RelayStore for SqliteStore {
         after: Option<DocId>,
         through: u64,
         limit: usize,
-        each: &mut dyn FnMut(DocId, Option<StoredSnapshot>) -> bool,
+        wanted: &mut dyn FnMut(&str, Option<&str>) -> bool,
+        each: &mut dyn FnMut(DocId, bool, Option<StoredSnapshot>) -> bool,
     ) -> Result<(), StoreError> {
         self.read_with(|tx| {
             let mut stmt = tx.prepare_cached(PAGE_DOCS_SQL)?;
+            let mut snap = tx.prepare_cached(SNAPSHOT_SQL)?;
             // Every 16-byte id sorts after the empty blob.
             let after = after.map_or_else(Vec::new, |a| a.to_vec());
             let mut rows = stmt.query(params![
@@ -972,13 +1136,42 @@ impl RelayStore for SqliteStore {
                 sql_limit(limit)
             ])?;
             while let Some(row) = rows.next()? {
-                let doc = doc_id(&row.get::<_, Vec<u8>>(0)?)?;
-                let snapshot = snapshot_row(row.get(1)?, row.get(2)?, row.get(3)?);
-                if !each(doc, snapshot) {
+                let raw: Vec<u8> = row.get(0)?;
+                let doc = doc_id(&raw)?;
+                let kind: String = row.get(1)?;
+                let scope: Option<String> = row.get(2)?;
+                let keep = wanted(&kind, scope.as_deref());
+                let snapshot = if keep {
+                    snap.query_row([raw.as_slice()], |r| {
+                        Ok(snapshot_row(r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .optional()?
+                    .flatten()
+                } else {
+                    None
+                };
+                if !each(doc, keep, snapshot) {
                     break;
                 }
             }
             Ok(())
+        })
+    }
+
+    fn document_scope(
+        &self,
+        workspace: WorkspaceId,
+        doc: DocId,
+    ) -> Result<Option<(String, Option<String>)>, StoreError> {
+        self.read_with(|tx| {
+            Ok(tx
+                .prepare_cached(
+                    "SELECT kind, scope FROM documents WHERE doc_id = ?1 AND workspace = ?2",
+                )?
+                .query_row(params![doc.as_slice(), workspace], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?)
         })
     }
 

@@ -14,9 +14,10 @@ use crate::store::{
     ChangeRow, DeviceRow, DocumentRow, LogExtent, Row, SnapshotRow, StoreError, StoredSnapshot,
 };
 
-const CHANGE_COLUMNS: &str = "workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes";
-const DOCUMENT_COLUMNS: &str =
-    "doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq, snap_seq";
+const CHANGE_COLUMNS: &str =
+    "workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes, scope, prev_scope";
+const DOCUMENT_COLUMNS: &str = "doc_id, workspace, kind, first_seq, created_by, owner, teams, \
+     last_seq, snap_seq, scope, attrs";
 
 impl PostgresStore {
     pub(super) fn read_log_extent(
@@ -146,7 +147,8 @@ impl PostgresStore {
             .start()?;
         let none: [&(dyn ToSql + Sync); 0] = [];
         let mut rows = tx.query_raw(
-            "SELECT id, name, created_at, head FROM workspaces ORDER BY created_at, id",
+            "SELECT id, name, created_at, head, matrix, access_version FROM workspaces
+             ORDER BY created_at, id",
             none,
         )?;
         while let Some(row) = rows.next()? {
@@ -156,12 +158,13 @@ impl PostgresStore {
         }
         drop(rows);
         let mut rows = tx.query_raw(
-            r#"SELECT id, workspace, "user", role, created_at, revoked_at, last_seen_at, token_hash
+            r#"SELECT id, workspace, "user", role, created_at, revoked_at, last_seen_at, user_id,
+                      wiped_at, token_hash
                FROM devices ORDER BY created_at, id"#,
             none,
         )?;
         while let Some(row) = rows.next()? {
-            let token_hash: &[u8] = row.try_get(7)?;
+            let token_hash: &[u8] = row.try_get(9)?;
             let device = DeviceRow {
                 device: to_device(&row)?,
                 token_hash: <[u8; 32]>::try_from(token_hash)
@@ -248,10 +251,13 @@ fn insert_workspaces(tx: &mut impl GenericClient, batch: &[Row]) -> Result<(), S
         .map(|w| w.created_at.timestamp_millis())
         .collect();
     let heads: Vec<i64> = rows.iter().map(|w| sql_seq(w.head)).collect();
+    let matrices: Vec<Option<&str>> = rows.iter().map(|w| w.matrix.as_deref()).collect();
+    let versions: Vec<i64> = rows.iter().map(|w| sql_seq(w.access_version)).collect();
     tx.execute(
-        "INSERT INTO workspaces (id, name, created_at, head)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[])",
-        &[&ids, &names, &created, &heads],
+        "INSERT INTO workspaces (id, name, created_at, head, matrix, access_version)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int8[], $5::text[],
+                              $6::int8[])",
+        &[&ids, &names, &created, &heads, &matrices, &versions],
     )?;
     Ok(())
 }
@@ -284,11 +290,17 @@ fn insert_devices(tx: &mut impl GenericClient, batch: &[Row]) -> Result<(), Stor
         .iter()
         .map(|d| d.device.last_seen_at.map(|t| t.timestamp_millis()))
         .collect();
+    let user_ids: Vec<Option<Uuid>> = rows.iter().map(|d| d.device.user_id).collect();
+    let wiped: Vec<Option<i64>> = rows
+        .iter()
+        .map(|d| d.device.wiped_at.map(|t| t.timestamp_millis()))
+        .collect();
     tx.execute(
         r#"INSERT INTO devices
-           (id, workspace, "user", role, token_hash, created_at, revoked_at, last_seen_at)
+           (id, workspace, "user", role, token_hash, created_at, revoked_at, last_seen_at,
+            user_id, wiped_at)
            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bytea[],
-                                $6::int8[], $7::int8[], $8::int8[])"#,
+                                $6::int8[], $7::int8[], $8::int8[], $9::uuid[], $10::int8[])"#,
         &[
             &ids,
             &workspaces,
@@ -298,6 +310,8 @@ fn insert_devices(tx: &mut impl GenericClient, batch: &[Row]) -> Result<(), Stor
             &created,
             &revoked,
             &seen,
+            &user_ids,
+            &wiped,
         ],
     )?;
     Ok(())
@@ -323,11 +337,14 @@ fn insert_documents(tx: &mut impl GenericClient, batch: &[Row]) -> Result<(), St
     let teams: Vec<Option<&str>> = rows.iter().map(|d| d.teams.as_deref()).collect();
     let lasts: Vec<i64> = rows.iter().map(|d| sql_seq(d.last_seq)).collect();
     let snaps: Vec<i64> = rows.iter().map(|d| sql_seq(d.snap_seq)).collect();
+    let scopes: Vec<Option<&str>> = rows.iter().map(|d| d.scope.as_deref()).collect();
+    let attrs: Vec<Option<&str>> = rows.iter().map(|d| d.attrs.as_deref()).collect();
     tx.execute(
         &format!(
             "INSERT INTO documents ({DOCUMENT_COLUMNS})
              SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[], $5::uuid[],
-                                  $6::text[], $7::text[], $8::int8[], $9::int8[])"
+                                  $6::text[], $7::text[], $8::int8[], $9::int8[], $10::text[],
+                                  $11::text[])"
         ),
         &[
             &ids,
@@ -339,6 +356,8 @@ fn insert_documents(tx: &mut impl GenericClient, batch: &[Row]) -> Result<(), St
             &teams,
             &lasts,
             &snaps,
+            &scopes,
+            &attrs,
         ],
     )?;
     Ok(())
@@ -367,11 +386,14 @@ fn insert_changes(tx: &mut impl GenericClient, batch: &[Row]) -> Result<(), Stor
         .map(|c| c.arrived_at.timestamp_millis())
         .collect();
     let bytes: Vec<&[u8]> = rows.iter().map(|c| c.bytes.as_slice()).collect();
+    let scopes: Vec<Option<&str>> = rows.iter().map(|c| c.scope.as_deref()).collect();
+    let prev: Vec<Option<&str>> = rows.iter().map(|c| c.prev_scope.as_deref()).collect();
     tx.execute(
         &format!(
             "INSERT INTO changes ({CHANGE_COLUMNS})
              SELECT * FROM unnest($1::uuid[], $2::int8[], $3::bytea[], $4::uuid[], $5::text[],
-                                  $6::bytea[], $7::uuid[], $8::int8[], $9::bytea[])"
+                                  $6::bytea[], $7::uuid[], $8::int8[], $9::bytea[], $10::text[],
+                                  $11::text[])"
         ),
         &[
             &workspaces,
@@ -383,6 +405,8 @@ fn insert_changes(tx: &mut impl GenericClient, batch: &[Row]) -> Result<(), Stor
             &authors,
             &arrived,
             &bytes,
+            &scopes,
+            &prev,
         ],
     )?;
     Ok(())
@@ -423,6 +447,8 @@ fn change_row(row: &postgres::Row) -> Result<ChangeRow, StoreError> {
         author: DeviceId::from_uuid(row.try_get(6)?),
         arrived_at: super::time(row.try_get(7)?)?,
         bytes: row.try_get(8)?,
+        scope: row.try_get(9)?,
+        prev_scope: row.try_get(10)?,
     })
 }
 
@@ -438,5 +464,7 @@ fn document_row(row: &postgres::Row) -> Result<DocumentRow, StoreError> {
         teams: row.try_get(6)?,
         last_seq: seq(row.try_get(7)?),
         snap_seq: seq(row.try_get(8)?),
+        scope: row.try_get(9)?,
+        attrs: row.try_get(10)?,
     })
 }

@@ -6,17 +6,19 @@ use crm_sync::{DocId, Hash};
 use rusqlite::{Connection, params};
 
 use super::{doc_id, hash, seq, sql_limit, sql_seq, time};
-use crate::ids::{DeviceId, Role, WorkspaceId};
+use crate::ids::{DeviceId, WorkspaceId};
 use crate::store::{
     ChangeRow, Device, DeviceRow, DocumentRow, LogExtent, Row, SnapshotRow, StoreError,
     StoredSnapshot, Workspace,
 };
 
 pub(super) const CHANGE_ROWS_SQL: &str = "
-    SELECT workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes FROM changes
-    WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
+    SELECT workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes, scope,
+           prev_scope
+    FROM changes WHERE workspace = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3";
 pub(super) const DOCUMENT_ROWS_SQL: &str = "
-    SELECT doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq, snap_seq
+    SELECT doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq, snap_seq,
+           scope, attrs
     FROM documents INDEXED BY documents_by_workspace
     WHERE workspace = ?1 AND doc_id > ?2 ORDER BY doc_id LIMIT ?3";
 pub(super) const DOCUMENT_LOG_SQL: &str = "
@@ -115,8 +117,10 @@ pub(super) fn export(
     conn: &Connection,
     each: &mut dyn FnMut(Row) -> bool,
 ) -> Result<(), StoreError> {
-    let mut stmt =
-        conn.prepare("SELECT id, name, created_at, head FROM workspaces ORDER BY created_at, id")?;
+    let mut stmt = conn.prepare(
+        "SELECT id, name, created_at, head, matrix, access_version FROM workspaces
+         ORDER BY created_at, id",
+    )?;
     let mut rows = stmt.query([])?;
     while let Some(r) = rows.next()? {
         let workspace = Workspace {
@@ -124,13 +128,16 @@ pub(super) fn export(
             name: r.get(1)?,
             created_at: time(r.get(2)?)?,
             head: seq(r.get(3)?),
+            matrix: r.get(4)?,
+            access_version: seq(r.get(5)?),
         };
         if !each(Row::Workspace(workspace)) {
             return Ok(());
         }
     }
     let mut stmt = conn.prepare(
-        "SELECT id, workspace, user, role, created_at, revoked_at, last_seen_at, token_hash
+        "SELECT id, workspace, user, role, created_at, revoked_at, last_seen_at, token_hash,
+                user_id, wiped_at
          FROM devices ORDER BY created_at, id",
     )?;
     let mut rows = stmt.query([])?;
@@ -141,10 +148,12 @@ pub(super) fn export(
                 id: r.get(0)?,
                 workspace: r.get(1)?,
                 user: r.get(2)?,
-                role: r.get::<_, Role>(3)?,
+                role: crate::store::values::role(&r.get::<_, String>(3)?)?,
                 created_at: time(r.get(4)?)?,
                 revoked_at: r.get::<_, Option<i64>>(5)?.map(time).transpose()?,
                 last_seen_at: r.get::<_, Option<i64>>(6)?.map(time).transpose()?,
+                user_id: crate::store::values::user_id(r.get::<_, Option<String>>(8)?.as_deref())?,
+                wiped_at: r.get::<_, Option<i64>>(9)?.map(time).transpose()?,
             },
             token_hash: <[u8; 32]>::try_from(token_hash.as_slice())
                 .map_err(|_| StoreError::Corrupt("a token hash is not 32 bytes".into()))?,
@@ -154,7 +163,8 @@ pub(super) fn export(
         }
     }
     let mut stmt = conn.prepare(
-        "SELECT doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq, snap_seq
+        "SELECT doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq, snap_seq,
+                scope, attrs
          FROM documents ORDER BY workspace, doc_id",
     )?;
     let mut rows = stmt.query([])?;
@@ -164,7 +174,8 @@ pub(super) fn export(
         }
     }
     let mut stmt = conn.prepare(
-        "SELECT workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes
+        "SELECT workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes, scope,
+                prev_scope
          FROM changes ORDER BY workspace, seq",
     )?;
     let mut rows = stmt.query([])?;
@@ -198,38 +209,44 @@ pub(super) fn import(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> 
         match row {
             Row::Workspace(w) => {
                 conn.prepare_cached(
-                    "INSERT INTO workspaces (id, name, created_at, head) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO workspaces (id, name, created_at, head, matrix, access_version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?
                 .execute(params![
                     w.id,
                     w.name,
                     w.created_at.timestamp_millis(),
-                    sql_seq(w.head)
+                    sql_seq(w.head),
+                    w.matrix,
+                    sql_seq(w.access_version),
                 ])?;
             }
             Row::Device(d) => {
                 let (device, token_hash) = (&d.device, &d.token_hash);
                 conn.prepare_cached(
                     "INSERT INTO devices
-                     (id, workspace, user, role, token_hash, created_at, revoked_at, last_seen_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (id, workspace, user, role, token_hash, created_at, revoked_at, last_seen_at,
+                      user_id, wiped_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )?
                 .execute(params![
                     device.id,
                     device.workspace,
                     device.user,
-                    device.role,
+                    device.role.as_str(),
                     token_hash.as_slice(),
                     device.created_at.timestamp_millis(),
                     device.revoked_at.map(|t| t.timestamp_millis()),
                     device.last_seen_at.map(|t| t.timestamp_millis()),
+                    device.user_id.map(|u| u.to_string()),
+                    device.wiped_at.map(|t| t.timestamp_millis()),
                 ])?;
             }
             Row::Document(d) => {
                 conn.prepare_cached(
                     "INSERT INTO documents (doc_id, workspace, kind, first_seq, created_by,
-                                            owner, teams, last_seq, snap_seq)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                                            owner, teams, last_seq, snap_seq, scope, attrs)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     d.doc_id.as_slice(),
@@ -241,13 +258,16 @@ pub(super) fn import(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> 
                     d.teams,
                     sql_seq(d.last_seq),
                     sql_seq(d.snap_seq),
+                    d.scope,
+                    d.attrs,
                 ])?;
             }
             Row::Change(c) => {
                 conn.prepare_cached(
                     "INSERT INTO changes
-                     (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                     (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes, scope,
+                      prev_scope)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )?
                 .execute(params![
                     c.workspace,
@@ -259,6 +279,8 @@ pub(super) fn import(conn: &Connection, rows: &[Row]) -> Result<(), StoreError> 
                     c.author,
                     c.arrived_at.timestamp_millis(),
                     c.bytes,
+                    c.scope,
+                    c.prev_scope,
                 ])?;
             }
             Row::Snapshot(s) => {
@@ -288,6 +310,8 @@ fn change_row(r: &rusqlite::Row<'_>) -> Result<ChangeRow, StoreError> {
         author: r.get::<_, DeviceId>(6)?,
         arrived_at: time(r.get(7)?)?,
         bytes: r.get(8)?,
+        scope: r.get(9)?,
+        prev_scope: r.get(10)?,
     })
 }
 
@@ -302,5 +326,7 @@ fn document_row(r: &rusqlite::Row<'_>) -> Result<DocumentRow, StoreError> {
         teams: r.get(6)?,
         last_seq: seq(r.get(7)?),
         snap_seq: seq(r.get(8)?),
+        scope: r.get(9)?,
+        attrs: r.get(10)?,
     })
 }
