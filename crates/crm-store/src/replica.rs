@@ -615,7 +615,9 @@ fn configure(conn: &mut Connection, path: &Path) -> Result<()> {
     // Deleted content is overwritten with zeros, in pages and in freed pages: a record
     // purged because it left the user's scope (`access.rs`) must not stay readable in the
     // file, nor must the old versions of edited values and snapshots. Every writing
-    // connection sets it, since it only covers what that connection deletes.
+    // connection sets it, since it only covers what that connection deletes. Measured on a
+    // debug build: about +8% on a 10k-record import and +10 to 18% per edit (1.5 to 1.8 ms),
+    // for the freed pages it writes as zeros.
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
