@@ -25,9 +25,16 @@
 //!   copy back in place of a replica, never leaving a half-written one ([`BackupError`],
 //!   [`ReplicaSummary`]).
 //!
+//! - Access control, the device half ([`RelayIdentity`], [`Store::adopt_identity`]): the relay
+//!   names the replica's user, role, teams and device, and sends only the records the user
+//!   may see; [`Store::purge_record`], [`Store::sweep_except`] and [`Store::wipe`] remove
+//!   the records that leave that scope, leaving nothing of them readable in the file
+//!   ([`Purge`], [`PurgeReport`], [`WipeReport`]), but never unsent local changes.
+//!
 //! Documents are never all in memory: a bounded cache holds the few most recently used, and
 //! is checked against the stored heads so another process's writes are never overwritten.
 
+mod access;
 mod backup;
 mod batch;
 mod bootstrap;
@@ -50,6 +57,7 @@ pub mod reports;
 mod schema;
 mod sync;
 
+pub use access::{Adoption, OutOfScope, Purge, PurgeReport, RelayIdentity, WipeReport};
 pub use backup::{BackupError, IfExists, ReplicaSummary};
 pub use batch::{BatchOp, Written};
 pub use bootstrap::{PreparedDocuments, RemoteDocument};

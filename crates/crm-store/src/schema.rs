@@ -10,11 +10,11 @@ use crm_model::{FieldType, Kind};
 pub(crate) const APPLICATION_ID: i64 = 0x4352_4D31;
 /// `PRAGMA user_version`: the replica's storage format. Bumped on every change of the core
 /// tables; [`MIGRATIONS`] upgrade older replicas in place when they are opened.
-pub(crate) const FORMAT_VERSION: i64 = 2;
+pub(crate) const FORMAT_VERSION: i64 = 3;
 
 /// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`. Each is idempotent, so a replica
 /// whose version number was set back (by hand, or by a test) opens again.
-pub(crate) const MIGRATIONS: &[&str] = &[QUARANTINE];
+pub(crate) const MIGRATIONS: &[&str] = &[QUARANTINE, OUT_OF_SCOPE];
 const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 
 /// Tables that hold the data itself; never rebuilt.
@@ -81,6 +81,19 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE INDEX IF NOT EXISTS quarantine_doc ON quarantine(doc_id);
 CREATE INDEX IF NOT EXISTS quarantine_hash ON quarantine(hash);
+"#;
+
+/// Records the relay asked this replica to purge that still hold unsent local changes (see
+/// `access.rs`); format 3.
+pub(crate) const OUT_OF_SCOPE: &str = r#"
+-- A record that left its user's scope while changes typed here were not yet acknowledged by
+-- the relay: it is kept (never lose what a user typed) until they are, then purged. `since`
+-- is when the relay first asked; `reason` what asked (a purge or a sweep).
+CREATE TABLE IF NOT EXISTS out_of_scope (
+    doc_id TEXT PRIMARY KEY,
+    since  TEXT NOT NULL,
+    reason TEXT NOT NULL
+) WITHOUT ROWID;
 "#;
 
 /// Tables derived from the documents; dropped and rebuilt by `reindex` or when the record

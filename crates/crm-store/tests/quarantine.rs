@@ -360,7 +360,7 @@ fn a_merged_change_waiting_for_its_dependencies_is_not_pushed() {
     assert!(outbox.iter().any(|c| c.doc_id == s));
 }
 
-/// Replicas of the previous format (before quarantine) are upgraded in place when opened.
+/// Replicas of format 1 (before quarantine) are upgraded in place when opened.
 #[test]
 fn a_replica_of_the_previous_format_is_upgraded_when_opened() {
     let (dir, mut store) = replica("alice", "laptop");
@@ -369,8 +369,10 @@ fn a_replica_of_the_previous_format_is_upgraded_when_opened() {
     let path = dir.path().join(crm_store::REPLICA_FILE);
     {
         let conn = rusqlite::Connection::open(&path).expect("open db");
-        conn.execute_batch("DROP TABLE quarantine; PRAGMA user_version = 1;")
-            .expect("make it format 1");
+        conn.execute_batch(
+            "DROP TABLE quarantine; DROP TABLE out_of_scope; PRAGMA user_version = 1;",
+        )
+        .expect("make it format 1");
     }
     let mut store = Store::open(dir.path()).expect("open upgrades");
     assert_eq!(store.quarantine_len().expect("quarantine"), 0);
@@ -380,7 +382,7 @@ fn a_replica_of_the_previous_format_is_upgraded_when_opened() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     // The quarantine table works after the upgrade.
     let mut store = Store::open(dir.path()).expect("open again");
     let report = store
