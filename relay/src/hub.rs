@@ -385,11 +385,15 @@ mod tests {
         let (a, mut rx) = hub.join(ws, DeviceId::new(), 4).expect("join");
         let (b, _) = hub.join(ws, DeviceId::new(), 4).expect("join");
         let batch = |from: u64, to: u64| LogRead {
-            entries: (from + 1..=to)
-                .map(|seq| crm_sync::Entry {
+            rows: (from + 1..=to)
+                .map(|seq| crate::service::RawRow {
                     seq,
                     doc_id: [1; 16],
+                    hash: [2; 32],
                     bytes: vec![u8::try_from(seq).expect("small")],
+                    kind: "account".into(),
+                    scope: None,
+                    prev_scope: None,
                 })
                 .collect(),
             through: to,
@@ -398,23 +402,23 @@ mod tests {
         };
         a.publish_batch(7, Some(batch(4, 7)));
         assert_eq!(*rx.borrow_and_update(), 7);
-        assert_eq!(b.tail(4, 100), Some(batch(4, 7)));
+        assert_eq!(b.tail(4, 100).as_deref(), Some(&batch(4, 7)));
         assert_eq!(b.tail(4, 2), None, "more entries than asked for");
         assert_eq!(b.tail(5, 100), None, "another position reads the store");
         // A later batch replaces it; an earlier one published late does not.
         b.publish_batch(9, Some(batch(7, 9)));
         a.publish_batch(7, Some(batch(4, 7)));
-        assert_eq!(a.tail(7, 100), Some(batch(7, 9)));
+        assert_eq!(a.tail(7, 100).as_deref(), Some(&batch(7, 9)));
         assert_eq!(a.tail(4, 100), None);
         // A batch without a tail (too large for one read), or too large to keep, leaves the
         // kept one alone.
         a.publish_batch(20, None);
         assert_eq!(*rx.borrow_and_update(), 20);
         let mut large = batch(20, 21);
-        large.entries[0].bytes = vec![0; TAIL_BYTES + 1];
+        large.rows[0].bytes = vec![0; TAIL_BYTES + 1];
         a.publish_batch(21, Some(large));
         assert_eq!(*rx.borrow_and_update(), 21);
-        assert_eq!(b.tail(7, 100), Some(batch(7, 9)));
+        assert_eq!(b.tail(7, 100).as_deref(), Some(&batch(7, 9)));
         assert_eq!(b.tail(20, 100), None);
         // The last session to leave drops it.
         drop((a, rx));

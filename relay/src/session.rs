@@ -21,7 +21,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::hub::{Full, Slot};
-use crate::ids::{DeviceId, WorkspaceId};
+use crate::ids::WorkspaceId;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::server::{AppState, Shared};
@@ -351,8 +351,7 @@ impl Session {
             joined.workspace,
             joined.row.clone(),
         );
-        let decided =
-            tokio::task::spawn_blocking(move || relay.viewer_of(workspace, &row)).await;
+        let decided = tokio::task::spawn_blocking(move || relay.viewer_of(workspace, &row)).await;
         match decided {
             Ok(Ok((viewer, access, _))) => {
                 let Some(joined) = self.joined.as_mut() else {

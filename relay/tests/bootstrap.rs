@@ -366,7 +366,7 @@ async fn the_compactor_runs_in_the_background() {
     assert_eq!(relay.store.stale_documents().expect("count"), 0);
     let page = relay
         .store
-        .documents_page(ws, None, 5, usize::MAX)
+        .documents_page(ws, None, 5, usize::MAX, None)
         .expect("page");
     assert!(page.docs.iter().all(|d| d.hashes.len() == 1));
     // The stale gauge is counted at least every second.

@@ -110,6 +110,16 @@ fn a_device_token_is_printed_once_and_only_its_hash_is_kept() {
         .ok(&["workspace", "create", "acme"])
         .trim()
         .to_string();
+    relay.ok(&[
+        "user",
+        "add",
+        "--workspace",
+        "acme",
+        "--name",
+        "alice",
+        "--role",
+        "sales_rep",
+    ]);
     let out = relay.ok(&["device", "add", "--workspace", "acme", "--user", "alice"]);
     let token = out
         .lines()
@@ -120,16 +130,17 @@ fn a_device_token_is_printed_once_and_only_its_hash_is_kept() {
     assert!(token.starts_with(&format!("crm1.{ws}.")), "{token}");
     assert_eq!(token.len(), "crm1.".len() + 36 + 1 + 43);
 
-    let added = relay.json(&[
-        "device",
+    relay.ok(&[
+        "user",
         "add",
         "--workspace",
         &ws,
-        "--user",
+        "--name",
         "bob",
         "--role",
         "support_agent",
     ]);
+    let added = relay.json(&["device", "add", "--workspace", &ws, "--user", "bob"]);
     assert_eq!(
         keys(&added),
         [
@@ -140,6 +151,8 @@ fn a_device_token_is_printed_once_and_only_its_hash_is_kept() {
             "role",
             "token",
             "user",
+            "user_id",
+            "wiped_at",
             "workspace"
         ]
     );
@@ -161,6 +174,8 @@ fn a_device_token_is_printed_once_and_only_its_hash_is_kept() {
             "revoked_at",
             "role",
             "user",
+            "user_id",
+            "wiped_at",
             "workspace"
         ]
     );
@@ -172,7 +187,7 @@ fn a_device_token_is_printed_once_and_only_its_hash_is_kept() {
     // The database holds the SHA-256 of each token and never the token.
     let db = rusqlite::Connection::open(relay.data().join("relay.db")).expect("db");
     let hashes: Vec<Vec<u8>> = db
-        .prepare("SELECT token_hash FROM devices ORDER BY created_at")
+        .prepare("SELECT token_hash FROM devices WHERE user_id IS NOT NULL ORDER BY created_at")
         .expect("prepare")
         .query_map([], |r| r.get(0))
         .expect("query")
@@ -203,17 +218,28 @@ fn devices_are_listed_per_workspace_and_revoked() {
         .ok(&["workspace", "create", "globex"])
         .trim()
         .to_string();
-    let alice = relay.json(&["device", "add", "--workspace", "acme", "--user", "alice"]);
-    relay.json(&[
-        "device",
+    relay.ok(&[
+        "user",
+        "add",
+        "--workspace",
+        "acme",
+        "--name",
+        "alice",
+        "--role",
+        "sales_rep",
+    ]);
+    relay.ok(&[
+        "user",
         "add",
         "--workspace",
         "globex",
-        "--user",
+        "--name",
         "gina",
         "--role",
         "admin",
     ]);
+    let alice = relay.json(&["device", "add", "--workspace", "acme", "--user", "alice"]);
+    relay.json(&["device", "add", "--workspace", "globex", "--user", "gina"]);
     let only = relay.json(&["device", "list", "--workspace", &globex]);
     let only = only.as_array().expect("array");
     assert_eq!(only.len(), 1);
@@ -239,11 +265,11 @@ fn bad_input_fails_with_a_usage_exit_code_and_changes_nothing() {
     relay.ok(&["workspace", "create", "acme"]);
     let error = relay.fails(
         &[
-            "device",
+            "user",
             "add",
             "--workspace",
             "acme",
-            "--user",
+            "--name",
             "a",
             "--role",
             "boss",
@@ -258,6 +284,11 @@ fn bad_input_fails_with_a_usage_exit_code_and_changes_nothing() {
     assert!(error.contains("nope"), "{error}");
     relay.fails(&["device", "add", "--workspace", "acme"], 2);
     relay.fails(&["device", "add", "--workspace", "acme", "--user", " "], 2);
+    let error = relay.fails(
+        &["device", "add", "--workspace", "acme", "--user", "zed"],
+        2,
+    );
+    assert!(error.contains("user add"), "names the way out: {error}");
     relay.fails(&["device", "revoke", "not-a-uuid"], 2);
     relay.fails(&["device", "revoke", &uuid::Uuid::now_v7().to_string()], 2);
     relay.fails(&["device", "list", "--workspace", "nope"], 2);

@@ -13,7 +13,7 @@ use assert_cmd::Command;
 use common::{Backend, Client, Doc, Serving, TestDatabase, TestStore, hash_of};
 use crm_relay::service::{ProblemKind, VerifyReport};
 use crm_relay::store::{Database, FILE_NAME, Row};
-use crm_relay::{DeviceId, Relay, Role, SqliteStore, WorkspaceId};
+use crm_relay::{DeviceId, Relay, SqliteStore, WorkspaceId};
 use crm_sync::{Cursor, Resume, Scope};
 use serde_json::Value;
 
@@ -91,7 +91,7 @@ struct Populated {
 
 fn populate(relay: Relay, records: usize) -> Populated {
     let ws = relay.create_workspace("acme").expect("workspace").id;
-    let added = relay.add_device(ws, "alice", Role::Admin).expect("device");
+    let added = relay.add_unbound_device(ws, "alice").expect("device");
     let device = added.device.id;
     let mut docs = Vec::new();
     let mut batch = Vec::new();
@@ -101,6 +101,7 @@ fn populate(relay: Relay, records: usize) -> Populated {
         if i % 3 == 0 {
             first.scope = Scope {
                 owner: Some(*uuid::Uuid::now_v7().as_bytes()),
+                assignee: None,
                 teams: vec![*uuid::Uuid::now_v7().as_bytes()],
             };
         }
@@ -108,7 +109,9 @@ fn populate(relay: Relay, records: usize) -> Populated {
         batch.push(doc.change("city", "上海"));
         docs.push(doc);
     }
-    relay.store_batch(ws, device, &batch).expect("stored");
+    relay
+        .store_batch(ws, &crm_relay::service::Pusher::admin(device), &batch)
+        .expect("stored");
     relay.compact(usize::MAX).expect("compacted");
     Populated {
         relay,
@@ -201,7 +204,11 @@ fn verify_passes_a_sound_store(b: Backend) {
     // A later edit the snapshot does not hold yet: still sound.
     let mut doc = p.docs.into_iter().next().expect("a record");
     p.relay
-        .store_batch(p.ws, p.device, &[doc.change("city", "北京")])
+        .store_batch(
+            p.ws,
+            &crm_relay::service::Pusher::admin(p.device),
+            &[doc.change("city", "北京")],
+        )
         .expect("stored");
     let report = verified(&place);
     assert!(report.is_sound(), "{:?}", report.problems);
@@ -232,7 +239,9 @@ fn verify_finds_nothing_wrong_while_a_relay_pushes_and_compacts(b: Backend) {
                     docs[edited].change("city", &format!("round {round}")),
                     fresh.change("name", "new"),
                 ];
-                relay.store_batch(p.ws, p.device, &batch).expect("a push");
+                relay
+                    .store_batch(p.ws, &crm_relay::service::Pusher::admin(p.device), &batch)
+                    .expect("a push");
                 docs.push(fresh);
                 round += 1;
             }
@@ -374,10 +383,7 @@ fn verify_finds_a_snapshot_listing_a_change_it_lacks(b: Backend) {
 fn stats_count_devices_records_and_changes(b: Backend) {
     let place = TestStore::new(b);
     let p = populate(place.relay(), 4);
-    let bob = p
-        .relay
-        .add_device(p.ws, "bob", Role::SalesRep)
-        .expect("device");
+    let bob = p.relay.add_unbound_device(p.ws, "bob").expect("device");
     p.relay.revoke_device(bob.device.id).expect("revoked");
     p.relay
         .authenticate(&p.ws.to_string(), &p.token, None)
@@ -497,7 +503,9 @@ fn a_backup_taken_while_a_relay_pushes_verifies_and_holds_a_prefix_of_the_log() 
             while !stop.load(Ordering::Relaxed) {
                 let mut doc = Doc::new();
                 let batch = [doc.change("name", "busy"), doc.change("city", "广州")];
-                relay.store_batch(ws, device, &batch).expect("a push");
+                relay
+                    .store_batch(ws, &crm_relay::service::Pusher::admin(device), &batch)
+                    .expect("a push");
                 pushes += 1;
             }
             pushes
@@ -539,14 +547,14 @@ fn a_backup_taken_while_a_relay_pushes_verifies_and_holds_a_prefix_of_the_log() 
     // A prefix: the same change at every position up to its head.
     let mut after = 0;
     while after < copied_head {
-        let mine = copy.read(ws, after, 500).expect("read");
-        let source = p.relay.read(ws, after, 500).expect("read");
-        let n = mine.entries.len();
+        let mine = copy.read_raw(ws, after, 500).expect("read");
+        let source = p.relay.read_raw(ws, after, 500).expect("read");
+        let n = mine.rows.len();
         assert!(n > 0);
-        assert_eq!(mine.entries, source.entries[..n]);
+        assert_eq!(mine.rows, source.rows[..n]);
         after = mine.through;
     }
-    assert_eq!(copy.read(ws, copied_head, 10).expect("read").entries, []);
+    assert_eq!(copy.read_raw(ws, copied_head, 10).expect("read").rows, []);
     assert_eq!(
         p.relay.store().hash_at(ws, copied_head).expect("hash"),
         Some(copied_hash)
@@ -682,32 +690,30 @@ fn a_restored_relay_keeps_its_identity_and_positions_so_devices_resume() {
 fn migrate_sqlite_to_postgres_and_back_copies_every_row_and_keeps_the_relay() {
     let source = TestStore::new(Backend::Sqlite);
     let p = populate(source.relay(), 30);
-    let bob = p
-        .relay
-        .add_device(p.ws, "bob", Role::SupportAgent)
-        .expect("device");
+    let bob = p.relay.add_unbound_device(p.ws, "bob").expect("device");
     p.relay.revoke_device(bob.device.id).expect("revoked");
     p.relay
         .authenticate(&p.ws.to_string(), &p.token, None)
         .expect("alice connects");
     // A second workspace, its own log, and an edit the snapshots do not hold yet.
     let globex = p.relay.create_workspace("globex").expect("workspace").id;
-    let gina = p
-        .relay
-        .add_device(globex, "gina", Role::SalesManager)
-        .expect("device");
+    let gina = p.relay.add_unbound_device(globex, "gina").expect("device");
     let mut g = Doc::new();
     p.relay
         .store_batch(
             globex,
-            gina.device.id,
+            &crm_relay::service::Pusher::admin(gina.device.id),
             &[g.change("name", "G"), g.change("x", "y")],
         )
         .expect("stored");
     let mut first = p.docs.into_iter().next().expect("a record");
     let late = first.change("city", "杭州");
     p.relay
-        .store_batch(p.ws, p.device, std::slice::from_ref(&late))
+        .store_batch(
+            p.ws,
+            &crm_relay::service::Pusher::admin(p.device),
+            std::slice::from_ref(&late),
+        )
         .expect("stored");
     let original = rows(&p.relay);
     let cursor = cursor_at_head(&p.relay, p.ws);

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use common::{Backend, Doc, TestStore, hash_of, heads_of, load, store_with_device};
 use crm_relay::store::StoreError;
-use crm_relay::{DeviceId, Relay, Role, WorkspaceId};
+use crm_relay::{DeviceId, Relay, WorkspaceId};
 use crm_sync::{DocId, DocState, Documents, Envelope, MAX_BATCH_CHANGES, Message};
 
 crm_tests::on_every_backend!(
@@ -46,7 +46,11 @@ fn fixture(backend: Backend) -> Fixture {
 impl Fixture {
     fn push(&self, changes: &[Envelope]) -> Vec<u64> {
         self.store
-            .store_batch(self.ws, self.device, changes)
+            .store_batch(
+                self.ws,
+                &crm_relay::service::Pusher::admin(self.device),
+                changes,
+            )
             .expect("stored")
             .seqs
     }
@@ -99,7 +103,7 @@ impl Fixture {
         loop {
             let page = self
                 .store
-                .documents_page(self.ws, after, through, max_bytes)
+                .documents_page(self.ws, after, through, max_bytes, None)
                 .expect("page");
             assert!(!page.docs.is_empty() || after.is_none(), "no empty page");
             docs.extend(page.docs);
@@ -199,7 +203,7 @@ fn pages_cover_every_document_once_in_id_order_within_their_size(b: Backend) {
     loop {
         let page = f
             .store
-            .documents_page(f.ws, after, 80, max_bytes)
+            .documents_page(f.ws, after, 80, max_bytes, None)
             .expect("page");
         pages += 1;
         assert!(!page.docs.is_empty());
@@ -239,13 +243,13 @@ fn a_page_holds_at_most_the_batch_limit_of_documents(b: Backend) {
     let through = changes.len() as u64;
     let first = f
         .store
-        .documents_page(f.ws, None, through, usize::MAX)
+        .documents_page(f.ws, None, through, usize::MAX, None)
         .expect("page");
     assert_eq!(first.docs.len(), MAX_BATCH_CHANGES);
     assert_eq!(first.next, first.docs.last().map(|d| d.doc_id));
     let second = f
         .store
-        .documents_page(f.ws, first.next, through, usize::MAX)
+        .documents_page(f.ws, first.next, through, usize::MAX, None)
         .expect("page");
     assert_eq!((second.docs.len(), second.next), (1, None));
 }
@@ -270,7 +274,7 @@ fn regression_a_page_filled_by_its_documents_still_sends_the_first_with_its_chan
     loop {
         let page = f
             .store
-            .documents_page(f.ws, after, 41, max_bytes)
+            .documents_page(f.ws, after, 41, max_bytes, None)
             .expect("every document fits a page");
         assert!(!page.docs.is_empty());
         let frame = Message::Documents(Documents {
@@ -330,18 +334,18 @@ fn a_document_larger_than_a_page_is_an_error(b: Backend) {
     f.push(&[big.change("notes", &"x".repeat(5_000))]);
     let err = f
         .store
-        .documents_page(f.ws, None, 2, 10)
+        .documents_page(f.ws, None, 2, 10, None)
         .expect_err("too large");
     assert!(matches!(err, StoreError::DocumentTooLarge { .. }), "{err}");
     assert!(err.to_string().contains("too large"), "{err}");
     // Once the smaller document (if it sorts first) is sent alone, the big one still fails.
-    let pages = f.store.documents_page(f.ws, None, 2, 1_000);
+    let pages = f.store.documents_page(f.ws, None, 2, 1_000, None);
     match pages {
         Ok(page) => {
             assert_eq!(page.docs.len(), 1);
             assert_eq!(page.docs[0].doc_id, small.id);
             assert!(matches!(
-                f.store.documents_page(f.ws, page.next, 2, 1_000),
+                f.store.documents_page(f.ws, page.next, 2, 1_000, None),
                 Err(StoreError::DocumentTooLarge { .. })
             ));
         }
@@ -421,18 +425,22 @@ fn pages_read_only_their_workspace(b: Backend) {
     let other = f.store.create_workspace("globex").expect("workspace").id;
     let gina = f
         .store
-        .add_device(other, "gina", Role::Admin)
+        .add_unbound_device(other, "gina")
         .expect("device")
         .device
         .id;
     f.push(&[Doc::new().change("n", "acme")]);
     f.store
-        .store_batch(other, gina, &[Doc::new().change("n", "globex")])
+        .store_batch(
+            other,
+            &crm_relay::service::Pusher::admin(gina),
+            &[Doc::new().change("n", "globex")],
+        )
         .expect("stored");
     f.store.compact(64).expect("compact");
     let page = f
         .store
-        .documents_page(other, None, 1, usize::MAX)
+        .documents_page(other, None, 1, usize::MAX, None)
         .expect("page");
     assert_eq!(page.docs.len(), 1);
     let doc = load(&page.docs[0]);

@@ -726,7 +726,7 @@ async fn shutdown_says_going_away_to_every_session() {
     assert!(error.code.is_transient());
     a.expect_closed().await;
     // The push was either stored and acknowledged before the goodbye, or not taken at all.
-    let stored = store.read(ws, 0, 10).expect("read").entries.len();
+    let stored = store.read_raw(ws, 0, 10).expect("read").rows.len();
     assert_eq!(stored, usize::from(acked));
     assert_eq!(b.expect_error().await.code, ErrorCode::GOING_AWAY);
     assert_eq!(c.expect_error().await.code, ErrorCode::GOING_AWAY);

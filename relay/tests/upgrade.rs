@@ -95,10 +95,10 @@ fn a_database_of_the_previous_release_is_upgraded_and_everything_in_it_works() {
 
     // Every change reads back, with its bytes hashing to what the log says.
     let ws: WorkspaceId = WORKSPACE.parse().expect("id");
-    let read = relay.read(ws, 0, 100).expect("read");
-    assert_eq!(read.entries.len(), 6);
+    let read = relay.read_raw(ws, 0, 100).expect("read");
+    assert_eq!(read.rows.len(), 6);
     assert_eq!(read.head, 6);
-    for (entry, (expected, doc)) in read.entries.iter().zip(LOG) {
+    for (entry, (expected, doc)) in read.rows.iter().zip(LOG) {
         let change = automerge::Change::try_from(entry.bytes.as_slice()).expect("a change");
         assert_eq!(change.hash().0, hash(expected));
         assert_eq!(uuid::Uuid::from_bytes(entry.doc_id), uuid(doc));
@@ -133,7 +133,7 @@ fn a_database_of_the_previous_release_is_upgraded_and_everything_in_it_works() {
         (6, 3, 3)
     );
     let page = relay
-        .documents_page(ws, None, 6, usize::MAX)
+        .documents_page(ws, None, 6, usize::MAX, None)
         .expect("a page");
     assert_eq!(page.docs.len(), 3);
     drop(relay);

@@ -453,8 +453,31 @@ impl Relay {
             .to_string()
     }
 
-    /// Adds a device; returns its token.
+    /// Adds a device for `user`, an admin (added first when the directory lacks them);
+    /// returns its token.
     pub fn token(&self, workspace: &str, user: &str) -> String {
+        self.token_as(workspace, user, "admin")
+    }
+
+    /// Adds a device for `user` with `role` (the user is added first when the directory
+    /// lacks them); returns its token.
+    pub fn token_as(&self, workspace: &str, user: &str, role: &str) -> String {
+        let users = self.admin(&["user", "list", "--workspace", workspace]);
+        let known = users
+            .as_array()
+            .is_some_and(|u| u.iter().any(|u| u["name"] == user));
+        if !known {
+            self.admin(&[
+                "user",
+                "add",
+                "--workspace",
+                workspace,
+                "--name",
+                user,
+                "--role",
+                role,
+            ]);
+        }
         self.admin(&["device", "add", "--workspace", workspace, "--user", user])["token"]
             .as_str()
             .expect("token")

@@ -55,7 +55,7 @@ fn three_devices_converge_through_a_relay(backend: Backend) {
             &acme,
         ],
     );
-    assert_eq!(sync(&a)["pushed"].as_u64().map(|n| n >= 3), Some(true));
+    assert_eq!(sync(&a)["pushed"].as_u64().map(|n| n >= 2), Some(true));
     sync(&b);
     sync(&c);
     assert_eq!(
@@ -340,7 +340,7 @@ fn a_device_killed_during_a_pull_stays_consistent(backend: Backend) {
     let ws = relay.workspace("acme");
     let source = Replica::init("sam", "source");
     source.ok(&["seed", "--accounts", "80"]);
-    let token = relay.token(&ws, "source");
+    let token = relay.token(&ws, "sam");
     source.ok(&["join", &relay.url(), "--token", &token]);
     sync(&source);
     let target = joined(&relay, &ws, "bob", "phone");

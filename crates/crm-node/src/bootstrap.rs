@@ -77,6 +77,10 @@ pub(crate) async fn bootstrap(
         .await
         .map_err(lost)?;
     let mut welcomed = false;
+    // Every document the relay sends: after a change of the user's access, what the replica
+    // holds beyond them is out of its scope now and is purged.
+    let mut sent: std::collections::HashSet<RecordId> = std::collections::HashSet::new();
+    let mut access: Option<crm_sync::Access> = None;
     // Documents received and being built, written once the next pages arrive.
     let mut earlier: Option<PreparedDocuments> = None;
     loop {
@@ -108,6 +112,8 @@ pub(crate) async fn bootstrap(
             match m {
                 Message::Welcome(w) if !welcomed => {
                     welcomed = true;
+                    crate::sync::adopt(store, &w.access, report)?;
+                    access = Some(w.access.clone());
                     if w.head >= SUSPEND_INDEXES_BEHIND {
                         store.suspend_read_indexes()?;
                     }
@@ -115,6 +121,11 @@ pub(crate) async fn bootstrap(
                 Message::Documents(d) if welcomed && done.is_none() => {
                     last_page = Some(d.page);
                     done = d.done;
+                    sent.extend(
+                        d.docs
+                            .iter()
+                            .map(|s| RecordId::from_uuid(uuid::Uuid::from_bytes(s.doc_id))),
+                    );
                     docs.extend(d.docs.into_iter().map(|s| RemoteDocument {
                         doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(s.doc_id)),
                         snapshot: s.snapshot,
@@ -165,6 +176,16 @@ pub(crate) async fn bootstrap(
         if cursor.is_some() {
             send(&mut ws, page).await?;
             let _ = ws.close(None).await;
+            if let Some(access) = access.filter(|a| a.user != [0; 16]) {
+                // A re-sync after the user's access changed: the relay sent everything the
+                // user may see; the rest goes (local changes not pushed yet stay).
+                if store.access_key() != Some(access.key) {
+                    let swept = store.sweep_except(&sent)?;
+                    report.purged += usize::try_from(swept.removed).unwrap_or(usize::MAX);
+                    report.kept_out_of_scope += swept.kept_ids.len();
+                    store.set_access_key(access.key)?;
+                }
+            }
             return Ok(true);
         }
     }

@@ -57,6 +57,14 @@ pub enum SyncError {
     },
     #[error("the connection to the relay was lost: {0}")]
     Lost(String),
+    #[error(
+        "an admin wiped this device: {records} records were deleted from this replica \
+         ({pending} changes made here had not reached the relay and are gone with them)"
+    )]
+    Wiped { records: u64, pending: u64 },
+    /// The user's access changed: the replica re-syncs its scope (handled inside a sync).
+    #[error("the user's access changed; re-syncing what they may see")]
+    Rescope,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -95,6 +103,19 @@ pub struct SyncReport {
     /// Pulled changes this device could not apply and set aside, in the order met (see
     /// `crm_store::Quarantined`); the rest of the log applied and the cursor moved past them.
     pub quarantined: Vec<Quarantined>,
+    /// Records that entered the user's scope (reassigned to them, say), loaded whole.
+    pub granted: usize,
+    /// Records that left the user's scope and were deleted from this replica.
+    pub purged: usize,
+    /// Records that left the scope but keep local changes not pushed yet (kept, visibly).
+    pub kept_out_of_scope: usize,
+    /// Who the relay says this device's user is, when it told this session.
+    pub identity: Option<crm_sync::Access>,
+    /// Local changes made under another user's name (before the replica joined): the relay
+    /// accepts only its user's, so they stay on this replica, in the records' history.
+    pub held_foreign: usize,
+    /// The names those changes were made under.
+    pub held_foreign_authors: Vec<String>,
 }
 
 /// The workspace a device token belongs to: tokens are `crm1.<workspace>.<secret>`.
@@ -250,14 +271,26 @@ async fn session(
     watcher: Watcher<'_>,
 ) -> Result<(), SyncError> {
     let mut result = Ok(());
-    // A device without a cursor loads the relay's documents first, when the relay offers them.
-    if store.sync_cursor()?.is_none() {
-        result = crate::bootstrap::bootstrap(store, link, report)
-            .await
-            .map(|_| ());
-    }
-    if result.is_ok() {
-        result = connected(store, link, report, watcher).await;
+    let mut watcher = watcher;
+    // At most one re-sync of the scope per session: the access changed while connected.
+    for _ in 0..2 {
+        // A device without a cursor loads the relay's documents first, when the relay
+        // offers them.
+        if store.sync_cursor()?.is_none() {
+            result = crate::bootstrap::bootstrap(store, link, report)
+                .await
+                .map(|_| ());
+        }
+        if result.is_ok() {
+            let w = watcher
+                .as_mut()
+                .map(|w| &mut **w as &mut dyn FnMut(&SyncReport));
+            result = connected(store, link, report, w).await;
+        }
+        if !matches!(result, Err(SyncError::Rescope)) {
+            break;
+        }
+        result = Ok(());
     }
     // A pull that stopped half way leaves no index missing.
     let restored = store.restore_read_indexes();
@@ -317,6 +350,12 @@ async fn connected(
                     DeviceEffect::ReadOutbox { limit, bytes } => {
                         let batch = store.outbox_batch(limit, bytes)?;
                         damage = batch.damage();
+                        report.held_foreign = report.held_foreign.max(batch.foreign.len());
+                        for f in &batch.foreign {
+                            if !report.held_foreign_authors.contains(&f.author) {
+                                report.held_foreign_authors.push(f.author.clone());
+                            }
+                        }
                         let outgoing = batch
                             .changes
                             .into_iter()
@@ -327,6 +366,7 @@ async fn connected(
                                     kind: c.kind,
                                     scope: Scope {
                                         owner: c.owner.map(|o| *o.as_uuid().as_bytes()),
+                                        assignee: c.assignee.map(|o| *o.as_uuid().as_bytes()),
                                         teams: c
                                             .teams
                                             .iter()
@@ -416,8 +456,49 @@ async fn connected(
                         report.reset = true;
                         store.reset_sync()?;
                     }
+                    DeviceEffect::Access(access) => {
+                        if adopt(store, &access, report)? {
+                            // What the user may see changed: re-sync the scope from a fresh
+                            // bootstrap, which purges what is no longer theirs.
+                            let _ = ws.close(None).await;
+                            store.reset_sync()?;
+                            return Err(SyncError::Rescope);
+                        }
+                    }
+                    DeviceEffect::Grant(docs) => {
+                        let count = docs.len();
+                        let docs = docs
+                            .into_iter()
+                            .map(|s| crm_store::RemoteDocument {
+                                doc_id: RecordId::from_uuid(uuid::Uuid::from_bytes(s.doc_id)),
+                                snapshot: s.snapshot,
+                                hashes: s.hashes,
+                                changes: s.changes.into_iter().map(|c| c.into_vec()).collect(),
+                            })
+                            .collect();
+                        let applied = store.apply_documents(docs, None)?;
+                        report.pulled += applied.applied;
+                        report.records_changed += applied.changed.len();
+                        report.quarantined.extend(applied.quarantined);
+                        report.granted += count;
+                    }
+                    DeviceEffect::Purge(ids) => {
+                        let ids: Vec<RecordId> = ids
+                            .into_iter()
+                            .map(|d| RecordId::from_uuid(uuid::Uuid::from_bytes(d)))
+                            .collect();
+                        let purged = store.purge_records(&ids)?;
+                        report.purged += usize::try_from(purged.removed).unwrap_or(usize::MAX);
+                        report.kept_out_of_scope += purged.kept_ids.len();
+                    }
                     DeviceEffect::Synced => {
                         store.restore_read_indexes()?;
+                        // The relay's User record has arrived: what this replica made before
+                        // it joined passes to the relay's user, and those edits go out now.
+                        if store.claim_unowned()? > 0 {
+                            next.extend(machine.handle(DeviceInput::LocalChanges));
+                            continue;
+                        }
                         report.head = machine.head();
                         if let Some(e) = damage.take() {
                             // Not synced: a damaged change and what builds on it stay here.
@@ -450,6 +531,15 @@ async fn connected(
                     }
                     DeviceEffect::Close { error } => {
                         let _ = ws.close(None).await;
+                        if let Some(e) = &error
+                            && e.code == ErrorCode::WIPED
+                        {
+                            let wiped = store.wipe()?;
+                            return Err(SyncError::Wiped {
+                                records: wiped.records,
+                                pending: wiped.pending_changes,
+                            });
+                        }
                         return Err(match error {
                             Some(e) => SyncError::Refused(e),
                             None => SyncError::Lost("closed".into()),
@@ -556,4 +646,56 @@ mod tests {
         assert!(workspace_of("garbage").is_err());
         assert!(workspace_of(&format!("crm1.{ws}.short")).is_err());
     }
+}
+
+/// Takes the relay's word for who this device's user is. Returns whether what the user may
+/// see changed since the replica last settled its scope (then it re-syncs): never on the
+/// first identity a replica learns.
+pub(crate) fn adopt(
+    store: &mut Store,
+    access: &crm_sync::Access,
+    report: &mut SyncReport,
+) -> Result<bool, SyncError> {
+    report.identity = Some(access.clone());
+    // A device added before the relay knew users (an admin's): nothing to adopt, and the
+    // replica's own User record is its user's record.
+    if access.user == [0; 16] {
+        store.release_local_user()?;
+        return Ok(false);
+    }
+    let user_id = RecordId::from_uuid(uuid::Uuid::from_bytes(access.user));
+    let role = access.role.parse().map_err(|_| {
+        SyncError::Refused(ErrorFrame {
+            code: ErrorCode::UNEXPECTED_MESSAGE,
+            message: format!("the relay named an unknown role {:?}", access.role),
+        })
+    })?;
+    let identity = crm_store::RelayIdentity {
+        user_id,
+        user_name: access.name.clone(),
+        role,
+        teams: access
+            .teams
+            .iter()
+            .map(|t| RecordId::from_uuid(uuid::Uuid::from_bytes(*t)))
+            .collect(),
+        device_id: uuid::Uuid::from_bytes(access.device).to_string(),
+        access_key: access.key,
+    };
+    let known = store.access_key();
+    let same_user = store.identity().user_id == Some(user_id);
+    if known.is_some() && same_user && known != Some(access.key) {
+        // Keep the old key until the re-sync has swept: a crash in between re-syncs again.
+        return Ok(true);
+    }
+    if !same_user || known.is_none() || store.identity().role != Some(role) {
+        let adoption = store.adopt_identity(&identity)?;
+        if adoption.foreign_pending > 0 {
+            tracing::warn!(
+                pending = adoption.foreign_pending,
+                "changes made here under another name wait in the outbox; the relay refuses them"
+            );
+        }
+    }
+    Ok(false)
 }

@@ -55,6 +55,7 @@ async fn refusing_relay(listener: tokio::net::TcpListener) {
                         relay_id: [7; 16],
                         head: 0,
                         resume: Resume::FromStart,
+                        access: Default::default(),
                     }),
                     _ => continue,
                 },

@@ -45,6 +45,11 @@ pub(crate) mod meta {
     /// identity, while ownerless records created under it wait to be claimed (see
     /// [`super::Store::claim_unowned`]).
     pub(crate) const CLAIM_FROM: &str = "claim_from";
+    /// The User record `crm init` made for working before the replica joins a relay: it never
+    /// leaves the replica (the relay's directory is the source of users), and once the
+    /// relay's identity is adopted and its User record has arrived, what it owns is claimed
+    /// by the relay's user and it is deleted.
+    pub(crate) const LOCAL_USER: &str = "local_user";
 }
 
 /// Who the relay says this replica's user and device are.
@@ -443,15 +448,18 @@ impl Store {
     }
 
     /// Counts the unsent changes whose author is not `user`. A change whose bytes are not
-    /// stored (held in its document's snapshot) is read from the document.
+    /// stored (held in its document's snapshot) is read from the document. The changes of
+    /// the local User record are not counted: they are never pushed, so the relay never
+    /// refuses them, and they go with it once the claims are made.
     fn foreign_pending(&mut self, user: &str) -> Result<u64> {
         let tx = self.conn.transaction()?;
         let mut stmt = tx.prepare(
             "SELECT d.docno, d.id, d.kind, d.heads, c.hash, c.bytes FROM outbox o \
              JOIN changes c ON c.seq = o.seq JOIN documents d ON d.docno = c.docno \
+             WHERE d.id IS NOT (SELECT value FROM meta WHERE key = ?1) \
              ORDER BY d.docno",
         )?;
-        let mut rows = stmt.query([])?;
+        let mut rows = stmt.query([meta::LOCAL_USER])?;
         let mut foreign = 0;
         // The document last loaded, for the changes held only in its snapshot.
         let mut document: Option<(i64, crm_model::automerge::Automerge)> = None;
@@ -511,25 +519,53 @@ impl Store {
         let Some(from) = from else {
             return Ok((0, 0));
         };
-        let mut candidates: Vec<(Kind, RecordId)> = Vec::new();
+        let local: String = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [meta::LOCAL_USER],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_default();
+        // (kind, record, whether its assignee is the local user).
+        // (kind, record, whether its assignee is the local user, whether its owner is).
+        let mut candidates: Vec<(Kind, RecordId, bool, bool)> = Vec::new();
         for kind in Kind::ALL.iter().copied() {
             // Users and teams have no owner (see `prepare_create`).
             if matches!(kind, Kind::User | Kind::Team) {
                 continue;
             }
+            let assigned = matches!(kind, Kind::Ticket | Kind::Activity);
             // Created under the previous name, and created here: the document has changes
-            // made on this replica.
+            // made on this replica; or owned by (assigned to) the local User record.
             let sql = format!(
-                "SELECT r.id FROM {t} r WHERE r.{owner} IS NULL AND r.created_by = ?1 \
-                 AND EXISTS (SELECT 1 FROM changes c WHERE c.docno = r.docno AND c.local = 1) \
+                "SELECT r.id, {assignee}, {own} FROM {t} r WHERE {own} OR {assignee} \
                  ORDER BY r.docno",
+                own = format!(
+                    "((r.{owner} IS NULL AND r.created_by = ?1 AND EXISTS (SELECT 1 FROM \
+                     changes c WHERE c.docno = r.docno AND c.local = 1)) OR r.{owner} = ?2)",
+                    owner = schema::column("owner")
+                ),
                 t = schema::table(kind),
-                owner = schema::column("owner"),
+                assignee = if assigned {
+                    format!("r.{} = ?2", schema::column("assignee"))
+                } else {
+                    "0".into()
+                },
             );
             let mut stmt = self.conn.prepare(&sql)?;
-            for id in stmt.query_map([&from], |r| r.get::<_, String>(0))? {
-                if let Ok(id) = id?.parse() {
-                    candidates.push((kind, id));
+            let rows = stmt.query_map(params![&from, &local], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, bool>(2)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, assignee, own) = row?;
+                if let Ok(id) = id.parse() {
+                    candidates.push((kind, id, assignee, own));
                 }
             }
         }
@@ -545,9 +581,14 @@ impl Store {
         }
         let owner = user_id.to_string();
         let mut ops = Vec::with_capacity(candidates.len());
-        for (kind, id) in candidates {
+        for (kind, id, assignee, own) in candidates {
             let mut edit = crm_model::Edit::new(kind);
-            edit.set("owner", &owner)?;
+            if own {
+                edit.set("owner", &owner)?;
+            }
+            if assignee {
+                edit.set("assignee", &owner)?;
+            }
             ops.push(BatchOp::Edit { id, edit });
         }
         // Each claim is its own change through the normal edit path, so projections and the
@@ -563,7 +604,42 @@ impl Store {
         }
         self.conn
             .execute("DELETE FROM meta WHERE key = ?1", [meta::CLAIM_FROM])?;
+        if let Ok(local) = local.parse::<RecordId>()
+            && local != user_id
+        {
+            // The local User record never left this replica: its changes leave the outbox
+            // and it goes.
+            self.conn.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT c.seq FROM changes c \
+                 JOIN documents d ON d.docno = c.docno WHERE d.id = ?1)",
+                [local.to_string()],
+            )?;
+            self.purge_records(&[local])?;
+            self.conn
+                .execute("DELETE FROM meta WHERE key = ?1", [meta::LOCAL_USER])?;
+        }
         Ok((claimed, 0))
+    }
+
+    /// A relay that knows no users (a device added before it did) has no identity to give:
+    /// the local User record then is the user's record, and is pushed like any other.
+    pub fn release_local_user(&mut self) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", [meta::LOCAL_USER])?;
+        Ok(())
+    }
+
+    /// The User record `crm init` made for working before joining a relay, while it is
+    /// here: it is never pushed.
+    pub(crate) fn local_user(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [meta::LOCAL_USER],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 }
 
@@ -681,29 +757,6 @@ pub(crate) fn parse_teams(s: &str) -> Vec<RecordId> {
         .into_iter()
         .filter_map(|t| t.parse().ok())
         .collect()
-}
-
-#[cfg(test)]
-impl Store {
-    /// A new replica that has joined a relay as `user` (an admin), with the user's User
-    /// record in it: where the flow and report tests start, since approvals and assignments
-    /// name the user's record.
-    pub(crate) fn init_joined(dir: &std::path::Path, user: &str, device: &str) -> Result<Store> {
-        let mut store = Store::init(dir, user, device)?;
-        let mut me = crm_model::Edit::new(Kind::User);
-        me.set("name", user)?;
-        me.set("role", "admin")?;
-        let user_id = store.create(&me)?.id;
-        store.adopt_identity(&RelayIdentity {
-            user_id,
-            user_name: user.into(),
-            role: Role::Admin,
-            teams: Vec::new(),
-            device_id: format!("{device}-id"),
-            access_key: [0; 32],
-        })?;
-        Ok(store)
-    }
 }
 
 #[cfg(test)]

@@ -73,4 +73,4 @@ pub use query::{Cmp, Conflict, Filter, ListQuery, ListRow, SearchHit};
 pub use record_merge::MergeReport;
 pub use remote::{ApplyReport, LoggedChange, PulledChange, RemoteChange};
 pub use replica::{Identity, REPLICA_FILE, ReadOnly, Store};
-pub use sync::{DamagedChange, OutboxBatch, OutboxChange, RelayLink, SyncCursor};
+pub use sync::{DamagedChange, ForeignChange, OutboxBatch, OutboxChange, RelayLink, SyncCursor};

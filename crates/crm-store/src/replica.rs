@@ -143,10 +143,12 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Creates a new replica in `dir` for `user` on `device`. It holds no record, not even
-    /// the user's own: the relay is the source of identity, and only admins write User
-    /// records. [`Store::adopt_identity`] takes the identity the relay gives when the
-    /// replica joins one.
+    /// Creates a new replica in `dir` for `user` on `device`, with a User record of the
+    /// replica's own so it works at once with no relay (the user is admin of their own
+    /// replica). That record is *local*: it is never pushed, since the relay's directory is
+    /// the source of users. When the replica joins a relay, [`Store::adopt_identity`] takes
+    /// the relay's identity, what the local user owns is claimed by the relay's user, and the
+    /// local record goes.
     pub fn init(dir: &Path, user: &str, device: &str) -> Result<Store> {
         let user = user.trim();
         let device = device.trim();
@@ -195,7 +197,22 @@ impl Store {
             drop(meta);
             tx.commit()?;
         }
-        Store::from_conn(conn, dir)
+        let mut store = Store::from_conn(conn, dir)?;
+        let mut me = Edit::new(Kind::User);
+        me.set("name", user)?;
+        me.set("role", "admin")?;
+        let record = store.create(&me)?;
+        for key in [
+            crate::access::meta::USER_ID,
+            crate::access::meta::LOCAL_USER,
+        ] {
+            store.conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)",
+                params![key, record.id.to_string()],
+            )?;
+        }
+        store.identity.user_id = Some(record.id);
+        Ok(store)
     }
 
     /// Opens the replica in `dir`, refusing anything that is not a replica this build can read.
@@ -1005,6 +1022,9 @@ pub(crate) fn prepare_create(
         edit.set("owner", &user_id.to_string())?;
     }
     check_references(tx, &edit)?;
+    if !given("teams") && kind != Kind::User && kind != Kind::Team {
+        inherit_teams(tx, &mut edit)?;
+    }
     // The document checks required fields too; checking here first keeps a row that lacks
     // one from taking a number.
     let set: std::collections::HashSet<&str> = edit
@@ -1149,6 +1169,54 @@ pub(crate) fn edit_in(
 }
 
 /// Checks that every id an edit refers to names an existing record of an accepted kind.
+/// The fields naming the record a new one is made from, first match wins.
+const PARENTS: &[&str] = &[
+    "account",
+    "opportunity",
+    "lead",
+    "campaign",
+    "quote",
+    "contract",
+    "from",
+];
+
+/// A record made from another (a contact of an account, a ticket of it, a deal's quote)
+/// takes that record's teams when it names none, so the teams that may see the parent see
+/// it too (access control's `team` level).
+fn inherit_teams(tx: &Transaction<'_>, edit: &mut Edit) -> Result<()> {
+    let parent = PARENTS.iter().find_map(|name| {
+        edit.references()
+            .into_iter()
+            .find(|(field, _)| field.name == *name)
+            .map(|(_, id)| id)
+    });
+    let Some(parent) = parent else {
+        return Ok(());
+    };
+    let kind: Option<Option<String>> = tx
+        .prepare_cached("SELECT kind FROM documents WHERE id = ?1")?
+        .query_row([parent.to_string()], |r| r.get(0))
+        .optional()?;
+    let Some(kind) = kind.flatten().and_then(|k| k.parse::<Kind>().ok()) else {
+        return Ok(());
+    };
+    let teams: Option<Option<String>> = tx
+        .prepare_cached(&format!(
+            "SELECT f_teams FROM {} WHERE id = ?1",
+            schema::table(kind)
+        ))?
+        .query_row([parent.to_string()], |r| r.get(0))
+        .optional()?;
+    let teams: Vec<String> = teams
+        .flatten()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if !teams.is_empty() {
+        edit.set("teams", &teams.join(","))?;
+    }
+    Ok(())
+}
+
 fn check_references(tx: &Transaction<'_>, edit: &Edit) -> Result<()> {
     for (field, id) in edit.references() {
         let accepted: &[Kind] = match field.ty {

@@ -30,6 +30,8 @@ pub struct OutboxChange {
     pub kind: String,
     /// The record's owner and teams as they are now, for the relay's scope filtering.
     pub owner: Option<crm_model::RecordId>,
+    /// The assignee of a ticket or an activity: "own" to them as the owner is.
+    pub assignee: Option<crm_model::RecordId>,
     pub teams: Vec<crm_model::RecordId>,
     pub bytes: Vec<u8>,
 }
@@ -42,6 +44,19 @@ pub struct OutboxBatch {
     /// Local changes whose stored bytes no longer match their hash, with no good copy in a
     /// snapshot. Never pushed, and neither is anything that builds on them.
     pub damaged: Vec<DamagedChange>,
+    /// Local changes made under another user's name than the relay's user (before the
+    /// replica joined, as `crm init` named it): the relay refuses them, so they stay here,
+    /// visible in the records' history, and so does anything that builds on them.
+    pub foreign: Vec<ForeignChange>,
+}
+
+/// A queued change another user authored (see [`OutboxBatch::foreign`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignChange {
+    pub local_seq: i64,
+    pub doc_id: RecordId,
+    /// The user its commit message names.
+    pub author: String,
 }
 
 /// A queued change whose bytes are damaged (see [`OutboxBatch::damaged`]).
@@ -103,6 +118,14 @@ impl Store {
              ORDER BY o.seq",
         )?;
         let mut rows = stmt.query([])?;
+        let local_user = self.local_user()?;
+        // Once the replica has the relay's identity, only its user's changes can be pushed.
+        let me = self
+            .identity
+            .device_id
+            .is_some()
+            .then(|| (self.identity.user.clone(), self.identity.user_id));
+        let mut foreign = Vec::new();
         let mut out = Taken::new(limit, max_bytes);
         let mut damaged = Vec::new();
         let mut repairs = Vec::new();
@@ -118,6 +141,10 @@ impl Store {
             let stored: Vec<u8> = row.get(3)?;
             let docno: i64 = row.get(4)?;
             let hash: Vec<u8> = row.get(5)?;
+            // The User record made for working before joining never leaves the replica.
+            if local_user.as_deref() == Some(id.as_str()) {
+                continue;
+            }
             let Ok(doc_id) = id.parse::<RecordId>() else {
                 continue;
             };
@@ -148,6 +175,24 @@ impl Store {
                         continue;
                     }
                 };
+            if let Some((name, id)) = &me
+                && let Some(author) = crm_model::Author::from_message(change.message())
+            {
+                let by_id = author
+                    .user_id
+                    .as_deref()
+                    .zip(*id)
+                    .map(|(a, id)| a == id.to_string());
+                if !by_id.unwrap_or(author.user == *name) {
+                    blocked.insert(hash);
+                    foreign.push(ForeignChange {
+                        local_seq,
+                        doc_id,
+                        author: author.user,
+                    });
+                    continue;
+                }
+            }
             let mut unmet = Vec::new();
             let mut stuck = false;
             for dep in change.deps() {
@@ -175,9 +220,9 @@ impl Store {
                 blocked.insert(hash);
                 continue;
             }
-            let (owner, teams) = match kind.parse::<crm_model::Kind>() {
+            let (owner, assignee, teams) = match kind.parse::<crm_model::Kind>() {
                 Ok(k) => self.scope_of(k, docno)?,
-                Err(_) => (None, Vec::new()),
+                Err(_) => (None, None, Vec::new()),
             };
             out.offer(
                 hash,
@@ -187,6 +232,7 @@ impl Store {
                     doc_id,
                     kind,
                     owner,
+                    assignee,
                     teams,
                     bytes,
                 },
@@ -205,6 +251,7 @@ impl Store {
         Ok(OutboxBatch {
             changes: out.changes,
             damaged,
+            foreign,
         })
     }
 
@@ -213,26 +260,33 @@ impl Store {
         &self,
         kind: crm_model::Kind,
         docno: i64,
-    ) -> Result<(Option<crm_model::RecordId>, Vec<crm_model::RecordId>)> {
-        let row: Option<(Option<String>, Option<String>)> = self
+    ) -> Result<(
+        Option<crm_model::RecordId>,
+        Option<crm_model::RecordId>,
+        Vec<crm_model::RecordId>,
+    )> {
+        let assigned = matches!(kind, crm_model::Kind::Ticket | crm_model::Kind::Activity);
+        let row: Option<(Option<String>, Option<String>, Option<String>)> = self
             .conn
             .prepare_cached(&format!(
-                "SELECT f_owner, f_teams FROM {} WHERE docno = ?1",
+                "SELECT f_owner, f_teams, {} FROM {} WHERE docno = ?1",
+                if assigned { "f_assignee" } else { "NULL" },
                 crate::schema::table(kind)
             ))?
-            .query_row([docno], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([docno], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some((owner, teams)) = row else {
-            return Ok((None, Vec::new()));
+        let Some((owner, teams, assignee)) = row else {
+            return Ok((None, None, Vec::new()));
         };
         let owner = owner.and_then(|o| o.parse().ok());
+        let assignee = assignee.and_then(|o| o.parse().ok());
         let teams = teams
             .and_then(|t| serde_json::from_str::<Vec<String>>(&t).ok())
             .unwrap_or_default()
             .into_iter()
             .filter_map(|t| t.parse().ok())
             .collect();
-        Ok((owner, teams))
+        Ok((owner, assignee, teams))
     }
 
     /// Drops changes a relay has stored durably from the outbox.

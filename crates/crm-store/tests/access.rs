@@ -86,6 +86,14 @@ fn ids(store: &Store) -> HashSet<RecordId> {
     store.all_heads().expect("heads").into_keys().collect()
 }
 
+/// The User record `Store::init` made for the replica's user, while it is the replica's user.
+fn local_user(store: &Store) -> RecordId {
+    store
+        .identity()
+        .user_id
+        .expect("init makes a local User record")
+}
+
 /// A record with a unique marker in its name, notes, tags, history and references, edited
 /// often enough to be compacted into a snapshot.
 fn marked_record(store: &mut Store, marker: &str) -> RecordId {
@@ -125,6 +133,7 @@ fn marked_record(store: &mut Store, marker: &str) -> RecordId {
 #[test]
 fn a_purge_leaves_no_trace_of_the_record_in_the_file() {
     let (dir, mut store) = replica("alice", "laptop");
+    let me = local_user(&store);
     let marker = format!("PurgeMe-星光-{}", uuid::Uuid::now_v7());
     let id = marked_record(&mut store, &marker);
     let other = create(&mut store, Kind::Account, &[("name", "Stays")]);
@@ -167,15 +176,20 @@ fn a_purge_leaves_no_trace_of_the_record_in_the_file() {
             .is_empty()
     );
     assert_eq!(store.quarantine_len().expect("quarantine"), 0);
-    assert_eq!(ids(&store).len(), 2, "the account and `other` stay");
+    assert_eq!(
+        ids(&store).len(),
+        3,
+        "the account, `other` and the local User record stay"
+    );
     assert!(store.get(other).is_ok());
+    assert!(store.get(me).is_ok());
     assert_clean(dir.path());
     // Purging again finds nothing.
     assert_eq!(store.purge_record(id).expect("purge"), Purge::Absent);
     drop(store);
     assert!(!contains(&file_bytes(dir.path()), marker.as_bytes()));
     let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(ids(&store).len(), 2);
+    assert_eq!(ids(&store).len(), 3);
     assert_clean(dir.path());
 }
 
@@ -217,7 +231,11 @@ fn a_record_with_unsent_changes_is_kept_and_listed() {
     acknowledge_all(&mut store);
     assert_eq!(store.purge_record(id).expect("purge"), Purge::Removed);
     assert!(store.out_of_scope().expect("out of scope").is_empty());
-    assert!(ids(&store).is_empty());
+    assert_eq!(
+        ids(&store),
+        HashSet::from([local_user(&store)]),
+        "only the local User record is left"
+    );
     assert_clean(dir.path());
 }
 
@@ -234,6 +252,7 @@ fn accounts(store: &mut Store, n: usize) -> Vec<RecordId> {
 #[test]
 fn purge_records_and_sweep_keep_exactly_their_sets() {
     let (dir, mut store) = replica("alice", "laptop");
+    let me = local_user(&store);
     let all = accounts(&mut store, 400);
     // Every tenth record has an unsent edit.
     let pending: HashSet<RecordId> = all.iter().step_by(10).copied().collect();
@@ -262,17 +281,26 @@ fn purge_records_and_sweep_keep_exactly_their_sets() {
     );
     let mut expected: HashSet<RecordId> = rest.iter().copied().collect();
     expected.extend(&kept_first);
-    assert_eq!(ids(&store), expected);
+    expected.insert(me);
+    assert_eq!(
+        ids(&store),
+        expected,
+        "the rest, the kept and the local user"
+    );
     assert_clean(dir.path());
 
     // Access changed: only half of the rest is still the user's.
     let keep: HashSet<RecordId> = rest.iter().step_by(2).copied().collect();
     let report = store.sweep_except(&keep).expect("sweep");
-    let kept_now: HashSet<RecordId> = all
+    let kept_accounts: HashSet<RecordId> = all
         .iter()
         .filter(|id| pending.contains(id) && !keep.contains(id))
         .copied()
         .collect();
+    // The local User record is not in the set either, and its creation is never pushed, so
+    // never acknowledged: it is kept like any record with unsent changes.
+    let mut kept_now = kept_accounts.clone();
+    kept_now.insert(me);
     assert_eq!(
         report.kept_ids.iter().copied().collect::<HashSet<_>>(),
         kept_now
@@ -280,7 +308,7 @@ fn purge_records_and_sweep_keep_exactly_their_sets() {
     assert_eq!(report.kept, u64::try_from(kept_now.len()).expect("fits"));
     assert_eq!(
         report.removed,
-        u64::try_from(300 - keep.len() - (kept_now.len() - kept_first.len())).expect("fits")
+        u64::try_from(300 - keep.len() - (kept_accounts.len() - kept_first.len())).expect("fits")
     );
     let mut expected: HashSet<RecordId> = keep.clone();
     expected.extend(&kept_now);
@@ -296,11 +324,15 @@ fn purge_records_and_sweep_keep_exactly_their_sets() {
     assert_clean(dir.path());
 
     // Access back for a kept record: it is no longer listed.
-    let back = *kept_now.iter().next().expect("one kept");
+    let back = *kept_accounts.iter().next().expect("one kept");
     let mut keep = keep;
     keep.insert(back);
     let report = store.sweep_except(&keep).expect("sweep");
     assert_eq!(report.removed, 0);
+    assert_eq!(
+        report.kept,
+        u64::try_from(kept_now.len() - 1).expect("fits")
+    );
     assert!(
         !store
             .out_of_scope()
@@ -321,12 +353,16 @@ fn wipe_counts_unsent_changes_and_leaves_no_record() {
         .expect("edit");
     create(&mut store, Kind::Account, &[("name", "Unsent")]);
     let identity = store.identity().clone();
+    // The two typed here, and the creation of the local User record, never pushed.
     let pending = store.outbox_len().expect("outbox");
-    assert_eq!(pending, 2);
+    assert_eq!(pending, 3);
 
     let report = store.wipe().expect("wipe");
-    assert_eq!(report.records, 3);
-    assert_eq!(report.pending_changes, 2);
+    assert_eq!(
+        report.records, 4,
+        "the opportunity, its account, `Unsent` and the local User record"
+    );
+    assert_eq!(report.pending_changes, 3);
     assert!(ids(&store).is_empty());
     assert_eq!(store.outbox_len().expect("outbox"), 0);
     assert!(store.changes_after(0, 10).expect("changes").is_empty());
@@ -340,23 +376,95 @@ fn wipe_counts_unsent_changes_and_leaves_no_record() {
     );
     assert!(!contains(&bytes, id.to_string().as_bytes()));
     assert_clean(dir.path());
-    // The replica works on.
-    create(&mut store, Kind::Account, &[("name", "After")]);
-    assert_eq!(ids(&store).len(), 1);
+    // The replica works on. The User record its identity names went with the rest, so the
+    // new record names its owner.
+    let carol = create(&mut store, Kind::User, &[("name", "Carol")]);
+    create(
+        &mut store,
+        Kind::Account,
+        &[("name", "After"), ("owner", &carol.to_string())],
+    );
+    assert_eq!(ids(&store).len(), 2);
 }
 
 #[test]
-fn init_creates_no_user_record() {
-    let (dir, store) = replica("alice", "laptop");
-    assert!(ids(&store).is_empty());
-    assert_eq!(store.outbox_len().expect("outbox"), 0);
-    assert_eq!(store.identity().user_id, None);
+fn init_creates_a_local_user_that_is_never_pushed_and_goes_once_claimed() {
+    let (dir, mut store) = replica("alice", "laptop");
+    let me = local_user(&store);
+    assert_eq!(ids(&store), HashSet::from([me]), "exactly one record");
+    let record = store.get(me).expect("the local user");
+    assert_eq!(record.kind, Kind::User);
+    assert_eq!(record.get("name"), Some(&FieldValue::Text("alice".into())));
+    assert_eq!(record.get("role"), Some(&FieldValue::Text("admin".into())));
     assert_eq!(store.identity().role, None);
     assert_eq!(store.access_key(), None);
+    // Its creation is a local change, but never offered for a push.
+    assert_eq!(store.outbox_len().expect("outbox"), 1);
+    let batch = store.outbox_batch(usize::MAX, usize::MAX).expect("batch");
+    assert!(batch.changes.is_empty(), "{:?}", batch.changes);
+    assert!(batch.damaged.is_empty());
+
+    // What the user makes is theirs, and is offered; the local User record still is not.
+    let mine = create(&mut store, Kind::Account, &[("name", "Mine")]);
+    let ticket = create(
+        &mut store,
+        Kind::Ticket,
+        &[("subject", "Printer"), ("assignee", &me.to_string())],
+    );
+    store
+        .edit(me, &edit(Kind::User, &[("email", "alice@example.com")]))
+        .expect("edit the local user");
+    assert_eq!(owner(&mut store, mine), Some(FieldValue::Ref(me)));
+    assert_eq!(owner(&mut store, ticket), Some(FieldValue::Ref(me)));
+    let offered: Vec<RecordId> = store
+        .outbox_batch(usize::MAX, usize::MAX)
+        .expect("batch")
+        .changes
+        .iter()
+        .map(|c| c.doc_id)
+        .collect();
+    assert_eq!(offered, vec![mine, ticket]);
     drop(store);
-    let store = Store::open(dir.path()).expect("open");
-    assert_eq!(store.identity().user, "alice");
-    assert_eq!(store.identity().user_id, None);
+    let mut store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(store.identity().user_id, Some(me));
+    assert_eq!(store.outbox(usize::MAX).expect("outbox").len(), 2);
+
+    assert!(!tables_holding(dir.path(), &me.to_string()).is_empty());
+
+    // The replica joins a relay, whose User record for the user has arrived.
+    let user = user_from_relay(&mut store, "Alice Smith");
+    let adoption = store
+        .adopt_identity(&relay_identity(user, "Alice Smith"))
+        .expect("adopt");
+    assert_eq!(adoption.renamed_from.as_deref(), Some("alice"));
+    assert_eq!(
+        adoption.foreign_pending, 2,
+        "the two creations, not the local User record's changes"
+    );
+    assert_eq!(adoption.claimed, 2);
+    assert_eq!(adoption.unclaimed, 0);
+    assert_eq!(owner(&mut store, mine), Some(FieldValue::Ref(user)));
+    let claimed = store.get(ticket).expect("ticket");
+    assert_eq!(claimed.get("owner"), Some(&FieldValue::Ref(user)));
+    assert_eq!(claimed.get("assignee"), Some(&FieldValue::Ref(user)));
+    assert!(matches!(store.get(me), Err(StoreError::NotFound(_))));
+    assert_eq!(ids(&store), HashSet::from([user, mine, ticket]));
+    assert_eq!(store.identity().user_id, Some(user));
+    // Its changes left the outbox with it; everything left there is offered.
+    let queued = store.outbox_len().expect("outbox");
+    assert_eq!(queued, 4, "two creations and two claims");
+    let batch = store.outbox_batch(usize::MAX, usize::MAX).expect("batch");
+    assert_eq!(u64::try_from(batch.changes.len()).expect("fits"), queued);
+    // No row of it is left, nor any value naming it.
+    assert_eq!(
+        tables_holding(dir.path(), &me.to_string()),
+        Vec::<String>::new()
+    );
+    assert_clean(dir.path());
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(ids(&store), HashSet::from([user, mine, ticket]));
+    assert_eq!(store.identity().user_id, Some(user));
 }
 
 /// A User record as the relay delivers it: written by an admin elsewhere.
@@ -388,38 +496,57 @@ fn owner(store: &mut Store, id: RecordId) -> Option<FieldValue> {
     store.get(id).expect("get").get("owner").cloned()
 }
 
+/// A record with no owner: created (owned by the replica's user), then left without one.
+fn ownerless(store: &mut Store, name: &str) -> RecordId {
+    let id = create(store, Kind::Account, &[("name", name)]);
+    let mut e = crm_model::Edit::new(Kind::Account);
+    e.unset("owner").expect("unset");
+    store.edit(id, &e).expect("edit");
+    assert_eq!(owner(store, id), None);
+    id
+}
+
 #[test]
 fn adopting_the_relays_identity_renames_claims_and_counts_foreign_changes() {
     let (dir, mut store) = replica("alice", "laptop");
+    let me = local_user(&store);
     let user = user_from_relay(&mut store, "Alice Smith");
     let someone = user_from_relay(&mut store, "Bob");
     let mine = create(&mut store, Kind::Account, &[("name", "Mine")]);
+    assert_eq!(owner(&mut store, mine), Some(FieldValue::Ref(me)));
+    let orphan = ownerless(&mut store, "Orphan");
     let owned = create(
         &mut store,
         Kind::Account,
         &[("name", "Bob's"), ("owner", &someone.to_string())],
     );
-    assert_eq!(owner(&mut store, mine), None);
     // Changes of the same name elsewhere are not this replica's creations.
     let (_other_dir, mut other) = replica("alice", "phone");
-    let elsewhere = create(&mut other, Kind::Account, &[("name", "Elsewhere")]);
+    let elsewhere = ownerless(&mut other, "Elsewhere");
     store
         .apply_remote_changes(&changes_of(&other, elsewhere))
         .expect("apply");
-    assert_eq!(store.outbox_len().expect("outbox"), 2);
+    // Five typed here, and the local User record's creation, which is never pushed.
+    assert_eq!(store.outbox_len().expect("outbox"), 5);
+    assert_eq!(store.outbox(usize::MAX).expect("outbox").len(), 4);
 
     let identity = relay_identity(user, "Alice Smith");
     let adoption = store.adopt_identity(&identity).expect("adopt");
     assert_eq!(adoption.renamed_from.as_deref(), Some("alice"));
     assert_eq!(
-        adoption.foreign_pending, 2,
-        "both unsent creations by alice"
+        adoption.foreign_pending, 4,
+        "every unsent change typed here by alice"
     );
-    assert_eq!(adoption.claimed, 1);
+    assert_eq!(
+        adoption.claimed, 2,
+        "what the local user owned, and the orphan"
+    );
     assert_eq!(adoption.unclaimed, 0);
     assert_eq!(owner(&mut store, mine), Some(FieldValue::Ref(user)));
+    assert_eq!(owner(&mut store, orphan), Some(FieldValue::Ref(user)));
     assert_eq!(owner(&mut store, owned), Some(FieldValue::Ref(someone)));
     assert_eq!(owner(&mut store, elsewhere), None);
+    assert!(matches!(store.get(me), Err(StoreError::NotFound(_))));
 
     // The claim is a new change authored by the relay's user and device, with their ids.
     let last = changes_of(&store, mine).pop().expect("a change");
@@ -456,14 +583,16 @@ fn adopting_the_relays_identity_renames_claims_and_counts_foreign_changes() {
     let again = store.adopt_identity(&identity).expect("adopt again");
     assert_eq!(again.renamed_from, None);
     assert_eq!(again.claimed, 0);
-    assert_eq!(again.foreign_pending, 2);
+    assert_eq!(again.foreign_pending, 4);
     assert_clean(dir.path());
 }
 
 #[test]
 fn claims_wait_for_the_users_record() {
     let (_dir, mut store) = replica("alice", "laptop");
+    let me = local_user(&store);
     let mine = create(&mut store, Kind::Account, &[("name", "Mine")]);
+    let orphan = ownerless(&mut store, "Orphan");
     let (_admin_dir, mut admin) = replica("root", "admin-laptop");
     let user = create(&mut admin, Kind::User, &[("name", "alice")]);
 
@@ -473,25 +602,41 @@ fn claims_wait_for_the_users_record() {
     assert_eq!(adoption.renamed_from, None);
     assert_eq!(adoption.foreign_pending, 0);
     assert_eq!(adoption.claimed, 0);
-    assert_eq!(adoption.unclaimed, 1);
-    assert_eq!(owner(&mut store, mine), None);
+    assert_eq!(adoption.unclaimed, 2);
+    assert_eq!(owner(&mut store, mine), Some(FieldValue::Ref(me)));
+    assert_eq!(owner(&mut store, orphan), None);
+    // The local User record stays until the claims are made, and is still never pushed.
+    assert!(store.get(me).is_ok());
+    assert_eq!(store.claim_unowned().expect("claim"), 0);
+    assert!(
+        store
+            .outbox(usize::MAX)
+            .expect("outbox")
+            .iter()
+            .all(|c| c.doc_id != me)
+    );
 
     store
         .apply_remote_changes(&changes_of(&admin, user))
         .expect("the user's record arrives");
-    assert_eq!(store.claim_unowned().expect("claim"), 1);
+    assert_eq!(store.claim_unowned().expect("claim"), 2);
     assert_eq!(owner(&mut store, mine), Some(FieldValue::Ref(user)));
+    assert_eq!(owner(&mut store, orphan), Some(FieldValue::Ref(user)));
+    assert!(matches!(store.get(me), Err(StoreError::NotFound(_))));
     assert_eq!(store.claim_unowned().expect("claim"), 0);
 }
 
 #[test]
 fn adopting_refuses_a_name_on_several_lines() {
     let (_dir, mut store) = replica("alice", "laptop");
+    let me = local_user(&store);
     let err = store
         .adopt_identity(&relay_identity(RecordId::new(), "alice\nroot"))
         .expect_err("refused");
     assert!(err.is_invalid_input(), "{err}");
-    assert_eq!(store.identity().user_id, None);
+    assert_eq!(store.identity().user_id, Some(me));
+    assert_eq!(store.identity().user, "alice");
+    assert!(store.get(me).is_ok());
 }
 
 /// Replicas of format 2 (before `out_of_scope`) are upgraded when opened.

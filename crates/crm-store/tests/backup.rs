@@ -98,9 +98,8 @@ fn backup_while_another_connection_writes_is_consistent_and_complete() {
                     .unwrap_or_else(|e| panic!("{}: record {id} is missing: {e}", file.display()));
             }
             let accounts = restored.count(Kind::Account, true).expect("count");
-            // The summary describes the copy: its accounts (a new replica holds no other
-            // record).
-            assert_eq!(summary.records, accounts, "{summary:?}");
+            // The summary describes the copy: the user's own record and the accounts.
+            assert_eq!(summary.records, accounts + 1, "{summary:?}");
             assert!(
                 accounts >= u64::try_from(before.len() + started_with).expect("fits"),
                 "{summary:?}"
@@ -140,7 +139,7 @@ fn backup_refuses_an_existing_file_without_force_and_the_replica_itself() {
     assert_eq!(std::fs::read(&file).expect("read"), b"keep me");
 
     let summary = Store::backup(dir.path(), &file, IfExists::Replace).expect("replaced");
-    assert_eq!(summary.records, 1);
+    assert_eq!(summary.records, 2);
     Store::verify_file(&file).expect("the new file is a replica backup");
 
     for target in [
@@ -276,7 +275,7 @@ fn restore_refuses_a_replica_another_connection_has_open() {
     drop(store);
 
     let summary = Store::restore(dir.path(), &file, IfExists::Replace).expect("closed now");
-    assert_eq!(summary.records, 1);
+    assert_eq!(summary.records, 2);
     let store = Store::open(dir.path()).expect("open");
     assert_eq!(store.count(Kind::Account, true).expect("count"), 1);
 }

@@ -403,8 +403,8 @@ fn check_converged(world: &mut World, reindexed: usize) -> Result<(), TestCaseEr
     let first_records = records(&mut world.stores[0]);
     prop_assert_eq!(
         first_records.len(),
-        world.created.len(),
-        "every record is on every replica"
+        world.created.len() + world.stores.len(),
+        "every record and every user is on every replica"
     );
     let terms = ["hello", "ACME", "vip", "星光"];
     let search = |store: &Store| -> Vec<BTreeSet<RecordId>> {

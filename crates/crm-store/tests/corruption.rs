@@ -225,7 +225,7 @@ fn a_clean_replica_checks_clean_and_check_writes_nothing() {
     let bytes = std::fs::read(&file).expect("read");
     let report = Store::check(dir.path()).expect("check");
     assert!(report.is_clean(), "{:?}", report.problems);
-    assert_eq!(report.documents, 3, "the three records");
+    assert_eq!(report.documents, 4, "the user record and three records");
     assert!(report.changes >= 6);
     assert!(report.quarantined.is_empty());
     assert_eq!(

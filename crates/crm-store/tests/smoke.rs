@@ -1,7 +1,7 @@
 //! Basic life cycle of a replica: create, edit, list, search, merge two replicas.
 
-use crm_model::{Edit, Kind, Role};
-use crm_store::{ListQuery, RelayIdentity, Store};
+use crm_model::{Edit, Kind};
+use crm_store::{ListQuery, Store};
 
 fn account(name: &str) -> Edit {
     let mut e = Edit::new(Kind::Account);
@@ -34,7 +34,7 @@ fn create_edit_list_search_and_merge() {
     );
 
     let report = b.merge_from(&a).expect("merge");
-    assert!(report.applied >= 2, "{report:?}");
+    assert!(report.applied >= 3, "{report:?}");
     let again = b.merge_from(&a).expect("merge again");
     assert_eq!(again.applied, 0);
     let on_b = b.get(acme.id).expect("present on b");
@@ -63,26 +63,13 @@ fn create_edit_list_search_and_merge() {
 fn outbox_changes_carry_the_record_scope() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut store = Store::init(dir.path(), "alice", "laptop").expect("init");
-    // New records are owned by the user the replica joined a relay as.
-    let mut user = Edit::new(Kind::User);
-    user.set("name", "alice").expect("valid");
-    let me = store.create(&user).expect("user").id;
-    store
-        .adopt_identity(&RelayIdentity {
-            user_id: me,
-            user_name: "alice".into(),
-            role: Role::SalesRep,
-            teams: Vec::new(),
-            device_id: "laptop-1".into(),
-            access_key: [1; 32],
-        })
-        .expect("join");
     let mut team = Edit::new(Kind::Team);
     team.set("name", "华南销售部").expect("valid");
     let team = store.create(&team).expect("team").id;
     let mut e = account("ACME");
     e.set("teams", &team.to_string()).expect("valid");
     let acme = store.create(&e).expect("create").id;
+    let me = store.identity().user_id.expect("own user record");
     let outbox = store.outbox(100).expect("outbox");
     let change = outbox
         .iter()

@@ -230,8 +230,13 @@ impl World {
                 self.devices[d].store.reset_sync().expect("reset");
             }
             DeviceEffect::Synced => self.devices[d].synced = true,
-            // This simulator's relay does not filter: every device sees every record.
-            DeviceEffect::Access(_) | DeviceEffect::Grant(_) | DeviceEffect::Purge(_) => {}
+            // This simulator's relay knows no users and does not filter: every device sees
+            // every record, and a replica's own User record is its user's (as crm-node does
+            // for a relay that names no user).
+            DeviceEffect::Access(_) => {
+                self.devices[d].store.release_local_user().expect("release");
+            }
+            DeviceEffect::Grant(_) | DeviceEffect::Purge(_) => {}
             DeviceEffect::Close { error } => {
                 self.devices[d].closed_with = error;
                 self.sessions.remove(&d);

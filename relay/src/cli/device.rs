@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use clap::Subcommand;
-use crm_relay::store::Database;
 use crm_relay::DeviceId;
+use crm_relay::store::Database;
 use serde::Serialize;
 
 use super::output;

@@ -308,7 +308,13 @@ pub(crate) fn roles(data: &Database, command: RoleCommand) -> anyhow::Result<()>
     } else {
         println!("role matrix of {} (read/create/edit/archive)", ws.name);
         output::table(
-            &["KIND", "ADMIN", "SALES_MANAGER", "SALES_REP", "SUPPORT_AGENT"],
+            &[
+                "KIND",
+                "ADMIN",
+                "SALES_MANAGER",
+                "SALES_REP",
+                "SUPPORT_AGENT",
+            ],
             Kind::ALL
                 .iter()
                 .map(|k| {

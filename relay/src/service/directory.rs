@@ -161,6 +161,55 @@ impl Relay {
             .ok_or_else(|| AdminError::Store(StoreError::Worker))
     }
 
+    /// A device for the user named `name`, adding the user with `role` first when the
+    /// directory lacks them (for scripts, tests and benchmarks that set a workspace up in
+    /// one go).
+    pub fn add_user_device(
+        &self,
+        workspace: WorkspaceId,
+        name: &str,
+        role: Role,
+    ) -> Result<super::NewDevice, AdminError> {
+        let known = self
+            .access_state(workspace)?
+            .directory
+            .user_named(name)
+            .is_some();
+        if !known {
+            self.add_user(workspace, name, None, role, &[])?;
+        }
+        self.add_device(workspace, name)
+    }
+
+    /// A device bound to no user of the directory, as relays made them before they knew
+    /// users: it works only as an admin's, sees everything and pushes changes that name no
+    /// author or `name`. For tools and for tests of the sync machinery itself, which must
+    /// not find user records in the log.
+    pub fn add_unbound_device(
+        &self,
+        workspace: WorkspaceId,
+        name: &str,
+    ) -> Result<super::NewDevice, AdminError> {
+        let name = valid_name("user", name)?;
+        if self.store.workspace(workspace)?.is_none() {
+            return Err(AdminError::UnknownWorkspace(workspace.to_string()));
+        }
+        let token = Token::generate(workspace)?;
+        let device = Device {
+            id: DeviceId::new(),
+            workspace,
+            user: name,
+            user_id: None,
+            role: Role::Admin,
+            created_at: now(),
+            revoked_at: None,
+            last_seen_at: None,
+            wiped_at: None,
+        };
+        self.store.insert_device(&device, &token.hash())?;
+        Ok(super::NewDevice { device, token })
+    }
+
     /// Adds a team.
     pub fn add_team(
         &self,

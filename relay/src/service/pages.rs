@@ -99,7 +99,11 @@ impl Relay {
         if pending.is_empty() {
             // Nothing this viewer may see here: go on after the last document examined, if
             // the store had more.
-            let next = if examined >= limit { last_examined } else { None };
+            let next = if examined >= limit {
+                last_examined
+            } else {
+                None
+            };
             return Ok(DocumentsPage {
                 docs: Vec::new(),
                 next,

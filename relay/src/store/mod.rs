@@ -25,9 +25,9 @@ pub(crate) mod values;
 
 pub use self::postgres::PostgresStore;
 pub use database::{Database, DatabaseParseError};
-pub use values::{decode_scope, encode_scope};
 pub use rows::{ChangeRow, DeviceRow, DocumentRow, LogExtent, Row, SnapshotRow};
 pub use sqlite::{FILE_NAME, FORMAT_VERSION as SQLITE_FORMAT, SqliteStore, in_use};
+pub use values::{decode_scope, encode_scope};
 
 use std::collections::HashMap;
 
@@ -87,8 +87,11 @@ pub trait RelayStore: Send + Sync + 'static {
     /// Devices (of every workspace) revoked at or after `since`.
     fn revoked_since(&self, since: DateTime<Utc>) -> Result<Vec<Device>, StoreError>;
     /// Marks a device wiped (and revoked) at `at` unless it already is; `None` if unknown.
-    fn wipe_device(&self, device: DeviceId, at: DateTime<Utc>)
-    -> Result<Option<Device>, StoreError>;
+    fn wipe_device(
+        &self,
+        device: DeviceId,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Device>, StoreError>;
 
     // Access: the directory of users and teams, and the role matrix.
 

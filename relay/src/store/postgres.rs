@@ -32,9 +32,9 @@ use uuid::Uuid;
 
 use super::values::{hash, seq, sql_limit, sql_seq, time};
 use super::{
-    Append, ChangeRow, Device, DirectoryRows, DocChange, DocumentRow, HeadFeed, Known, KnownChange, KnownDocument,
-    LogExtent, LogRow, PoolState, PushError, RaisedHead, RelayStore, Row, SnapshotWrite,
-    StoreError, StoredSnapshot, Workspace,
+    Append, ChangeRow, Device, DirectoryRows, DocChange, DocumentRow, HeadFeed, Known, KnownChange,
+    KnownDocument, LogExtent, LogRow, PoolState, PushError, RaisedHead, RelayStore, Row,
+    SnapshotWrite, StoreError, StoredSnapshot, Workspace,
 };
 use crate::ids::{DeviceId, Role, WorkspaceId};
 
@@ -639,12 +639,7 @@ impl RelayStore for PostgresStore {
                 &[&ids],
             )?
             .iter()
-            .map(|r| {
-                Ok((
-                    WorkspaceId::from_uuid(r.try_get(0)?),
-                    seq(r.try_get(1)?),
-                ))
-            })
+            .map(|r| Ok((WorkspaceId::from_uuid(r.try_get(0)?), seq(r.try_get(1)?))))
             .collect()
     }
 
@@ -1261,7 +1256,11 @@ fn write_append(
         ],
     )?;
     if !append.directory.is_empty() {
-        let ids: Vec<Uuid> = append.directory.iter().map(|d| doc_uuid(&d.doc_id)).collect();
+        let ids: Vec<Uuid> = append
+            .directory
+            .iter()
+            .map(|d| doc_uuid(&d.doc_id))
+            .collect();
         let attrs: Vec<&str> = append.directory.iter().map(|d| d.attrs.as_str()).collect();
         tx.execute(
             "WITH attrs AS (

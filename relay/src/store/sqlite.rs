@@ -16,9 +16,9 @@ use uuid::Uuid;
 
 use super::values::{doc_id, hash, seq, sql_limit, sql_seq, time};
 use super::{
-    Append, ChangeRow, Device, DirectoryRows, DocChange, DocumentRow, Known, KnownChange, KnownDocument,
-    LogExtent, LogRow, PushError, RelayStore, Row, SnapshotWrite, StoreError, StoredSnapshot,
-    Workspace,
+    Append, ChangeRow, Device, DirectoryRows, DocChange, DocumentRow, Known, KnownChange,
+    KnownDocument, LogExtent, LogRow, PushError, RelayStore, Row, SnapshotWrite, StoreError,
+    StoredSnapshot, Workspace,
 };
 use crate::ids::{DeviceId, WorkspaceId};
 
@@ -790,10 +790,7 @@ impl RelayStore for SqliteStore {
                 tx.prepare_cached("SELECT access_version FROM workspaces WHERE id = ?1")?;
             let mut out = Vec::with_capacity(workspaces.len());
             for ws in workspaces {
-                if let Some(v) = stmt
-                    .query_row([ws], |r| r.get::<_, i64>(0))
-                    .optional()?
-                {
+                if let Some(v) = stmt.query_row([ws], |r| r.get::<_, i64>(0)).optional()? {
                     out.push((*ws, seq(v)));
                 }
             }
@@ -1386,7 +1383,9 @@ mod tests {
         // Everything works on it: compaction, pages, pushes.
         assert_eq!(store.stale_documents().expect("count"), 2);
         assert_eq!(store.compact(10).expect("compact"), 2);
-        let page = store.documents_page(ws, None, 3, usize::MAX).expect("page");
+        let page = store
+            .documents_page(ws, None, 3, usize::MAX, None)
+            .expect("page");
         assert_eq!(page.docs.len(), 2);
         for state in &page.docs {
             let (_, hashes) = docs
@@ -1413,7 +1412,9 @@ mod tests {
             scope: Default::default(),
             bytes,
         };
-        let stored = store.store_batch(ws, device, &[envelope]).expect("a push");
+        let stored = store
+            .store_batch(ws, &crate::service::Pusher::admin(device), &[envelope])
+            .expect("a push");
         assert_eq!(stored.seqs, [4]);
         assert_eq!(store.stale_documents().expect("count"), 1);
         drop(store);

@@ -42,7 +42,7 @@ use std::time::Duration;
 
 use automerge::transaction::Transactable as _;
 use automerge::{AutoCommit, Automerge, ROOT};
-use crm_relay::{AppState, Config, DeviceId, Role, SqliteStore, WorkspaceId};
+use crm_relay::{AppState, Config, DeviceId, SqliteStore, WorkspaceId};
 use crm_sync::{
     Ack, Changes, Cursor, DocState, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION,
     Message, PROTOCOL_VERSION, Push, Received, Welcome,
@@ -149,7 +149,7 @@ impl Relay {
     ) -> (crm_relay::DeviceId, String) {
         let added = self.blocking(|| {
             self.store
-                .add_device(workspace, user, Role::SalesRep)
+                .add_unbound_device(workspace, user)
                 .expect("device")
         });
         (added.device.id, added.token.expose().to_string())
@@ -169,7 +169,19 @@ impl Relay {
 
     /// Every change of a workspace's log, read straight from the store.
     pub(crate) fn log(&self, workspace: WorkspaceId) -> Vec<Entry> {
-        self.blocking(|| self.store.read(workspace, 0, 1000).expect("read").entries)
+        self.blocking(|| {
+            self.store
+                .read_raw(workspace, 0, 1000)
+                .expect("read")
+                .rows
+                .into_iter()
+                .map(|r| Entry {
+                    seq: r.seq,
+                    doc_id: r.doc_id,
+                    bytes: r.bytes,
+                })
+                .collect()
+        })
     }
 }
 
@@ -509,7 +521,7 @@ pub(crate) fn store_with_device(
     let store = place.relay();
     let ws = store.create_workspace("acme").expect("workspace").id;
     let device = store
-        .add_device(ws, "alice", Role::Admin)
+        .add_unbound_device(ws, "alice")
         .expect("device")
         .device
         .id;

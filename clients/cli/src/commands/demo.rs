@@ -58,8 +58,10 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
         Arc::new(SqliteStore::open_or_create(&relay_dir).context("cannot create the demo relay")?);
     let relay = Relay::new(relay_store.clone());
     let workspace = relay.create_workspace("demo")?;
-    let alice = relay.add_device(workspace.id, "alice", Role::Admin)?;
-    let bob = relay.add_device(workspace.id, "bob", Role::SalesRep)?;
+    // Alice, the team's admin, with a laptop and a phone: each sees the whole company.
+    relay.add_user(workspace.id, "alice", None, Role::Admin, &[])?;
+    let alice = relay.add_device(workspace.id, "alice")?;
+    let alice_phone = relay.add_device(workspace.id, "alice")?;
     let state = crm_relay::AppState::new(relay_store, Config::default());
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -87,7 +89,7 @@ pub(crate) fn run(m: &ArgMatches, as_json: bool) -> Result<()> {
     let push_time = started.elapsed();
 
     // The phone: a fresh device pulls everything.
-    let mut phone = device(&base, "phone", "bob", &url, bob.token.expose())?;
+    let mut phone = device(&base, "phone", "alice", &url, alice_phone.token.expose())?;
     let started = Instant::now();
     let pulled = rt.block_on(sync_once(&mut phone.store))?;
     let pull_time = started.elapsed();

@@ -41,6 +41,7 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         "join" => sync::join(sub, json),
         "sync" => sync::sync(sub, json),
         "status" => sync::status(sub, json),
+        "whoami" => sync::whoami(sub, json),
         "check" => check::run(sub, json),
         "backup" => backup::backup(sub, json),
         "restore" => backup::restore(sub, json),

@@ -52,7 +52,91 @@ fn report_json(r: &SyncReport) -> serde_json::Value {
         "reset": r.reset,
         "bootstrapped": r.bootstrapped,
         "quarantined": r.quarantined.iter().map(quarantined_json).collect::<Vec<_>>(),
+        "granted": r.granted,
+        "purged": r.purged,
+        "kept_out_of_scope": r.kept_out_of_scope,
+        "held_foreign": r.held_foreign,
+        "held_foreign_authors": r.held_foreign_authors,
     })
+}
+
+/// What a sync changed in what this replica may hold, and what it could not push.
+fn report_access(r: &SyncReport) {
+    if r.granted > 0 {
+        println!(
+            "{} records entered your scope and were loaded whole",
+            r.granted
+        );
+    }
+    if r.purged > 0 {
+        println!(
+            "{} records left your scope and were deleted from this replica",
+            r.purged
+        );
+    }
+    if r.kept_out_of_scope > 0 {
+        eprintln!(
+            "warning: {} records left your scope but keep changes made here that the relay \
+             has not taken; they stay on this replica",
+            r.kept_out_of_scope
+        );
+    }
+    if r.held_foreign > 0 {
+        eprintln!(
+            "warning: {} changes made on this replica as {} stay here: the relay takes only \
+             its user's changes (see `crm whoami`); they remain in the records' history",
+            r.held_foreign,
+            r.held_foreign_authors.join(", ")
+        );
+    }
+}
+
+pub(crate) fn whoami(m: &ArgMatches, as_json: bool) -> Result<()> {
+    let store = open(m)?;
+    let id = store.identity();
+    let relay = store.relay()?;
+    let teams: Vec<String> = id.teams.iter().map(ToString::to_string).collect();
+    if as_json {
+        output::json(&json!({
+            "user": id.user,
+            "user_id": id.user_id.map(|u| u.to_string()),
+            "role": id.role.map(|r| r.as_str()),
+            "teams": teams,
+            "device": id.device,
+            "device_id": id.device_id,
+            "relay": relay.as_ref().map(|r| r.url.clone()),
+        }));
+        return Ok(());
+    }
+    let role = match (id.role, relay.is_some()) {
+        (Some(r), _) => r.to_string(),
+        (None, true) => "not known yet (sync once)".into(),
+        (None, false) => "admin of this replica (not joined to a relay)".into(),
+    };
+    output::table(
+        &["", ""],
+        vec![
+            vec!["user".into(), id.user.clone()],
+            vec![
+                "user id".into(),
+                id.user_id.map(|u| u.to_string()).unwrap_or_default(),
+            ],
+            vec!["role".into(), role],
+            vec!["teams".into(), teams.join(", ")],
+            vec![
+                "device".into(),
+                match &id.device_id {
+                    Some(d) => format!("{} ({d})", id.device),
+                    None => id.device.clone(),
+                },
+            ],
+            vec![
+                "relay".into(),
+                relay.map_or("none (run `crm join URL --token TOKEN`)".into(), |r| r.url),
+            ],
+        ],
+    );
+    Ok(())
 }
 
 pub(crate) fn sync(m: &ArgMatches, as_json: bool) -> Result<()> {
@@ -87,6 +171,7 @@ pub(crate) fn sync(m: &ArgMatches, as_json: bool) -> Result<()> {
     if as_json {
         output::json(&report_json(&report));
     } else {
+        report_access(&report);
         if report.reset {
             println!("the relay did not know this device's position; pushed everything again");
         }

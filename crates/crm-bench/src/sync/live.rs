@@ -189,6 +189,8 @@ async fn run(
                         applied.fetch_max(cursor.seq, Ordering::Relaxed);
                         next.extend(machine.handle(DeviceInput::Applied(cursor)));
                     }
+                    // The benchmark's devices belong to admins: nothing is granted or purged.
+                    DeviceEffect::Access(_) | DeviceEffect::Grant(_) | DeviceEffect::Purge(_) => {}
                     DeviceEffect::Acknowledged(seqs) => {
                         // Pushes go oldest first: the acknowledged ones are at the front.
                         outbox.drain(..seqs.len().min(outbox.len()));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use crm_relay::store::Database;
-use crm_relay::{Relay, Role};
+use crm_relay::Relay;
 
 use crate::mem::Rss;
 
@@ -41,7 +41,7 @@ pub(crate) fn setup(data: &Path, postgres: Option<&str>, devices: usize) -> Resu
     let workspace = store.create_workspace("bench")?;
     let mut tokens = Vec::with_capacity(devices);
     for i in 0..devices {
-        let added = store.add_device(workspace.id, &format!("user{i}"), Role::Admin)?;
+        let added = store.add_unbound_device(workspace.id, &format!("user{i}"))?;
         tokens.push(added.token.expose().to_string());
     }
     Ok(Setup {

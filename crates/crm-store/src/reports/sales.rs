@@ -783,8 +783,7 @@ mod tests {
     fn dataset() -> Dataset {
         use crate::flows::sales::deals::Outcome;
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s =
-            Store::init_joined(dir.path(), "alice", "laptop").expect("init a joined replica");
+        let mut s = Store::init(dir.path(), "alice", "laptop").expect("init");
         let alice = s.identity().user_id.expect("me").to_string();
         let create = |s: &mut Store, kind: Kind, fields: &[(&str, &str)]| {
             let mut e = Edit::new(kind);

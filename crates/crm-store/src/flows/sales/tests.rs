@@ -15,7 +15,7 @@ use crate::{Store, StoreError};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::init_joined(dir.path(), "alice", "laptop").expect("init a joined replica");
+    let store = Store::init(dir.path(), "alice", "laptop").expect("init");
     (dir, store)
 }
 

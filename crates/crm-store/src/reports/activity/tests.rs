@@ -38,7 +38,7 @@ fn row<'a>(report: &'a serde_json::Value, key: &str, value: &str) -> &'a serde_j
 #[test]
 fn activity_reports_match_the_hand_worked_dataset() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = Store::init_joined(dir.path(), "alice", "laptop").expect("init a joined replica");
+    let mut s = Store::init(dir.path(), "alice", "laptop").expect("init");
     let alice = s.identity().user_id.expect("me").to_string();
     let bob = {
         let mut e = Edit::new(Kind::User);
