@@ -117,13 +117,17 @@ fn a_database_of_the_previous_release_is_upgraded_and_everything_in_it_works() {
     assert_eq!(alice.device.to_string(), ALICE);
     assert_eq!(alice.user, "alice");
     assert!(alice.authorized.cursor_known);
-    let bob = relay
-        .authenticate(WORKSPACE, BOB_TOKEN, Some(&cursor))
-        .expect("bob's token");
-    assert_eq!(bob.user, "bob");
+    // Bob's device (a sales rep's) was added before the relay knew users: it cannot be told
+    // what bob may see, so it is refused with the way out, until an admin gives bob a user.
+    match relay.authenticate(WORKSPACE, BOB_TOKEN, Some(&cursor)) {
+        Err(crm_relay::store::AuthError::Forbidden(why)) => {
+            assert!(why.contains("user add"), "{why}");
+        }
+        other => panic!("bob's old token: {other:?}"),
+    }
     // Format 3's column is filled by the connection.
     let devices = relay.devices(Some(ws)).expect("devices");
-    assert!(devices.iter().all(|d| d.last_seen_at.is_some()));
+    assert!(devices.iter().any(|d| d.last_seen_at.is_some()));
 
     // Its documents and snapshots are sound, and a bootstrap page reads them.
     let report = relay.verify().expect("verify");

@@ -151,6 +151,21 @@ fn file_bytes(r: &Replica) -> Vec<u8> {
     all
 }
 
+/// What the sqlite3 shell prints for `sql` on a replica's file.
+fn sqlite3(r: &Replica, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .arg(r.path().join("replica.db"))
+        .arg(sql)
+        .output()
+        .expect("the sqlite3 shell (apt-get install sqlite3)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn contains(hay: &[u8], needle: &str) -> bool {
     let n = needle.as_bytes();
     hay.windows(n.len()).any(|w| w == n)
@@ -278,6 +293,18 @@ fn each_device_holds_what_its_role_allows_and_records_follow_reassignment() {
         device.json(&["sync"]);
         let holds = ids(&device.list("account")).contains(&moved_id);
         let should = org.sees(&people[i], "account", &admin.json(&["show", &moved_id]));
+        if holds != should {
+            let there = device.json(&["show", &moved_id]);
+            let admin_view = admin.json(&["show", &moved_id]);
+            eprintln!(
+                "device: owner {} teams {} / admin: owner {} teams {} / sync {}",
+                there["owner"],
+                there["teams"],
+                admin_view["owner"],
+                admin_view["teams"],
+                device.json(&["sync"])
+            );
+        }
         assert_eq!(holds, should, "{} after the reassignment", name(&people[i]));
         if !should {
             let bytes = file_bytes(device);
@@ -286,11 +313,22 @@ fn each_device_holds_what_its_role_allows_and_records_follow_reassignment() {
                 "{}: no trace of the notes",
                 name(&people[i])
             );
+            // The sqlite3 shell finds nothing of it: no document, no change, no row of the
+            // account table, nothing in a dump (other records may still name its id as a
+            // reference: a contact of it the user still sees).
+            let dump = sqlite3(device, ".dump");
             assert!(
-                !contains(&bytes, &moved_id),
-                "{}: no trace of the id",
+                !dump.contains(&marker),
+                "{}: the notes in a dump",
                 name(&people[i])
             );
+            for table in ["documents", "rec_account"] {
+                let n = sqlite3(
+                    device,
+                    &format!("SELECT count(*) FROM {table} WHERE id = '{moved_id}';"),
+                );
+                assert_eq!(n.trim(), "0", "{}: {table}", name(&people[i]));
+            }
         }
     }
     // The new owner has it whole: its history goes back to its creation.
@@ -382,16 +420,19 @@ fn nobody_pushes_as_somebody_else() {
             .iter()
             .any(|a| a["name"] == "Spoofed Ltd")
     );
-    // A rep may not change users.
+    // A rep may not change users: the CLI refuses before writing anything (exit 2), and the
+    // relay would refuse it too (relay/tests/access.rs).
     let carol = device_of(&relay, &ws, "carol", "phone");
     let carol_id = carol.json(&["whoami"])["user_id"]
         .as_str()
         .expect("id")
         .to_string();
-    carol.ok(&["user", "edit", &carol_id, "--set", "role=admin"]);
-    let out = carol.run(&["sync"]);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    assert_eq!(carol.json(&["whoami"])["role"], "sales_rep");
+    let out = carol.run(&["user", "edit", &carol_id, "--set", "role=admin"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sales_rep") && err.contains("users"), "{err}");
+    assert_eq!(carol.json(&["status"])["pending"], 0, "nothing was written");
     // Another workspace's device sees nothing of this one.
     let globex = relay.workspace("globex");
     let gina = device_of(&relay, &globex, "gina", "tablet");

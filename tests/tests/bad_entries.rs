@@ -19,6 +19,9 @@ fn joined(relay: &Relay, workspace: &str, user: &str, device: &str) -> Replica {
     let r = Replica::init(user, device);
     let token = relay.token(workspace, user);
     r.ok(&["join", &relay.url(), "--token", &token]);
+    // Once synced, the replica acts as the relay's user: records made from now on are its
+    // user's from their creation (none is claimed from the replica's local user later).
+    r.json(&["sync"]);
     r
 }
 

@@ -388,7 +388,9 @@ async fn connected(
                         let mut cursors = vec![cursor];
                         let mut later = Vec::new();
                         let mut lost = None;
-                        while entries.len() < APPLY_AT_ONCE && lost.is_none() {
+                        // A grant, a purge or anything else ends the run: it must be carried
+                        // out before the cursor passes its position.
+                        while entries.len() < APPLY_AT_ONCE && lost.is_none() && later.is_empty() {
                             let Some(frame) = ws.next().now_or_never() else {
                                 break;
                             };
@@ -399,7 +401,7 @@ async fn connected(
                                             DeviceEffect::Apply {
                                                 entries: more,
                                                 cursor,
-                                            } => {
+                                            } if later.is_empty() => {
                                                 entries.extend(more);
                                                 cursors.push(cursor);
                                             }
@@ -461,7 +463,7 @@ async fn connected(
                             // What the user may see changed: re-sync the scope from a fresh
                             // bootstrap, which purges what is no longer theirs.
                             let _ = ws.close(None).await;
-                            store.reset_sync()?;
+                            store.forget_cursor()?;
                             return Err(SyncError::Rescope);
                         }
                     }
@@ -689,13 +691,9 @@ pub(crate) fn adopt(
         return Ok(true);
     }
     if !same_user || known.is_none() || store.identity().role != Some(role) {
-        let adoption = store.adopt_identity(&identity)?;
-        if adoption.foreign_pending > 0 {
-            tracing::warn!(
-                pending = adoption.foreign_pending,
-                "changes made here under another name wait in the outbox; the relay refuses them"
-            );
-        }
+        // Changes made here under another name are held back and reported by the sync
+        // (`SyncReport::held_foreign`).
+        store.adopt_identity(&identity)?;
     }
     Ok(false)
 }

@@ -780,3 +780,135 @@ mod tests {
         assert_eq!(parse_teams("not json"), Vec::<RecordId>::new());
     }
 }
+
+impl Store {
+    /// What this replica's user may do, as the relay's role matrix says (the built-in one)
+    /// and the directory in the replica describes them; `None` for a replica that has not
+    /// joined a relay (its user is admin of their own replica).
+    pub fn viewer(&self) -> Result<Option<crm_model::Viewer>> {
+        let (Some(user), Some(_)) = (self.identity.user_id, self.identity.role) else {
+            return Ok(None);
+        };
+        let mut dir = crm_model::Directory::default();
+        let ids = |text: Option<String>| -> Vec<RecordId> {
+            text.and_then(|t| serde_json::from_str::<Vec<String>>(&t).ok())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|s| s.parse().ok())
+                .collect()
+        };
+        {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT id, title, {role}, {teams}, {active} FROM {t} WHERE archived = 0",
+                role = schema::column("role"),
+                teams = schema::column("teams"),
+                active = schema::column("active"),
+                t = schema::table(Kind::User),
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, name, role, teams, active) = row?;
+                let Ok(id) = id.parse::<RecordId>() else {
+                    continue;
+                };
+                dir.users.insert(
+                    id,
+                    crm_model::access::DirectoryUser {
+                        id,
+                        name,
+                        email: None,
+                        role: role.and_then(|r| r.parse().ok()).unwrap_or(Role::SalesRep),
+                        teams: ids(teams),
+                        active: active != Some(0),
+                    },
+                );
+            }
+        }
+        {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT id, title, {manager}, {members} FROM {t} WHERE archived = 0",
+                manager = schema::column("manager"),
+                members = schema::column("members"),
+                t = schema::table(Kind::Team),
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })?;
+            for row in rows {
+                let (id, name, manager, members) = row?;
+                let Ok(id) = id.parse::<RecordId>() else {
+                    continue;
+                };
+                dir.teams.insert(
+                    id,
+                    crm_model::access::DirectoryTeam {
+                        id,
+                        name,
+                        manager: manager.and_then(|m| m.parse().ok()),
+                        members: ids(members),
+                    },
+                );
+            }
+        }
+        // The relay's word on the user's own role and teams wins over a record not pulled
+        // yet.
+        let me = dir
+            .users
+            .entry(user)
+            .or_insert_with(|| crm_model::access::DirectoryUser {
+                id: user,
+                name: self.identity.user.clone(),
+                email: None,
+                role: Role::SalesRep,
+                teams: Vec::new(),
+                active: true,
+            });
+        if let Some(role) = self.identity.role {
+            me.role = role;
+        }
+        Ok(dir.viewer(user, &crm_model::Matrix::default()))
+    }
+
+    /// Whether this replica's user may do `action` on a record of `kind` with `scope` (always,
+    /// on a replica that has not joined a relay).
+    pub fn may(
+        &self,
+        action: crm_model::Action,
+        kind: Kind,
+        scope: &crm_model::Scope,
+    ) -> Result<bool> {
+        Ok(self.viewer()?.is_none_or(|v| v.may(action, kind, scope)))
+    }
+
+    /// The scope of a record this replica holds.
+    pub fn scope_of_record(&self, record: &crm_model::Record) -> crm_model::Scope {
+        let id = |f: &str| match record.fields.get(f) {
+            Some(crm_model::FieldValue::Ref(r)) => Some(*r),
+            _ => None,
+        };
+        let teams = match record.fields.get("teams") {
+            Some(crm_model::FieldValue::Set(s)) => {
+                s.iter().filter_map(|t| t.parse().ok()).collect()
+            }
+            _ => Vec::new(),
+        };
+        crm_model::Scope {
+            owner: id("owner"),
+            assignee: id("assignee"),
+            teams,
+        }
+    }
+}

@@ -113,7 +113,7 @@ impl Store {
     ///   queued and is not pushed. The changes of other records are not held up by it.
     pub fn outbox_batch(&self, limit: usize, max_bytes: usize) -> Result<OutboxBatch> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT c.seq, d.id, coalesce(d.kind, ''), c.bytes, d.docno, c.hash FROM outbox o
+            "SELECT c.seq, d.id, coalesce(d.kind, ''), c.bytes, d.docno, c.hash, c.local FROM outbox o
              JOIN changes c ON c.seq = o.seq JOIN documents d ON d.docno = c.docno
              ORDER BY o.seq",
         )?;
@@ -141,6 +141,7 @@ impl Store {
             let stored: Vec<u8> = row.get(3)?;
             let docno: i64 = row.get(4)?;
             let hash: Vec<u8> = row.get(5)?;
+            let made_here: bool = row.get(6)?;
             // The User record made for working before joining never leaves the replica.
             if local_user.as_deref() == Some(id.as_str()) {
                 continue;
@@ -184,12 +185,16 @@ impl Store {
                     .zip(*id)
                     .map(|(a, id)| a == id.to_string());
                 if !by_id.unwrap_or(author.user == *name) {
+                    // Another user's change this replica holds (re-queued after a relay
+                    // lost its log) is theirs to push; one made here is reported.
                     blocked.insert(hash);
-                    foreign.push(ForeignChange {
-                        local_seq,
-                        doc_id,
-                        author: author.user,
-                    });
+                    if made_here {
+                        foreign.push(ForeignChange {
+                            local_seq,
+                            doc_id,
+                            author: author.user,
+                        });
+                    }
                     continue;
                 }
             }
@@ -323,7 +328,23 @@ impl Store {
             .map(|p| (p.change.doc_id, p.change.bytes.as_slice()))
             .collect();
         self.apply_remote_with(&changes, Source::Relay(&seqs), false, |tx| {
-            write_cursor(tx, &cursor)
+            write_cursor(tx, &cursor)?;
+            // What the relay streams is in its log: a copy of it waiting in the outbox (a
+            // change taken from another replica, its author's to push) is no longer pending,
+            // and what builds on it here may go.
+            let waiting: bool =
+                tx.query_row("SELECT EXISTS (SELECT 1 FROM outbox)", [], |r| r.get(0))?;
+            if waiting {
+                let mut drop = tx.prepare_cached(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM changes WHERE hash = ?1)",
+                )?;
+                for (_, bytes) in &changes {
+                    if let Ok(change) = crm_model::automerge::Change::from_bytes(bytes.to_vec()) {
+                        drop.execute([change.hash().0.as_slice()])?;
+                    }
+                }
+            }
+            Ok(())
         })
     }
 
@@ -339,6 +360,15 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Forgets the cursor only, for a re-sync of what the user may see (their access changed):
+    /// the relay still holds every change it acknowledged, so nothing is queued again.
+    pub fn forget_cursor(&mut self) -> Result<()> {
+        let tx = self.begin()?;
+        tx.execute("DELETE FROM sync_state WHERE key = ?1", [CURSOR_KEY])?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The relay lacks changes some queued change builds on (it answered `424`): queue every

@@ -19,6 +19,8 @@ pub(crate) struct Frame<'a> {
     pub(crate) pending: u64,
     pub(crate) last_sync: Option<String>,
     pub(crate) user: &'a str,
+    /// The user's role as the relay says; `None` on a replica that has not joined one.
+    pub(crate) role: Option<&'a str>,
     pub(crate) device: &'a str,
     /// The change-log position the page was rendered at.
     pub(crate) version: i64,
@@ -100,7 +102,13 @@ pub(crate) fn page(frame: &Frame<'_>, content: Markup) -> Markup {
                         form.global-search action="/search" method="get" role="search" {
                             input type="search" name="q" placeholder="Search everything (names, emails, phones, notes)…" data-testid="global-search" aria-label="Search";
                         }
-                        span.whoami title="user on device" { (frame.user) " · " (frame.device) }
+                        span.whoami title="user, role and device" data-testid="whoami" {
+                            (frame.user)
+                            @if let Some(role) = frame.role {
+                                " · " span.role data-testid="role" { (role.replace('_', " ")) }
+                            }
+                            " · " (frame.device)
+                        }
                     }
                     (main)
                 }

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use crm_relay::store::Database;
 use crm_relay::Relay;
+use crm_relay::store::Database;
 
 use crate::mem::Rss;
 

@@ -143,6 +143,14 @@ fn rows(
 }
 
 fn render(store: &Store, kind: Kind, params: &Params) -> Result<Markup, WebError> {
+    let may_create = store.may(
+        crm_model::Action::Create,
+        kind,
+        &crm_model::Scope {
+            owner: store.identity().user_id,
+            ..crm_model::Scope::default()
+        },
+    )?;
     let page = given(params, "page")
         .and_then(|p| p.parse::<usize>().ok())
         .filter(|p| *p >= 1)
@@ -183,7 +191,9 @@ fn render(store: &Store, kind: Kind, params: &Params) -> Result<Markup, WebError
                 h1 { (kind_label(kind, true)) }
                 p.sub { span data-testid="list-total" { (total) } " " (if flag(params, "archived") { "records including archived" } else { "records" }) }
             }
-            a.button.primary href=(format!("{path}/new")) data-testid="new-record" { "+ New " (kind_label(kind, false).to_lowercase()) }
+            @if may_create {
+                a.button.primary href=(format!("{path}/new")) data-testid="new-record" { "+ New " (kind_label(kind, false).to_lowercase()) }
+            }
         }
         form.filters method="get" action=(path) data-testid="list-filters" {
             input type="search" name="q" value=(given(params, "q").unwrap_or("")) placeholder=(format!("Search {}…", kind_label(kind, true).to_lowercase())) data-testid="list-search";

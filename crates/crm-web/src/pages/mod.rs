@@ -73,6 +73,7 @@ impl Ctx {
             pending: store.outbox_len()?,
             last_sync: store.last_sync()?,
             user: &identity.user,
+            role: identity.role.map(|r| r.as_str()),
             device: &identity.device,
             version: store.change_log_head()?,
             fragment: self.fragment,

@@ -57,6 +57,12 @@ fn render(store: &mut Store, record: &Record) -> Result<Markup, WebError> {
         .filter_map(|f| json.get(f.name).map(|v| refs_in(f, v)))
         .flatten()
         .collect();
+    // What the user's role allows here (the relay decides in the end).
+    let may_archive = store.may(
+        crm_model::Action::Archive,
+        record.kind,
+        &store.scope_of_record(record),
+    )?;
     let related = store.referrers(record.id, RELATED)?;
     let campaigns = if record.kind == Kind::Account {
         account_campaigns(store, &related)?
@@ -104,10 +110,12 @@ fn render(store: &mut Store, record: &Record) -> Result<Markup, WebError> {
                 }
                 div.actions {
                     (kind_actions(record))
-                    @if record.archived {
+                    @if may_archive {
+                        @if record.archived {
                         button.js-archive data-archived="false" data-testid="restore-button" { "Restore" }
                     } @else {
                         button.js-archive.danger data-archived="true" data-testid="archive-button" { "Archive" }
+                    }
                     }
                 }
             }
