@@ -717,3 +717,17 @@ mod tests {
         assert!("boss".parse::<Role>().is_err());
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// The README publishes the built-in matrix; it must be this one.
+    #[test]
+    fn the_readme_publishes_the_built_in_matrix() {
+        let readme = include_str!("../../../README.md");
+        let table = super::Matrix::default().markdown();
+        assert!(
+            readme.contains(&table),
+            "README.md's matrix differs from the code's; it should read:\n{table}"
+        );
+    }
+}
