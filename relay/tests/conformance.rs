@@ -28,6 +28,7 @@ crm_tests::on_every_backend!(
     workspaces_are_isolated,
     the_log_and_directory_read_back_as_stored,
     an_export_imported_into_an_empty_store_is_the_same_store,
+    the_directory_matrix_scopes_and_wipes_are_stored,
 );
 
 /// The workspaces "acme" and "globex", with a device of alice's in the first and of gina's
@@ -864,4 +865,156 @@ fn a_postgres_store_dropped_in_an_async_context_closes_its_connections_cleanly()
         .build()
         .expect("runtime");
     runtime.block_on(async move { drop(store) });
+}
+
+/// Access control's storage: user and team records projected into the directory (and the
+/// access version bumped with them), the role matrix, each change's scope and the scope it
+/// moved its record from, documents' latest scope, wiped devices.
+fn the_directory_matrix_scopes_and_wipes_are_stored(backend: Backend) {
+    let (_place, store) = store(backend);
+    let ws = store.create_workspace("acme").expect("workspace").id;
+    let v0 = store.access_versions(&[ws]).expect("versions")[0].1;
+    let south = store.add_team(ws, "South", None).expect("team");
+    let rui = store
+        .add_user(
+            ws,
+            "rui",
+            Some("rui@example.com"),
+            Role::SalesRep,
+            &["South".into()],
+        )
+        .expect("user");
+    assert_eq!(rui.teams, vec![south.id]);
+    assert_eq!(rui.email.as_deref(), Some("rui@example.com"));
+    let v1 = store.access_versions(&[ws]).expect("versions")[0].1;
+    assert!(v1 > v0, "the directory moved the access version");
+    let edited = store
+        .edit_user(
+            ws,
+            "rui",
+            &crm_relay::service::UserEdit {
+                role: Some(Role::SalesManager),
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .expect("edit");
+    assert_eq!((edited.role, edited.active), (Role::SalesManager, false));
+    let team = store
+        .edit_team(
+            ws,
+            "South",
+            &crm_relay::service::TeamEdit {
+                manager: Some("rui".into()),
+                ..Default::default()
+            },
+        )
+        .expect("team");
+    assert_eq!(team.manager, Some(rui.id));
+    assert!(matches!(
+        store.add_user(ws, "RUI", None, Role::SalesRep, &[]),
+        Err(AdminError::DuplicateUser(_))
+    ));
+    assert!(matches!(
+        store.add_user(ws, "zed", None, Role::SalesRep, &["Nowhere".into()]),
+        Err(AdminError::UnknownTeam(_))
+    ));
+    let state = store.access_state(ws).expect("state");
+    assert_eq!(state.directory.users.len(), 1);
+    assert_eq!(state.directory.teams.len(), 1);
+
+    // The matrix: a cell changed, kept, and the version moved; protected cells refused.
+    let before = store.access_versions(&[ws]).expect("versions")[0].1;
+    store
+        .set_level(
+            ws,
+            Role::SalesRep,
+            crm_model::Kind::Ticket,
+            crm_model::Action::Read,
+            crm_model::Level::All,
+        )
+        .expect("set");
+    assert!(store.access_versions(&[ws]).expect("versions")[0].1 > before);
+    assert_eq!(
+        store.access_state(ws).expect("state").matrix.level(
+            Role::SalesRep,
+            crm_model::Kind::Ticket,
+            crm_model::Action::Read
+        ),
+        crm_model::Level::All
+    );
+    assert!(
+        store
+            .set_level(
+                ws,
+                Role::Admin,
+                crm_model::Kind::Ticket,
+                crm_model::Action::Read,
+                crm_model::Level::None
+            )
+            .is_err()
+    );
+
+    // Scopes: a change's scope, and the scope it moved its record from.
+    let device = store
+        .add_unbound_device(ws, "alice")
+        .expect("device")
+        .device
+        .id;
+    let owner = |o: u8| crm_sync::Scope {
+        owner: Some([o; 16]),
+        assignee: None,
+        teams: vec![[9; 16]],
+    };
+    let mut doc = Doc::new();
+    let mut first = doc.change("name", "ACME");
+    first.scope = owner(1);
+    let mut same = doc.change("industry", "retail");
+    same.scope = owner(1);
+    let mut moved = doc.change("grade", "vip");
+    moved.scope = owner(2);
+    store
+        .store_batch(
+            ws,
+            &crm_relay::service::Pusher::admin(device),
+            &[first, same, moved],
+        )
+        .expect("store");
+    let rows = store.read_raw(ws, 0, 100).expect("read").rows;
+    let mine: Vec<_> = rows.iter().filter(|r| r.doc_id == doc.id).collect();
+    assert_eq!(mine.len(), 3);
+    let text = |o: u8| {
+        crm_relay::store::encode_scope(&crm_model::Scope {
+            owner: Some(crm_model::RecordId::from_uuid(uuid::Uuid::from_bytes(
+                [o; 16],
+            ))),
+            assignee: None,
+            teams: vec![crm_model::RecordId::from_uuid(uuid::Uuid::from_bytes(
+                [9; 16],
+            ))],
+        })
+    };
+    assert_eq!(mine[0].kind, "account");
+    assert_eq!(
+        (mine[0].scope.clone(), mine[0].prev_scope.clone()),
+        (text(1), None)
+    );
+    assert_eq!(
+        (mine[1].scope.clone(), mine[1].prev_scope.clone()),
+        (text(1), None)
+    );
+    assert_eq!(
+        (mine[2].scope.clone(), mine[2].prev_scope.clone()),
+        (text(2), text(1))
+    );
+    assert_eq!(
+        store.store().document_scope(ws, doc.id).expect("scope"),
+        Some(("account".to_string(), text(2)))
+    );
+
+    // A wiped device is revoked and marked wiped, once.
+    let wiped = store.wipe_device(device).expect("wipe");
+    assert!(wiped.revoked_at.is_some() && wiped.wiped_at.is_some());
+    let again = store.wipe_device(device).expect("wipe");
+    assert_eq!(again.wiped_at, wiped.wiped_at);
 }

@@ -381,7 +381,7 @@ fn each_device_holds_what_its_role_allows_and_records_follow_reassignment() {
         "edit",
         "--workspace",
         &ws,
-        &name(&in_team[1]),
+        &name(in_team[1]),
         "--team",
         &other_teams[0],
     ]);
@@ -389,7 +389,7 @@ fn each_device_holds_what_its_role_allows_and_records_follow_reassignment() {
     let after = ids(&rep_b.list("account"));
     assert_ne!(before, after, "a team change moves what the rep holds");
     let org = Org::read(&relay, &ws);
-    assert_eq!(after, expected(&org, &admin, &in_team[1])["account"]);
+    assert_eq!(after, expected(&org, &admin, in_team[1])["account"]);
 }
 
 #[test]

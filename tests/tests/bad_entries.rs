@@ -19,9 +19,6 @@ fn joined(relay: &Relay, workspace: &str, user: &str, device: &str) -> Replica {
     let r = Replica::init(user, device);
     let token = relay.token(workspace, user);
     r.ok(&["join", &relay.url(), "--token", &token]);
-    // Once synced, the replica acts as the relay's user: records made from now on are its
-    // user's from their creation (none is claimed from the replica's local user later).
-    r.json(&["sync"]);
     r
 }
 
@@ -39,6 +36,9 @@ fn a_change_filed_under_another_record_in_the_relays_log_stopped_sync_for_everyo
     let mut relay = Relay::start_on(backend);
     let ws = relay.workspace("acme");
     let a = joined(&relay, &ws, "alice", "laptop");
+    // Synced once, the replica acts as the relay's alice: each record below is one change
+    // (none is claimed later from the replica's local user).
+    a.json(&["sync"]);
     let x = a.add("account", &["--name", "X Ltd"]);
     let y = a.add("account", &["--name", "Y Ltd"]);
     let z = a.add("account", &["--name", "Z Ltd"]);

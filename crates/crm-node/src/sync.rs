@@ -624,32 +624,6 @@ fn on_frame(machine: &mut DeviceSync, frame: WsResult) -> Result<Vec<DeviceEffec
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_are_normalised() {
-        assert_eq!(sync_url("127.0.0.1:7070"), "ws://127.0.0.1:7070/v1/sync");
-        assert_eq!(
-            sync_url("https://crm.example.com/"),
-            "wss://crm.example.com/v1/sync"
-        );
-        assert_eq!(sync_url("ws://h:1/v1/sync"), "ws://h:1/v1/sync");
-    }
-
-    #[test]
-    fn tokens_name_their_workspace() {
-        let ws = "0192f0c4-1d2e-7a3b-9c4d-5e6f7a8b9c0d";
-        assert_eq!(
-            workspace_of(&format!("crm1.{ws}.abcdefghijklmnopqrstuvwxyz")).ok(),
-            Some(ws.to_string())
-        );
-        assert!(workspace_of("garbage").is_err());
-        assert!(workspace_of(&format!("crm1.{ws}.short")).is_err());
-    }
-}
-
 /// Takes the relay's word for who this device's user is. Returns whether what the user may
 /// see changed since the replica last settled its scope (then it re-syncs): never on the
 /// first identity a replica learns.
@@ -696,4 +670,30 @@ pub(crate) fn adopt(
         store.adopt_identity(&identity)?;
     }
     Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_normalised() {
+        assert_eq!(sync_url("127.0.0.1:7070"), "ws://127.0.0.1:7070/v1/sync");
+        assert_eq!(
+            sync_url("https://crm.example.com/"),
+            "wss://crm.example.com/v1/sync"
+        );
+        assert_eq!(sync_url("ws://h:1/v1/sync"), "ws://h:1/v1/sync");
+    }
+
+    #[test]
+    fn tokens_name_their_workspace() {
+        let ws = "0192f0c4-1d2e-7a3b-9c4d-5e6f7a8b9c0d";
+        assert_eq!(
+            workspace_of(&format!("crm1.{ws}.abcdefghijklmnopqrstuvwxyz")).ok(),
+            Some(ws.to_string())
+        );
+        assert!(workspace_of("garbage").is_err());
+        assert!(workspace_of(&format!("crm1.{ws}.short")).is_err());
+    }
 }

@@ -759,28 +759,6 @@ pub(crate) fn parse_teams(s: &str) -> Vec<RecordId> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_round_trip() {
-        let key = [0xa5; 32];
-        assert_eq!(parse_key(&hex(&key)), Some(key));
-        assert_eq!(parse_key("zz"), None);
-        assert_eq!(parse_key(&"é".repeat(32)), None);
-    }
-
-    #[test]
-    fn teams_round_trip() {
-        let teams = vec![RecordId::new(), RecordId::new()];
-        let stored: Vec<String> = teams.iter().map(ToString::to_string).collect();
-        let stored = serde_json::to_string(&stored).expect("json");
-        assert_eq!(parse_teams(&stored), teams);
-        assert_eq!(parse_teams("not json"), Vec::<RecordId>::new());
-    }
-}
-
 impl Store {
     /// What this replica's user may do, as the relay's role matrix says (the built-in one)
     /// and the directory in the replica describes them; `None` for a replica that has not
@@ -910,5 +888,27 @@ impl Store {
             assignee: id("assignee"),
             teams,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        let key = [0xa5; 32];
+        assert_eq!(parse_key(&hex(&key)), Some(key));
+        assert_eq!(parse_key("zz"), None);
+        assert_eq!(parse_key(&"é".repeat(32)), None);
+    }
+
+    #[test]
+    fn teams_round_trip() {
+        let teams = vec![RecordId::new(), RecordId::new()];
+        let stored: Vec<String> = teams.iter().map(ToString::to_string).collect();
+        let stored = serde_json::to_string(&stored).expect("json");
+        assert_eq!(parse_teams(&stored), teams);
+        assert_eq!(parse_teams("not json"), Vec::<RecordId>::new());
     }
 }

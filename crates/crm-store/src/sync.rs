@@ -176,7 +176,11 @@ impl Store {
                         continue;
                     }
                 };
+            // Only what was made here is checked: another user's change this replica holds
+            // (taken from another replica, or queued again for a relay that lost its log) is
+            // pushed as before; the relay acknowledges what it has without checking it again.
             if let Some((name, id)) = &me
+                && made_here
                 && let Some(author) = crm_model::Author::from_message(change.message())
             {
                 let by_id = author
@@ -185,16 +189,12 @@ impl Store {
                     .zip(*id)
                     .map(|(a, id)| a == id.to_string());
                 if !by_id.unwrap_or(author.user == *name) {
-                    // Another user's change this replica holds (re-queued after a relay
-                    // lost its log) is theirs to push; one made here is reported.
                     blocked.insert(hash);
-                    if made_here {
-                        foreign.push(ForeignChange {
-                            local_seq,
-                            doc_id,
-                            author: author.user,
-                        });
-                    }
+                    foreign.push(ForeignChange {
+                        local_seq,
+                        doc_id,
+                        author: author.user,
+                    });
                     continue;
                 }
             }
