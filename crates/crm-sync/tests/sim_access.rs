@@ -13,6 +13,7 @@ mod simulator;
 
 use crm_model::{Edit, Kind, RecordId, Role};
 use crm_store::Store;
+use proptest::prelude::*;
 use simulator::World;
 use simulator::access::{Person, assert_scoped, held};
 
@@ -190,6 +191,120 @@ fn a_record_reassigned_from_one_team_to_another_follows_its_scope_on_every_devic
         w.run_until_quiescent(seed * 23);
         assert_eq!(w.devices[1].rescopes, 1);
         assert!(holds(&mut w, 1, a1), "South's account, now Rui's team's");
+        assert_scoped(&mut w, ADMIN);
+    }
+}
+
+/// One step of the random scenario.
+#[derive(Clone, Debug)]
+enum Step {
+    /// The admin creates an account or an opportunity owned by rep `owner` (1..=3), shared
+    /// with the teams in `teams` (bit 0 North, bit 1 South).
+    Create {
+        opportunity: bool,
+        owner: usize,
+        teams: u8,
+    },
+    /// The admin gives the `record`-th record created (modulo) a new owner and teams.
+    Reassign {
+        record: usize,
+        owner: usize,
+        teams: u8,
+    },
+    /// The admin changes a rep's role.
+    Role {
+        user: usize,
+        role: Role,
+    },
+    /// The admin moves a rep to one team.
+    Team {
+        user: usize,
+        team: usize,
+    },
+    Online(usize),
+    Offline(usize),
+    Run(u64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let role = prop::sample::select(vec![
+        Role::Admin,
+        Role::SalesManager,
+        Role::SalesRep,
+        Role::SupportAgent,
+    ]);
+    prop_oneof![
+        3 => (any::<bool>(), 1..=3usize, 0..4u8)
+            .prop_map(|(opportunity, owner, teams)| Step::Create { opportunity, owner, teams }),
+        5 => (any::<usize>(), 1..=3usize, 0..4u8)
+            .prop_map(|(record, owner, teams)| Step::Reassign { record, owner, teams }),
+        1 => (1..=3usize, role).prop_map(|(user, role)| Step::Role { user, role }),
+        1 => (1..=3usize, 0..2usize).prop_map(|(user, team)| Step::Team { user, team }),
+        2 => (0..4usize).prop_map(Step::Online),
+        2 => (0..4usize).prop_map(Step::Offline),
+        4 => any::<u64>().prop_map(Step::Run),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// Any interleaving of record creations and reassignments, role and team changes, and
+    /// devices going offline and online ends with every device holding exactly what its
+    /// user may see, at the admin's heads.
+    #[test]
+    fn any_reassignments_and_role_changes_end_with_every_device_holding_its_scope(
+        steps in prop::collection::vec(step(), 8..40),
+        seed in any::<u64>(),
+    ) {
+        let mut w = acme();
+        let users: Vec<RecordId> = (0..4).map(|d| w.user(d)).collect();
+        let teams = [w.team("North"), w.team("South")];
+        let pick = |mask: u8| -> Vec<RecordId> {
+            (0..2).filter(|t| mask & (1 << t) != 0).map(|t| teams[t]).collect()
+        };
+        // Everyone starts online; the admin's replica holds the directory before it names
+        // anyone as an owner.
+        for d in 0..4 {
+            w.connect(d);
+        }
+        w.run_until_quiescent(seed);
+        let mut records: Vec<(RecordId, Kind)> = Vec::new();
+        for (i, s) in steps.into_iter().enumerate() {
+            match s {
+                Step::Create { opportunity, owner, teams } => {
+                    let kind = if opportunity { Kind::Opportunity } else { Kind::Account };
+                    let id = w.edit(ADMIN, |st| {
+                        create(st, kind, &format!("record {i}"), users[owner], &pick(teams))
+                    });
+                    records.push((id, kind));
+                }
+                Step::Reassign { record, owner, teams } => {
+                    if let Some((id, kind)) = records.get(record % records.len().max(1)).copied() {
+                        w.edit(ADMIN, |st| reassign(st, id, kind, users[owner], &pick(teams)));
+                    }
+                }
+                Step::Role { user, role } => {
+                    w.edit(ADMIN, |st| edit_user(st, users[user], "role", role.as_str()));
+                }
+                Step::Team { user, team } => {
+                    w.edit(ADMIN, |st| edit_user(st, users[user], "teams", &teams[team].to_string()));
+                }
+                Step::Online(d) => {
+                    if !w.is_connected(d) {
+                        w.connect(d);
+                    }
+                }
+                Step::Offline(d) => w.disconnect(d),
+                Step::Run(s) => w.run_until_quiescent(s),
+            }
+        }
+        for d in 0..4 {
+            if !w.is_connected(d) {
+                w.connect(d);
+            }
+        }
+        w.run_until_quiescent(seed);
         assert_scoped(&mut w, ADMIN);
     }
 }
