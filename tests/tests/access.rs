@@ -433,6 +433,33 @@ fn nobody_pushes_as_somebody_else() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("sales_rep") && err.contains("users"), "{err}");
     assert_eq!(carol.json(&["status"])["pending"], 0, "nothing was written");
+    // The workspace's own matrix reaches the device: once an admin takes account creation
+    // away from reps, carol's replica refuses it too, before writing.
+    carol.add("account", &["--name", "Allowed Ltd"]);
+    relay.admin(&[
+        "role",
+        "set",
+        "--workspace",
+        &ws,
+        "sales_rep",
+        "account",
+        "create",
+        "none",
+    ]);
+    carol.json(&["sync"]);
+    let out = carol.run(&["account", "add", "--name", "Refused Ltd"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        carol
+            .list("account")
+            .iter()
+            .all(|a| a["name"] != "Refused Ltd")
+    );
     // Another workspace's device sees nothing of this one.
     let globex = relay.workspace("globex");
     let gina = device_of(&relay, &globex, "gina", "tablet");

@@ -183,7 +183,9 @@ pub(crate) async fn bootstrap(
                     let swept = store.sweep_except(&sent)?;
                     report.purged += usize::try_from(swept.removed).unwrap_or(usize::MAX);
                     report.kept_out_of_scope += swept.kept_ids.len();
-                    store.set_access_key(access.key)?;
+                    // The scope is settled: take the relay's identity as it is now (role,
+                    // teams, key).
+                    store.adopt_identity(&crate::sync::identity_of(&access)?)?;
                 }
             }
             return Ok(true);

@@ -624,6 +624,30 @@ fn on_frame(machine: &mut DeviceSync, frame: WsResult) -> Result<Vec<DeviceEffec
     }
 }
 
+/// The identity an `Access` describes.
+pub(crate) fn identity_of(
+    access: &crm_sync::Access,
+) -> Result<crm_store::RelayIdentity, SyncError> {
+    let role = access.role.parse().map_err(|_| {
+        SyncError::Refused(ErrorFrame {
+            code: ErrorCode::UNEXPECTED_MESSAGE,
+            message: format!("the relay named an unknown role {:?}", access.role),
+        })
+    })?;
+    Ok(crm_store::RelayIdentity {
+        user_id: RecordId::from_uuid(uuid::Uuid::from_bytes(access.user)),
+        user_name: access.name.clone(),
+        role,
+        teams: access
+            .teams
+            .iter()
+            .map(|t| RecordId::from_uuid(uuid::Uuid::from_bytes(*t)))
+            .collect(),
+        device_id: uuid::Uuid::from_bytes(access.device).to_string(),
+        access_key: access.key,
+    })
+}
+
 /// Takes the relay's word for who this device's user is. Returns whether what the user may
 /// see changed since the replica last settled its scope (then it re-syncs): never on the
 /// first identity a replica learns.
@@ -639,25 +663,10 @@ pub(crate) fn adopt(
         store.release_local_user()?;
         return Ok(false);
     }
+    store.set_matrix_overrides(&access.matrix)?;
     let user_id = RecordId::from_uuid(uuid::Uuid::from_bytes(access.user));
-    let role = access.role.parse().map_err(|_| {
-        SyncError::Refused(ErrorFrame {
-            code: ErrorCode::UNEXPECTED_MESSAGE,
-            message: format!("the relay named an unknown role {:?}", access.role),
-        })
-    })?;
-    let identity = crm_store::RelayIdentity {
-        user_id,
-        user_name: access.name.clone(),
-        role,
-        teams: access
-            .teams
-            .iter()
-            .map(|t| RecordId::from_uuid(uuid::Uuid::from_bytes(*t)))
-            .collect(),
-        device_id: uuid::Uuid::from_bytes(access.device).to_string(),
-        access_key: access.key,
-    };
+    let identity = identity_of(access)?;
+    let role = identity.role;
     let known = store.access_key();
     let same_user = store.identity().user_id == Some(user_id);
     if known.is_some() && same_user && known != Some(access.key) {

@@ -50,6 +50,8 @@ pub(crate) mod meta {
     /// relay's identity is adopted and its User record has arrived, what it owns is claimed
     /// by the relay's user and it is deleted.
     pub(crate) const LOCAL_USER: &str = "local_user";
+    /// The workspace's role matrix overrides (JSON), as the relay last sent them.
+    pub(crate) const MATRIX: &str = "matrix";
 }
 
 /// Who the relay says this replica's user and device are.
@@ -857,7 +859,27 @@ impl Store {
         if let Some(role) = self.identity.role {
             me.role = role;
         }
-        Ok(dir.viewer(user, &crm_model::Matrix::default()))
+        let overrides: Vec<crm_model::access::Override> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [meta::MATRIX],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .and_then(|m| serde_json::from_str(&m).ok())
+            .unwrap_or_default();
+        Ok(dir.viewer(user, &crm_model::Matrix::with_overrides(&overrides)))
+    }
+
+    /// Keeps the workspace's role matrix overrides (JSON) the relay sent.
+    pub fn set_matrix_overrides(&mut self, json: &str) -> Result<()> {
+        self.writable()?;
+        self.conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![meta::MATRIX, json],
+        )?;
+        Ok(())
     }
 
     /// Whether this replica's user may do `action` on a record of `kind` with `scope` (always,
@@ -869,6 +891,84 @@ impl Store {
         scope: &crm_model::Scope,
     ) -> Result<bool> {
         Ok(self.viewer()?.is_none_or(|v| v.may(action, kind, scope)))
+    }
+
+    /// Refuses a create the user's role does not allow, before anything is written (the
+    /// relay decides in the end; this spares the user an edit it would not take). Nothing is
+    /// checked on a replica that has not joined a relay, nor for an admin.
+    pub(crate) fn check_create(&self, edit: &crm_model::Edit) -> Result<()> {
+        if !self.restricted() {
+            return Ok(());
+        }
+        let given = |name: &str| {
+            edit.ops().iter().find_map(|op| match op {
+                crm_model::Op::Set(f, v) if f.name == name => Some(v.clone()),
+                _ => None,
+            })
+        };
+        let id = |v: Option<crm_model::FieldValue>| match v {
+            Some(crm_model::FieldValue::Ref(r)) => Some(r),
+            _ => None,
+        };
+        let teams = match given("teams") {
+            Some(crm_model::FieldValue::Set(s)) => {
+                s.iter().filter_map(|t| t.parse().ok()).collect()
+            }
+            _ => Vec::new(),
+        };
+        let scope = crm_model::Scope {
+            owner: id(given("owner")).or(self.identity.user_id),
+            assignee: id(given("assignee")),
+            teams,
+        };
+        self.refuse_unless(crm_model::Action::Create, edit.kind(), &scope)
+    }
+
+    /// Refuses an edit (or an archive) the user's role does not allow on record `id`.
+    pub(crate) fn check_edit(&mut self, id: RecordId, edit: &crm_model::Edit) -> Result<()> {
+        if !self.restricted() {
+            return Ok(());
+        }
+        let record = self.get(id)?;
+        let archives = edit
+            .ops()
+            .iter()
+            .any(|op| matches!(op, crm_model::Op::Archive(_)));
+        let action = if archives {
+            crm_model::Action::Archive
+        } else {
+            crm_model::Action::Edit
+        };
+        self.refuse_unless(action, record.kind, &self.scope_of_record(&record))
+    }
+
+    /// Whether this replica's user has a role that limits them (joined, not an admin).
+    fn restricted(&self) -> bool {
+        self.identity.role.is_some_and(|r| r != Role::Admin)
+    }
+
+    fn refuse_unless(
+        &self,
+        action: crm_model::Action,
+        kind: Kind,
+        scope: &crm_model::Scope,
+    ) -> Result<()> {
+        if self.may(action, kind, scope)? {
+            return Ok(());
+        }
+        let role = self.identity.role.unwrap_or(Role::SalesRep);
+        let level = self
+            .viewer()?
+            .map_or(crm_model::Level::None, |v| v.levels(kind).get(action));
+        let reach = match level {
+            crm_model::Level::None => "any",
+            crm_model::Level::Own => "other people's",
+            _ => "other teams'",
+        };
+        Err(StoreError::Rejected(format!(
+            "your role ({role}) may not {action} {reach} {} (see `crm whoami`)",
+            kind.plural().replace('_', " ")
+        )))
     }
 
     /// The scope of a record this replica holds.

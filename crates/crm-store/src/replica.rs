@@ -422,6 +422,7 @@ impl Store {
     /// orders a provisional number and new records the local user as owner, unless given.
     pub fn create(&mut self, edit: &Edit) -> Result<Record> {
         self.writable()?;
+        self.check_create(edit)?;
         let now = self.now();
         let tx = self
             .conn
@@ -442,6 +443,7 @@ impl Store {
     /// Applies `edit` to record `id` as one change and returns the record as it now is.
     pub fn edit(&mut self, id: RecordId, edit: &Edit) -> Result<Record> {
         self.writable()?;
+        self.check_edit(id, edit)?;
         let now = self.now();
         let cached = self.cache.pop(&id);
         let tx = self

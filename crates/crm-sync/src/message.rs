@@ -29,6 +29,8 @@ pub const MAX_TEXT_BYTES: usize = 1_024;
 pub const MAX_DOC_CHANGES: usize = 1 << 20;
 /// Most teams in one record's scope.
 pub const MAX_SCOPE_TEAMS: usize = 64;
+/// Longest role matrix an `Access` carries, in bytes.
+pub const MAX_MATRIX_BYTES: usize = 64 << 10;
 
 /// A record (document) id: the 16 bytes of its UUID.
 pub type DocId = [u8; 16];
@@ -96,6 +98,9 @@ pub struct Access {
     /// The teams the user belongs to or manages.
     pub teams: Vec<DocId>,
     pub key: Hash,
+    /// The workspace's changes to the built-in role matrix (JSON, `[]` when none), so the
+    /// device refuses what the relay would, before writing.
+    pub matrix: String,
 }
 
 /// Relay → device on `/v1/sync`: documents that entered the device's scope at a log
@@ -340,6 +345,7 @@ impl Message {
             Message::Access(a) => {
                 text("name", &a.name)?;
                 text("role", &a.role)?;
+                limit("matrix", a.matrix.len(), MAX_MATRIX_BYTES)?;
                 limit("teams", a.teams.len(), MAX_SCOPE_TEAMS)
             }
             Message::Purge(p) => limit("documents", p.docs.len(), MAX_BATCH_CHANGES),
@@ -357,6 +363,7 @@ impl Message {
             Message::Welcome(w) => {
                 text("name", &w.access.name)?;
                 text("role", &w.access.role)?;
+                limit("matrix", w.access.matrix.len(), MAX_MATRIX_BYTES)?;
                 limit("teams", w.access.teams.len(), MAX_SCOPE_TEAMS)
             }
             Message::Received(_) | Message::DocumentsReceived(_) => Ok(()),

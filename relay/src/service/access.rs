@@ -121,7 +121,13 @@ fn doc(record: RecordId) -> DocId {
 }
 
 /// What the relay tells a device about its user (`Welcome`, `Access`).
-pub fn access_message(device: DeviceId, viewer: Option<&Viewer>, legacy_name: &str) -> Access {
+pub fn access_message(
+    device: DeviceId,
+    viewer: Option<&Viewer>,
+    legacy_name: &str,
+    matrix: &Matrix,
+) -> Access {
+    let matrix = serde_json::to_string(&matrix.overrides()).unwrap_or_else(|_| "[]".into());
     match viewer {
         Some(v) => {
             let mut teams: Vec<DocId> = v.teams.iter().map(|t| doc(*t)).collect();
@@ -134,6 +140,7 @@ pub fn access_message(device: DeviceId, viewer: Option<&Viewer>, legacy_name: &s
                 role: v.role.as_str().to_string(),
                 teams,
                 key: key_of(v),
+                matrix,
             }
         }
         // A device added before users existed, with the admin role: it sees everything.
@@ -144,6 +151,7 @@ pub fn access_message(device: DeviceId, viewer: Option<&Viewer>, legacy_name: &s
             role: "admin".into(),
             teams: Vec::new(),
             key: [0; 32],
+            matrix,
         },
     }
 }

@@ -124,7 +124,7 @@ impl Relay {
             if device.role == Role::Admin {
                 return Ok((
                     None,
-                    access::access_message(device.id, None, &device.user),
+                    access::access_message(device.id, None, &device.user, &state.matrix),
                     state.version,
                 ));
             }
@@ -148,7 +148,7 @@ impl Relay {
                 viewer.name
             )));
         }
-        let message = access::access_message(device.id, Some(&viewer), &device.user);
+        let message = access::access_message(device.id, Some(&viewer), &device.user, &state.matrix);
         let viewer = (!viewer.sees_everything()).then(|| Arc::new(viewer));
         Ok((viewer, message, state.version))
     }

@@ -63,6 +63,7 @@ impl Acl {
             role: viewer.role.as_str().to_string(),
             teams,
             key: key_of(viewer),
+            matrix: "[]".into(),
         }
     }
 
