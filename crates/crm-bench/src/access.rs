@@ -77,7 +77,12 @@ const FILTER_RUNS: usize = 5;
 #[derive(Debug, clap::Args)]
 pub(crate) struct AccessArgs {
     /// Workspace sizes in records, each with a relay of its own.
-    #[arg(long, value_delimiter = ',', default_value = "10000", value_name = "N1,N2,…")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "10000",
+        value_name = "N1,N2,…"
+    )]
     records: Vec<usize>,
     /// Lightweight devices of mixed roles connected for the live measurements.
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -144,7 +149,11 @@ impl FreshSyncs {
         median(self.runs.iter().map(|s| s.wall_s))
     }
     pub(crate) fn median_down_bytes(&self) -> f64 {
-        median(self.runs.iter().map(|s| s.traffic.down.message_bytes as f64))
+        median(
+            self.runs
+                .iter()
+                .map(|s| s.traffic.down.message_bytes as f64),
+        )
     }
     pub(crate) fn median_relay_cpu_s(&self) -> f64 {
         median(self.runs.iter().map(|s| s.relay_cpu_s))
@@ -418,7 +427,9 @@ async fn measure(
 
     // The admin joins, seeds the company and pushes it.
     let accounts = (n / RECORDS_PER_ACCOUNT).max(1);
-    progress(&format!("the admin seeds {accounts} accounts and pushes them…"));
+    progress(&format!(
+        "the admin seeds {accounts} accounts and pushes them…"
+    ));
     let mut source = Store::init(&dir.join("source"), "root", "source")?;
     source.set_relay(&RelayLink {
         url: proxy.url(),
@@ -465,9 +476,11 @@ async fn measure(
     let mut sales_teams: Vec<RecordId> = teams
         .iter()
         .filter(|(_, members)| {
-            members
-                .iter()
-                .any(|m| people.iter().any(|p| p.id == *m && p.role == Role::SalesRep))
+            members.iter().any(|m| {
+                people
+                    .iter()
+                    .any(|p| p.id == *m && p.role == Role::SalesRep)
+            })
         })
         .map(|(t, _)| t.id)
         .collect();
@@ -510,7 +523,11 @@ async fn measure(
         dir.join(format!("fresh-{runs_dir}-{label}"))
     };
     progress(&format!("a fresh device of {} (sales rep)…", rep_a.name));
-    let token = admin.add_device(ws, &rep_a.name)?.token.expose().to_string();
+    let token = admin
+        .add_device(ws, &rep_a.name)?
+        .token
+        .expose()
+        .to_string();
     let (s, docs, store, path) =
         fresh_sync(fresh_dir("rep"), &rep_a.name, token, &proxy, relay).await?;
     rep.documents = docs;
@@ -519,9 +536,8 @@ async fn measure(
     std::fs::remove_dir_all(path)?;
 
     // A second workspace holding about as many documents as the rep receives.
-    let small_accounts = ((rep.documents as f64 * accounts as f64 / documents as f64).round()
-        as usize)
-        .max(1);
+    let small_accounts =
+        ((rep.documents as f64 * accounts as f64 / documents as f64).round() as usize).max(1);
     progress(&format!(
         "a second workspace of {small_accounts} accounts for the unfiltered sync of as many documents…"
     ));
@@ -550,7 +566,11 @@ async fn measure(
     for run in 0..plan.runs {
         progress(&format!("fresh syncs, run {} of {}…", run + 1, plan.runs));
         if run > 0 {
-            let token = admin.add_device(ws, &rep_a.name)?.token.expose().to_string();
+            let token = admin
+                .add_device(ws, &rep_a.name)?
+                .token
+                .expose()
+                .to_string();
             let (s, _, store, path) =
                 fresh_sync(fresh_dir("rep"), &rep_a.name, token, &proxy, relay).await?;
             rep.runs.push(s);
@@ -558,9 +578,25 @@ async fn measure(
             std::fs::remove_dir_all(path)?;
         }
         let token = admin.add_device(ws2, "root2")?.token.expose().to_string();
-        one_run(&mut small_admin, fresh_dir("small"), "root2", token, &proxy, relay).await?;
+        one_run(
+            &mut small_admin,
+            fresh_dir("small"),
+            "root2",
+            token,
+            &proxy,
+            relay,
+        )
+        .await?;
         let token = admin.add_device(ws, "root")?.token.expose().to_string();
-        one_run(&mut admin_bound, fresh_dir("admin"), "root", token, &proxy, relay).await?;
+        one_run(
+            &mut admin_bound,
+            fresh_dir("admin"),
+            "root",
+            token,
+            &proxy,
+            relay,
+        )
+        .await?;
         // A device bound to no user pushes its replica's own user record (the relay knows no
         // user for it): a name of its own, so the directory gains a user nobody else sees
         // as a teammate.
@@ -570,7 +606,15 @@ async fn measure(
             .token
             .expose()
             .to_string();
-        one_run(&mut admin_unbound, fresh_dir("unbound"), &name, token, &proxy, relay).await?;
+        one_run(
+            &mut admin_unbound,
+            fresh_dir("unbound"),
+            &name,
+            token,
+            &proxy,
+            relay,
+        )
+        .await?;
     }
 
     // A user who reads every kind at `all` but one the workspace has no record of: the
@@ -619,8 +663,8 @@ async fn measure(
             }
             // Back to the built-in matrix for the rest of the run.
             for kind in &changed {
-                let level = crm_model::access::default_levels(role, *kind)
-                    .get(crm_model::Action::Read);
+                let level =
+                    crm_model::access::default_levels(role, *kind).get(crm_model::Action::Read);
                 admin.set_level(ws, role, *kind, crm_model::Action::Read, level)?;
             }
             except.as_str().to_string()
@@ -629,9 +673,19 @@ async fn measure(
 
     // The rep's reconnects: one to take what came since (new users), then nothing new.
     progress("the rep's reconnects with nothing new…");
-    let token = admin.add_device(ws, &rep_a.name)?.token.expose().to_string();
-    let (_, _, mut rep_store, _) =
-        fresh_sync(fresh_dir("rep-reconnect"), &rep_a.name, token, &proxy, relay).await?;
+    let token = admin
+        .add_device(ws, &rep_a.name)?
+        .token
+        .expose()
+        .to_string();
+    let (_, _, mut rep_store, _) = fresh_sync(
+        fresh_dir("rep-reconnect"),
+        &rep_a.name,
+        token,
+        &proxy,
+        relay,
+    )
+    .await?;
     session(&mut rep_store, &proxy, relay).await?;
     let mut reconnects = Vec::new();
     for _ in 0..plan.runs.max(3) {
@@ -653,7 +707,10 @@ async fn measure(
 
     // The relay process reading the whole log for one lightweight device.
     let mut log_reads = Vec::new();
-    for (label, user) in [("sales rep (filtered)", &rep_a.name), ("admin (unfiltered)", &"root".to_string())] {
+    for (label, user) in [
+        ("sales rep (filtered)", &rep_a.name),
+        ("admin (unfiltered)", &"root".to_string()),
+    ] {
         progress(&format!("the whole log read by one device of a {label}…"));
         let mut read = LogRead {
             viewer: label.to_string(),
@@ -671,7 +728,10 @@ async fn measure(
     }
 
     // Live devices of mixed roles.
-    progress(&format!("connecting {} devices of mixed roles…", plan.devices));
+    progress(&format!(
+        "connecting {} devices of mixed roles…",
+        plan.devices
+    ));
     let root = people
         .iter()
         .find(|p| p.name == "root")
@@ -693,7 +753,11 @@ async fn measure(
     };
     let mut clients = Vec::with_capacity(holders.len());
     for (i, person) in holders.iter().enumerate() {
-        let token = admin.add_device(ws, &person.name)?.token.expose().to_string();
+        let token = admin
+            .add_device(ws, &person.name)?
+            .token
+            .expose()
+            .to_string();
         clients.push(
             Client::connect(
                 i,
@@ -740,15 +804,26 @@ async fn measure(
             .collect();
         let half = plan.reassignments.div_ceil(2);
         if accounts_a.len() < half + 1 || accounts_b.len() < half {
-            bail!("too few accounts per sales team for {} reassignments", plan.reassignments);
+            bail!(
+                "too few accounts per sales team for {} reassignments",
+                plan.reassignments
+            );
         }
         // Reassignments take the first accounts of each team, alternately; edits the others.
         let mut moves = Vec::new();
         for k in 0..plan.reassignments {
-            moves.push(if k % 2 == 0 { accounts_a[k / 2] } else { accounts_b[k / 2] });
+            moves.push(if k % 2 == 0 {
+                accounts_a[k / 2]
+            } else {
+                accounts_b[k / 2]
+            });
         }
         let moved: HashSet<usize> = moves.iter().copied().collect();
-        let edits = of_a.into_iter().filter(|i| !moved.contains(i)).take(64).collect();
+        let edits = of_a
+            .into_iter()
+            .filter(|i| !moved.contains(i))
+            .take(64)
+            .collect();
         (edits, moves)
     };
     let editor = Author::new(rep_a.name.clone(), "bench-rep-device");
@@ -799,10 +874,20 @@ async fn measure(
     let propagation_cpu = relay.cpu_s() - relay_cpu;
 
     // Reassignments, one at a time, by the admin's device (device 1).
-    progress(&format!("{} reassignments between the sales teams…", moves.len()));
+    progress(&format!(
+        "{} reassignments between the sales teams…",
+        moves.len()
+    ));
     let reassigner = Author::new("root", "bench-admin-device");
-    let mut moved: Vec<(u64, Instant, DocId, RecordId, RecordId, RecordId, Vec<ChangeHash>)> =
-        Vec::new();
+    let mut moved: Vec<(
+        u64,
+        Instant,
+        DocId,
+        RecordId,
+        RecordId,
+        RecordId,
+        Vec<ChangeHash>,
+    )> = Vec::new();
     let mut move_acks = Vec::new();
     for (k, &i) in moves.iter().enumerate() {
         let (to, new_owner) = if k % 2 == 0 {

@@ -605,7 +605,11 @@ pub(crate) async fn wait_compacted(relay: &RelayProcess, documents: usize) -> Re
 }
 
 /// One `sync_once` of `store` through the proxy, timed and counted.
-pub(crate) async fn session(store: &mut Store, proxy: &Proxy, relay: &RelayProcess) -> Result<Session> {
+pub(crate) async fn session(
+    store: &mut Store,
+    proxy: &Proxy,
+    relay: &RelayProcess,
+) -> Result<Session> {
     let settle = Duration::from_secs(5);
     let _ = proxy.take(settle).await;
     let (relay_cpu, own_cpu) = (relay.cpu_s(), process::own_cpu_s());

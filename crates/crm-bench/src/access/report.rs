@@ -97,8 +97,18 @@ pub(super) fn size(r: &SizeResult) -> String {
         &r.small_admin,
         None,
     );
-    sync_row(&mut out, "admin bound to a user (unfiltered path)", &r.admin_bound, Some(&r.admin_unbound));
-    sync_row(&mut out, "admin device bound to no user (baseline)", &r.admin_unbound, None);
+    sync_row(
+        &mut out,
+        "admin bound to a user (unfiltered path)",
+        &r.admin_bound,
+        Some(&r.admin_unbound),
+    );
+    sync_row(
+        &mut out,
+        "admin device bound to no user (baseline)",
+        &r.admin_unbound,
+        None,
+    );
     if !r.all_seeing_filtered.runs.is_empty() {
         sync_row(
             &mut out,
@@ -143,10 +153,11 @@ pub(super) fn size(r: &SizeResult) -> String {
             s.traffic.up.wire_bytes + s.traffic.down.wire_bytes
         );
     }
-    let worst = r.reconnects.iter().map(|s| messages(&s.traffic)).fold(
-        (0, 0),
-        |(m, b), (m2, b2)| (m.max(m2), b.max(b2)),
-    );
+    let worst = r
+        .reconnects
+        .iter()
+        .map(|s| messages(&s.traffic))
+        .fold((0, 0), |(m, b), (m2, b2)| (m.max(m2), b.max(b2)));
     let _ = writeln!(
         out,
         "  median {:.2} ms; target {NOTHING_NEW_MAX_MESSAGES} messages and < {NOTHING_NEW_MAX_BYTES} B: {}",
@@ -220,10 +231,26 @@ pub(super) fn size(r: &SizeResult) -> String {
         "\n5. Reassignments ({}, an account given to a rep of the other team by the admin's device):",
         m.count
     );
-    let _ = writeln!(out, "  Grant at the new owner's devices: {}", latency(&m.grant_new_owner));
-    let _ = writeln!(out, "  Grant at the new team's devices:  {}", latency(&m.grant_new_team));
-    let _ = writeln!(out, "  Purge at the old team's devices:  {}", latency(&m.purge_old_team));
-    let _ = writeln!(out, "  push → Ack:                       {}", latency(&m.push_to_ack));
+    let _ = writeln!(
+        out,
+        "  Grant at the new owner's devices: {}",
+        latency(&m.grant_new_owner)
+    );
+    let _ = writeln!(
+        out,
+        "  Grant at the new team's devices:  {}",
+        latency(&m.grant_new_team)
+    );
+    let _ = writeln!(
+        out,
+        "  Purge at the old team's devices:  {}",
+        latency(&m.purge_old_team)
+    );
+    let _ = writeln!(
+        out,
+        "  push → Ack:                       {}",
+        latency(&m.push_to_ack)
+    );
     let _ = writeln!(
         out,
         "  missing grants {}, missing purges {}, grants not whole {}, unexpected {}",
