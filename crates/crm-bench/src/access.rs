@@ -847,8 +847,10 @@ async fn measure(
                     pending: &mut Vec<(Kind, RecordId)>,
                     sent: &mut HashMap<u64, (Instant, Kind, RecordId)>| {
         acks.push(a.acked.saturating_duration_since(a.sent));
-        let (kind, team) = pending.remove(0);
+        // Edits queued while a push was in flight go together in the next push: one Ack
+        // then holds several positions, in the order the edits were made.
         for seq in a.seqs {
+            let (kind, team) = pending.remove(0);
             sent.insert(seq, (a.sent, kind, team));
         }
     };
