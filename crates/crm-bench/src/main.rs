@@ -22,9 +22,14 @@
 //! `crm-bench web` benchmarks the web UI: list and record page server time and live-update
 //! latency over a seeded replica ([`web`]).
 //!
+//! `crm-bench access` benchmarks access control: filtered fresh syncs, a rep's reconnect,
+//! live propagation to devices of mixed roles, the relay's cost per filtered entry, grants
+//! and purges ([`access`]).
+//!
 //! `crm-bench text` times replacing a long text (notes) three ways and through
 //! `Store::edit` ([`text`]).
 
+mod access;
 mod import;
 mod mem;
 mod report;
@@ -77,6 +82,10 @@ enum Bench {
     /// The sync benchmark: a fresh device's full sync, reconnects, live propagation with many
     /// devices, push throughput and the relay's memory.
     Sync(sync::SyncArgs),
+    /// The access-control benchmark: a rep's filtered fresh sync against unfiltered ones,
+    /// reconnects, live propagation to devices of mixed roles, filtering cost, grants and
+    /// purges.
+    Access(access::AccessArgs),
     /// Every report of `crm report` on a replica of about 50k records, against the 200 ms
     /// target.
     Reports(reports::ReportsArgs),
@@ -127,6 +136,7 @@ fn main() -> Result<()> {
     let mut args = Args::parse();
     match args.command.take() {
         Some(Bench::Sync(sync_args)) => return sync::main(sync_args),
+        Some(Bench::Access(access_args)) => return access::main(access_args),
         Some(Bench::Reports(report_args)) => return reports::main(report_args),
         Some(Bench::Import(import_args)) => return import::main(import_args),
         Some(Bench::Web(web_args)) => return web::main(web_args),

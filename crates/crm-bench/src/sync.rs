@@ -15,9 +15,9 @@
 //! - [`proxy`] is the counting proxy; [`process`] runs the relay and reads `/proc`;
 //!   [`live`] holds the lightweight devices; [`report`] formats the tables.
 
-mod live;
-mod process;
-mod proxy;
+pub(crate) mod live;
+pub(crate) mod process;
+pub(crate) mod proxy;
 mod report;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -577,7 +577,7 @@ pub(crate) struct Compaction {
 
 /// Waits (up to 10 minutes) until the relay's `/metrics` shows no stale document and at least
 /// `documents` compacted (the stale gauge is recounted at most once a second).
-async fn wait_compacted(relay: &RelayProcess, documents: usize) -> Result<Compaction> {
+pub(crate) async fn wait_compacted(relay: &RelayProcess, documents: usize) -> Result<Compaction> {
     let start = Instant::now();
     let cpu = relay.cpu_s();
     loop {
@@ -605,7 +605,11 @@ async fn wait_compacted(relay: &RelayProcess, documents: usize) -> Result<Compac
 }
 
 /// One `sync_once` of `store` through the proxy, timed and counted.
-async fn session(store: &mut Store, proxy: &Proxy, relay: &RelayProcess) -> Result<Session> {
+pub(crate) async fn session(
+    store: &mut Store,
+    proxy: &Proxy,
+    relay: &RelayProcess,
+) -> Result<Session> {
     let settle = Duration::from_secs(5);
     let _ = proxy.take(settle).await;
     let (relay_cpu, own_cpu) = (relay.cpu_s(), process::own_cpu_s());

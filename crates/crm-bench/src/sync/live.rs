@@ -11,7 +11,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use crm_model::automerge::Automerge;
 use crm_model::{Author, Edit, Kind, RecordId, Stamp};
 use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing};
-use crm_sync::{Cursor, Envelope, Message};
+use crm_sync::{Cursor, DocId, DocState, Envelope, Message};
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -32,6 +32,11 @@ pub(crate) struct Acked {
 pub(crate) struct ClientEnd {
     /// Each log position received while recording was on, with when its frame was read.
     pub(crate) received: Vec<(u64, Instant)>,
+    /// Each document granted while recording was on (`Grant`: it entered the user's scope),
+    /// whole, with when its frame was read.
+    pub(crate) granted: Vec<(Instant, DocState)>,
+    /// Each document purged while recording was on (`Purge`: it left the user's scope).
+    pub(crate) purged: Vec<(Instant, DocId)>,
     pub(crate) error: Option<String>,
 }
 
@@ -154,6 +159,7 @@ async fn run(
     shared: Shared,
 ) -> ClientEnd {
     let mut end = ClientEnd::default();
+    let from_start = cursor.is_none();
     // Local changes with their local positions, oldest first, until acknowledged.
     let mut outbox: std::collections::VecDeque<Outgoing> = Default::default();
     let mut next_local: i64 = 1;
@@ -189,8 +195,19 @@ async fn run(
                         applied.fetch_max(cursor.seq, Ordering::Relaxed);
                         next.extend(machine.handle(DeviceInput::Applied(cursor)));
                     }
-                    // The benchmark's devices belong to admins: nothing is granted or purged.
-                    DeviceEffect::Access(_) | DeviceEffect::Grant(_) | DeviceEffect::Purge(_) => {}
+                    // The device's user and access: nothing to store without a replica.
+                    DeviceEffect::Access(_) => {}
+                    // Only `crm-bench access` gives devices users who are not admins.
+                    DeviceEffect::Grant(docs) => {
+                        if shared.recording.load(Ordering::Relaxed) {
+                            end.granted.extend(docs.into_iter().map(|d| (frame_at, d)));
+                        }
+                    }
+                    DeviceEffect::Purge(ids) => {
+                        if shared.recording.load(Ordering::Relaxed) {
+                            end.purged.extend(ids.into_iter().map(|d| (frame_at, d)));
+                        }
+                    }
                     DeviceEffect::Acknowledged(seqs) => {
                         // Pushes go oldest first: the acknowledged ones are at the front.
                         outbox.drain(..seqs.len().min(outbox.len()));
@@ -200,6 +217,8 @@ async fn run(
                         let _ = ws.close(None).await;
                         return end;
                     }
+                    // A device that said no cursor reads the log from its start.
+                    DeviceEffect::Reset { .. } if from_start => {}
                     DeviceEffect::Reset { .. } => {
                         end.error = Some("the relay did not know the cursor (FromStart)".into());
                         let _ = ws.close(None).await;
