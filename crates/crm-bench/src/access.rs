@@ -57,6 +57,19 @@ use crate::sync::process::{self, RelayProcess};
 use crate::sync::proxy::{Counts, Proxy};
 use crate::sync::{Session, session, wait_compacted};
 
+/// A reassignment made: its log position, when it was pushed, the record, the team it left
+/// and the one it entered, the new owner, and the record's heads
+/// after it.
+type Moved = (
+    u64,
+    Instant,
+    DocId,
+    RecordId,
+    RecordId,
+    RecordId,
+    Vec<ChangeHash>,
+);
+
 /// Targets of the access-control issue.
 pub(crate) const ADMIN_SLOWDOWN_MAX: f64 = 1.10;
 pub(crate) const NOTHING_NEW_MAX_MESSAGES: u64 = 2;
@@ -881,15 +894,7 @@ async fn measure(
         moves.len()
     ));
     let reassigner = Author::new("root", "bench-admin-device");
-    let mut moved: Vec<(
-        u64,
-        Instant,
-        DocId,
-        RecordId,
-        RecordId,
-        RecordId,
-        Vec<ChangeHash>,
-    )> = Vec::new();
+    let mut moved: Vec<Moved> = Vec::new();
     let mut move_acks = Vec::new();
     for (k, &i) in moves.iter().enumerate() {
         let (to, new_owner) = if k % 2 == 0 {
