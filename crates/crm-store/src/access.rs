@@ -50,6 +50,10 @@ pub(crate) mod meta {
     /// relay's identity is adopted and its User record has arrived, what it owns is claimed
     /// by the relay's user and it is deleted.
     pub(crate) const LOCAL_USER: &str = "local_user";
+    /// The local User record's id, kept after it is gone: whatever happens to `local_user`,
+    /// a record of that id never leaves the replica (until a relay that knows no users
+    /// makes it the user's record, [`super::Store::release_local_user`]).
+    pub(crate) const INIT_USER: &str = "init_user";
     /// The workspace's role matrix overrides (JSON), as the relay last sent them.
     pub(crate) const MATRIX: &str = "matrix";
 }
@@ -617,8 +621,15 @@ impl Store {
                 [local.to_string()],
             )?;
             self.purge_records(&[local])?;
-            self.conn
-                .execute("DELETE FROM meta WHERE key = ?1", [meta::LOCAL_USER])?;
+            let gone: bool = self.conn.query_row(
+                "SELECT NOT EXISTS (SELECT 1 FROM documents WHERE id = ?1)",
+                [local.to_string()],
+                |r| r.get(0),
+            )?;
+            if gone {
+                self.conn
+                    .execute("DELETE FROM meta WHERE key = ?1", [meta::LOCAL_USER])?;
+            }
         }
         Ok((claimed, 0))
     }
@@ -626,9 +637,23 @@ impl Store {
     /// A relay that knows no users (a device added before it did) has no identity to give:
     /// the local User record then is the user's record, and is pushed like any other.
     pub fn release_local_user(&mut self) -> Result<()> {
-        self.conn
-            .execute("DELETE FROM meta WHERE key = ?1", [meta::LOCAL_USER])?;
+        self.conn.execute(
+            "DELETE FROM meta WHERE key IN (?1, ?2)",
+            [meta::LOCAL_USER, meta::INIT_USER],
+        )?;
         Ok(())
+    }
+
+    /// The id of the User record `crm init` made, while it may not leave the replica.
+    pub(crate) fn init_user(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [meta::INIT_USER],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     /// The User record `crm init` made for working before joining a relay, while it is

@@ -205,6 +205,7 @@ impl Store {
         for key in [
             crate::access::meta::USER_ID,
             crate::access::meta::LOCAL_USER,
+            crate::access::meta::INIT_USER,
         ] {
             store.conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?1, ?2)",

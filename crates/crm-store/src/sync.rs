@@ -119,6 +119,7 @@ impl Store {
         )?;
         let mut rows = stmt.query([])?;
         let local_user = self.local_user()?;
+        let init_user = self.init_user()?;
         // Once the replica has the relay's identity, only its user's changes can be pushed.
         let me = self
             .identity
@@ -143,7 +144,9 @@ impl Store {
             let hash: Vec<u8> = row.get(5)?;
             let made_here: bool = row.get(6)?;
             // The User record made for working before joining never leaves the replica.
-            if local_user.as_deref() == Some(id.as_str()) {
+            if local_user.as_deref() == Some(id.as_str())
+                || init_user.as_deref() == Some(id.as_str())
+            {
                 continue;
             }
             let Ok(doc_id) = id.parse::<RecordId>() else {

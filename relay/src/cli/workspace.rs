@@ -31,8 +31,10 @@ pub(crate) fn run(data: &Database, command: Command) -> anyhow::Result<()> {
             } else {
                 println!("{}", workspace.id);
                 eprintln!(
-                    "created workspace {:?}; add devices with `crm-relay device add --workspace {:?} --user USER`",
-                    workspace.name, workspace.name
+                    "created workspace {:?}; add its users with `crm-relay user add --workspace {:?} \
+                     --name NAME --role ROLE`, then their devices with `crm-relay device add \
+                     --workspace {:?} --user NAME`",
+                    workspace.name, workspace.name, workspace.name
                 );
             }
         }
