@@ -92,15 +92,19 @@ impl Hub {
         }
     }
 
-    /// A device's token was revoked: every open session of it ends (they watch for this).
-    /// Returns whether the device had any.
-    pub(crate) fn revoke(&self, workspace: WorkspaceId, device: DeviceId) -> bool {
-        let hub = self
-            .workspaces
+    /// The workspace's shared state, if it has sessions in this process.
+    fn hub_of(&self, workspace: WorkspaceId) -> Option<Arc<WorkspaceHub>> {
+        self.workspaces
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&workspace)
-            .cloned();
+            .cloned()
+    }
+
+    /// A device's token was revoked: every open session of it ends (they watch for this).
+    /// Returns whether the device had any.
+    pub(crate) fn revoke(&self, workspace: WorkspaceId, device: DeviceId) -> bool {
+        let hub = self.hub_of(workspace);
         let Some(hub) = hub else { return false };
         let buckets = hub.buckets.lock().unwrap_or_else(PoisonError::into_inner);
         match buckets.get(&device) {
@@ -114,12 +118,7 @@ impl Hub {
 
     /// Another relay process raised a workspace's head: wake this process's sessions of it.
     pub(crate) fn advance(&self, workspace: WorkspaceId, head: u64) {
-        let hub = self
-            .workspaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&workspace)
-            .cloned();
+        let hub = self.hub_of(workspace);
         if let Some(hub) = hub {
             hub.head.send_if_modified(|h| {
                 let raised = head > *h;
@@ -142,12 +141,7 @@ impl Hub {
     /// this process knew): keep it as the workspace's tail, so its sessions at the live edge
     /// take it from memory instead of each reading it, and wake them.
     pub(crate) fn advance_with(&self, workspace: WorkspaceId, read: LogRead) {
-        let hub = self
-            .workspaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&workspace)
-            .cloned();
+        let hub = self.hub_of(workspace);
         if let Some(hub) = hub {
             let head = read.through;
             hub.keep_tail(read);
@@ -162,12 +156,7 @@ impl Hub {
     /// A workspace's access version moved (seen by the poller or by a push that changed the
     /// directory): its sessions re-decide what their users may see.
     pub(crate) fn access_changed(&self, workspace: WorkspaceId, version: u64) {
-        let hub = self
-            .workspaces
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&workspace)
-            .cloned();
+        let hub = self.hub_of(workspace);
         if let Some(hub) = hub {
             hub.access.send_if_modified(|v| {
                 let raised = version > *v;

@@ -100,7 +100,7 @@ impl Relay {
         self.users(workspace)?
             .into_iter()
             .find(|u| u.id == id)
-            .ok_or_else(|| AdminError::Store(StoreError::Worker))
+            .ok_or_else(|| not_projected(id))
     }
 
     /// Changes a user (found by name or id).
@@ -158,7 +158,7 @@ impl Relay {
         self.users(workspace)?
             .into_iter()
             .find(|u| u.id == found.id)
-            .ok_or_else(|| AdminError::Store(StoreError::Worker))
+            .ok_or_else(|| not_projected(found.id))
     }
 
     /// A device for the user named `name`, adding the user with `role` first when the
@@ -235,7 +235,7 @@ impl Relay {
             .teams
             .get(&id)
             .cloned()
-            .ok_or_else(|| AdminError::Store(StoreError::Worker))
+            .ok_or_else(|| not_projected(id))
     }
 
     /// Changes a team (found by name or id).
@@ -275,7 +275,7 @@ impl Relay {
             .teams
             .get(&found.id)
             .cloned()
-            .ok_or_else(|| AdminError::Store(StoreError::Worker))
+            .ok_or_else(|| not_projected(found.id))
     }
 
     /// Sets one cell of the workspace's role matrix.
@@ -328,7 +328,7 @@ impl Relay {
                     .map_err(|e| AdminError::Rejected(e.to_string()))?;
                 doc.get_last_local_change()
                     .map(|c| c.raw_bytes().to_vec())
-                    .ok_or_else(|| AdminError::Store(StoreError::Worker))?
+                    .ok_or_else(|| no_change(id))?
             }
             Some(()) => {
                 let doc_id = *id.as_uuid().as_bytes();
@@ -352,7 +352,7 @@ impl Relay {
                     Some(_) => doc
                         .get_last_local_change()
                         .map(|c| c.raw_bytes().to_vec())
-                        .ok_or_else(|| AdminError::Store(StoreError::Worker))?,
+                        .ok_or_else(|| no_change(id))?,
                     None => return Ok(()),
                 }
             }
@@ -442,4 +442,19 @@ fn ids(ids: &[RecordId]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// A record the relay has just written that its directory does not show: the projection of
+/// user and team records failed (the record's changes did not make a record).
+fn not_projected(id: RecordId) -> AdminError {
+    AdminError::Store(StoreError::Corrupt(format!(
+        "record {id} was written but the directory does not show it"
+    )))
+}
+
+/// An edit of record `id` that reported a change Automerge did not keep.
+fn no_change(id: RecordId) -> AdminError {
+    AdminError::Store(StoreError::Corrupt(format!(
+        "writing record {id} made no change to store"
+    )))
 }
