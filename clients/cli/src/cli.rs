@@ -130,6 +130,7 @@ pub(crate) fn command() -> Command {
                 .arg(Arg::new("to").long("to").value_name("DATE").help("Only records dated on or before DATE (YYYY-MM-DD)")),
         )
         .subcommand(Command::new("status").about("The relay, the last sync, the pending outbox and the cursor"))
+        .subcommand(crate::commands::rejected::command())
         .subcommand(Command::new("whoami").about("Who this replica acts as: the user, their role and teams as the relay says, the device and the relay"))
         .subcommand(Command::new("reindex").about("Rebuild every projection and the search index from the documents"))
         .subcommand(Command::new("check").about("Verify the replica (file, every change's hash, every document and its projections) without changing it; exit 1 when something is wrong"))

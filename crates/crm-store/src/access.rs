@@ -266,8 +266,8 @@ impl Store {
     }
 
     /// Deletes every record of this replica and every change, unsent ones included, with
-    /// their projections, full-text rows, quarantined changes and the sync cursor: for a
-    /// lost or stolen device an admin wiped. The replica's identity stays. Counts the
+    /// their projections, full-text rows, quarantined changes, refused edits and the sync
+    /// cursor: for a lost or stolen device an admin wiped. The replica's identity stays. Counts the
     /// unsent changes first, to tell the user what was lost.
     pub fn wipe(&mut self) -> Result<WipeReport> {
         let tx = self.begin()?;
@@ -285,6 +285,9 @@ impl Store {
              DELETE FROM documents;
              DELETE FROM quarantine;
              DELETE FROM out_of_scope;
+             DELETE FROM refused_changes;
+             DELETE FROM refused_edits;
+             DELETE FROM refused_actors;
              DELETE FROM pending.search_pending;",
         )?;
         // The relay cursor (`sync.rs`) and the time of the last sync.
@@ -668,6 +671,25 @@ impl Store {
             )
             .optional()?)
     }
+}
+
+/// Deletes every trace of the records `ids` inside `tx`, as a purge does, for records with no
+/// unsent change left (a record whose creation the relay refused, see `refused.rs`). Returns
+/// how many were removed.
+pub(crate) fn remove_records(tx: &Transaction<'_>, ids: &[RecordId]) -> Result<u64> {
+    tx.execute_batch(TARGETS)?;
+    {
+        let mut add = tx.prepare("INSERT OR IGNORE INTO temp.purge_targets (id) VALUES (?1)")?;
+        for id in ids {
+            add.execute([id.to_string()])?;
+        }
+    }
+    tx.execute(
+        "UPDATE temp.purge_targets SET docno = \
+         (SELECT d.docno FROM documents d WHERE d.id = purge_targets.id)",
+        [],
+    )?;
+    Ok(purge_targets(tx, Why::Purge)?.removed)
 }
 
 /// Unsent changes of one record (by id).

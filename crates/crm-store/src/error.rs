@@ -104,6 +104,9 @@ pub enum StoreError {
     },
     #[error("unreadable projection value {0:?}; rebuild the projections with `crm reindex`")]
     CorruptProjection(String),
+    /// No refused edit has this number (retried or dismissed already, or never one).
+    #[error("no refused edit with id {0}; `crm rejected` lists them")]
+    NoRejectedEdit(i64),
     #[error("cannot merge: {reason}")]
     CannotMerge { reason: String },
     #[error("sqlite: {0}")]
@@ -159,6 +162,7 @@ impl StoreError {
             | StoreError::UnknownReport { .. }
             | StoreError::Rejected(_)
             | StoreError::CannotMerge { .. }
+            | StoreError::NoRejectedEdit(_)
             | StoreError::ChangeTooLarge { .. }
             | StoreError::Invalid(_) => true,
             StoreError::Document { source, .. } => matches!(**source, DocError::Invalid(_)),

@@ -31,6 +31,11 @@
 //!   the records that leave that scope, leaving nothing of them readable in the file
 //!   ([`Purge`], [`PurgeReport`], [`WipeReport`]), but never unsent local changes.
 //!
+//! - Edits the relay refused ([`Refused`]): [`Store::settle_refused`] takes them and what
+//!   builds on them out of the replica, rebuilds the records without them and keeps them as
+//!   [`RejectedEdit`]s, which the user retries ([`Store::retry_rejected`]) or dismisses
+//!   ([`Store::dismiss_rejected`]).
+//!
 //! Documents are never all in memory: a bounded cache holds the few most recently used, and
 //! is checked against the stored heads so another process's writes are never overwritten.
 
@@ -51,6 +56,7 @@ mod projection;
 mod quarantine;
 mod query;
 mod record_merge;
+mod refused;
 mod remote;
 mod replica;
 pub mod reports;
@@ -71,6 +77,7 @@ pub use history::{FieldChange, TimelineEntry};
 pub use quarantine::{Origin, Problem, Quarantined};
 pub use query::{Cmp, Conflict, Filter, ListQuery, ListRow, SearchHit};
 pub use record_merge::MergeReport;
+pub use refused::{Refused, RejectedEdit, RejectedField, SettleReport};
 pub use remote::{ApplyReport, LoggedChange, PulledChange, RemoteChange};
 pub use replica::{Identity, REPLICA_FILE, ReadOnly, Store};
 pub use sync::{DamagedChange, ForeignChange, OutboxBatch, OutboxChange, RelayLink, SyncCursor};

@@ -181,6 +181,7 @@ impl Store {
             tx.execute_batch(schema::CORE)?;
             tx.execute_batch(schema::QUARANTINE)?;
             tx.execute_batch(schema::OUT_OF_SCOPE)?;
+            tx.execute_batch(schema::REFUSED)?;
             tx.execute_batch(&schema::PROJECTIONS)?;
             tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
@@ -1160,6 +1161,7 @@ pub(crate) fn edit_in(
     }
     check_references(tx, edit)?;
     let mut document = load(tx, id, &row, cached, actor)?;
+    crate::refused::avoid_refused_actor(tx, id, &mut document)?;
     let changed = doc::apply_edit(&mut document, edit, Stamp { author, now })
         .map_err(|source| StoreError::doc(id, source))?;
     if changed.is_some() {

@@ -10,11 +10,11 @@ use crm_model::{FieldType, Kind};
 pub(crate) const APPLICATION_ID: i64 = 0x4352_4D31;
 /// `PRAGMA user_version`: the replica's storage format. Bumped on every change of the core
 /// tables; [`MIGRATIONS`] upgrade older replicas in place when they are opened.
-pub(crate) const FORMAT_VERSION: i64 = 3;
+pub(crate) const FORMAT_VERSION: i64 = 4;
 
 /// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`. Each is idempotent, so a replica
 /// whose version number was set back (by hand, or by a test) opens again.
-pub(crate) const MIGRATIONS: &[&str] = &[QUARANTINE, OUT_OF_SCOPE];
+pub(crate) const MIGRATIONS: &[&str] = &[QUARANTINE, OUT_OF_SCOPE, REFUSED];
 const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 
 /// Tables that hold the data itself; never rebuilt.
@@ -93,6 +93,48 @@ CREATE TABLE IF NOT EXISTS out_of_scope (
     doc_id TEXT PRIMARY KEY,
     since  TEXT NOT NULL,
     reason TEXT NOT NULL
+) WITHOUT ROWID;
+"#;
+
+/// Local edits the relay refused (see `refused.rs`); format 4.
+pub(crate) const REFUSED: &str = r#"
+-- One row per record and settlement: what the user typed that the relay refused (and what was
+-- built on it), compared field by field with the record as it is without it. `fields` is a
+-- JSON array of {field, typed, old} (values as in a JSON record, null for none); `created`
+-- when the refused changes made the record; `made_at` is the refused change's time.
+CREATE TABLE IF NOT EXISTS refused_edits (
+    id         INTEGER PRIMARY KEY,
+    doc_id     TEXT NOT NULL,
+    kind       TEXT NOT NULL,
+    title      TEXT NOT NULL,
+    created    INTEGER NOT NULL,
+    fields     TEXT NOT NULL,
+    made_at    TEXT,
+    refused_at TEXT NOT NULL,
+    code       INTEGER NOT NULL,
+    reason     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS refused_edits_doc ON refused_edits(doc_id);
+
+-- Every change that left the replica with a refused edit, whole: the ones the relay refused
+-- (`refused` = 1) and the ones built on them. Nothing typed is lost until the user retries or
+-- dismisses the edit.
+CREATE TABLE IF NOT EXISTS refused_changes (
+    edit    INTEGER NOT NULL REFERENCES refused_edits(id) ON DELETE CASCADE,
+    hash    BLOB NOT NULL,
+    bytes   BLOB NOT NULL,
+    refused INTEGER NOT NULL,
+    PRIMARY KEY (edit, hash)
+) WITHOUT ROWID;
+
+-- The Automerge actors whose changes of a record were taken out of it: a session still
+-- writing under one of them (another process, say `crm serve`) would make a change with the
+-- (actor, seq) of a refused one. Writes of that record use a fresh actor instead. Kept after
+-- the edit is retried or dismissed.
+CREATE TABLE IF NOT EXISTS refused_actors (
+    doc_id TEXT NOT NULL,
+    actor  BLOB NOT NULL,
+    PRIMARY KEY (doc_id, actor)
 ) WITHOUT ROWID;
 "#;
 

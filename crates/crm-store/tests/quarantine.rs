@@ -360,6 +360,13 @@ fn a_merged_change_waiting_for_its_dependencies_is_not_pushed() {
     assert!(outbox.iter().any(|c| c.doc_id == s));
 }
 
+fn store_rejected(dir: &std::path::Path) -> u64 {
+    Store::open(dir)
+        .expect("open")
+        .rejected_count()
+        .expect("refused edits")
+}
+
 /// Replicas of format 1 (before quarantine) are upgraded in place when opened.
 #[test]
 fn a_replica_of_the_previous_format_is_upgraded_when_opened() {
@@ -370,7 +377,8 @@ fn a_replica_of_the_previous_format_is_upgraded_when_opened() {
     {
         let conn = rusqlite::Connection::open(&path).expect("open db");
         conn.execute_batch(
-            "DROP TABLE quarantine; DROP TABLE out_of_scope; PRAGMA user_version = 1;",
+            "DROP TABLE quarantine; DROP TABLE out_of_scope; DROP TABLE refused_changes; \
+             DROP TABLE refused_edits; DROP TABLE refused_actors; PRAGMA user_version = 1;",
         )
         .expect("make it format 1");
     }
@@ -382,7 +390,12 @@ fn a_replica_of_the_previous_format_is_upgraded_when_opened() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("version");
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+    assert_eq!(
+        store_rejected(dir.path()),
+        0,
+        "the refused edits' tables are there too"
+    );
     // The quarantine table works after the upgrade.
     let mut store = Store::open(dir.path()).expect("open again");
     let report = store

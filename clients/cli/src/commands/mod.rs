@@ -11,6 +11,7 @@ pub(crate) mod import;
 mod init;
 mod merge;
 mod record;
+pub(crate) mod rejected;
 mod report;
 mod search;
 mod serve;
@@ -43,6 +44,7 @@ pub(crate) fn run(m: &ArgMatches) -> Result<()> {
         "status" => sync::status(sub, json),
         "whoami" => sync::whoami(sub, json),
         "check" => check::run(sub, json),
+        "rejected" => rejected::run(sub, json),
         "backup" => backup::backup(sub, json),
         "restore" => backup::restore(sub, json),
         "reindex" => {
