@@ -15,6 +15,7 @@ pub struct Metrics {
     pub(crate) pushes: AtomicU64,
     pub(crate) changes_stored: AtomicU64,
     pub(crate) duplicate_changes: AtomicU64,
+    pub(crate) changes_refused: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
     /// Sum over open sessions of how far each device is behind its workspace's head.
@@ -106,6 +107,12 @@ impl Metrics {
             "counter",
             "Pushed changes already in the log, acknowledged without storing.",
             get(&self.duplicate_changes),
+        );
+        metric(
+            "changes_refused_total",
+            "counter",
+            "Pushed changes refused by write authorization (not stored).",
+            get(&self.changes_refused),
         );
         metric(
             "bytes_received_total",

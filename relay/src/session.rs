@@ -185,13 +185,23 @@ impl Session {
                         tracing::debug!(
                             stored = batch.stored,
                             duplicates = batch.duplicates,
+                            refused = batch.refused,
                             head = batch.head,
                             "batch stored"
                         );
-                        if let Some(j) = &self.joined {
+                        if batch.refused > 0 {
+                            Metrics::add(&metrics.changes_refused, batch.refused);
+                            tracing::info!(
+                                refused = batch.refused,
+                                "changes refused by write authorization"
+                            );
+                        }
+                        if batch.stored > 0
+                            && let Some(j) = &self.joined
+                        {
                             j.slot.publish_batch(batch.head, batch.tail);
                         }
-                        Ok(batch.seqs)
+                        Ok(batch.outcomes)
                     }
                     Err(e) => {
                         if let PushError::Store(inner) = &e {
@@ -363,7 +373,6 @@ impl Session {
                 tracing::info!(role = %access.role, "the user's access changed");
                 joined.key = access.key;
                 joined.viewer = viewer;
-                joined.pusher.admin = access.role == "admin";
                 joined.pusher.user = access.name.clone();
                 self.machine.handle(RelayInput::Access(access))
             }

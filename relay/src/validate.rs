@@ -53,6 +53,8 @@ pub(crate) struct Parsed<'a> {
     touches_identity: bool,
     /// The author its commit message names, if it names one.
     pub(crate) author: Option<crm_model::Author>,
+    /// Its decoded operations: write authorization reads what the change writes from them.
+    pub(crate) ops: crm_model::automerge::ExpandedChange,
 }
 
 impl Parsed<'_> {
@@ -75,11 +77,12 @@ pub(crate) fn parse(changes: &[Envelope]) -> Result<Vec<Parsed<'_>>, PushError> 
             let change =
                 crm_model::change::verify(&envelope.bytes).map_err(|e| invalid(e.to_string()))?;
             let deps: Vec<Hash> = change.deps().iter().map(|h| h.0).collect();
-            let keys = crm_model::change::root_keys(&change)
+            let ops = crm_model::shape::decode(&change)
                 .ok_or_else(|| invalid("its operations cannot be decoded".into()))?;
+            let keys = crm_model::change::root_keys_of(&ops);
             let creation = deps
                 .is_empty()
-                .then(|| crm_model::change::creation(&change));
+                .then(|| crm_model::change::creation_of(&keys));
             Ok(Parsed {
                 envelope,
                 hash: change.hash().0,
@@ -87,6 +90,7 @@ pub(crate) fn parse(changes: &[Envelope]) -> Result<Vec<Parsed<'_>>, PushError> 
                 creation,
                 touches_identity: !keys.id.is_empty() || !keys.kind.is_empty(),
                 author: crm_model::Author::from_message(change.message()),
+                ops,
             })
         })
         .collect()

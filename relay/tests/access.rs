@@ -11,7 +11,7 @@ use common::{Client, Relay};
 use crm_model::automerge::{ActorId, Automerge};
 use crm_model::{Author, Edit, Kind, RecordId, Role, Stamp};
 use crm_relay::WorkspaceId;
-use crm_sync::{DocId, Envelope, ErrorCode, Message, Scope};
+use crm_sync::{DocId, Envelope, ErrorCode, Message, Outcome, Refusal, Scope};
 
 /// A user of the directory with a device.
 struct Person {
@@ -274,20 +274,15 @@ async fn nobody_pushes_as_someone_else_or_changes_users_without_being_an_admin()
     let ann = person(&relay, ws, "ann", Role::Admin, &[]);
     let rui = person(&relay, ws, "rui", Role::SalesRep, &[]);
     let (mut rep, _) = Client::join(&relay, ws, &rui.token, None).await;
-    // A change that names ann, pushed with rui's token.
+    // A change that names ann, pushed with rui's token: refused alone, the session goes on.
     let (_, forged) = Account::create(&ann, "Forged", rui.id);
-    rep.send(&Message::Push(crm_sync::Push {
-        batch: 1,
-        changes: vec![forged],
-    }))
-    .await;
-    let error = rep.expect_error().await;
-    assert_eq!(error.code, ErrorCode::WRONG_AUTHOR, "{}", error.message);
-    assert!(error.message.contains("ann"), "{}", error.message);
+    let ack = rep.push(1, vec![forged]).await;
+    let why = refusal(&ack.results[0]);
+    assert_eq!(why.code, ErrorCode::WRONG_AUTHOR, "{}", why.reason);
+    assert!(why.reason.contains("ann"), "{}", why.reason);
     // Rui's own account goes through; an edit of rui's user record does not.
-    let (mut rep, _) = Client::join(&relay, ws, &rui.token, None).await;
     let (_, mine) = Account::create(&rui, "Mine", rui.id);
-    rep.push(1, vec![mine]).await;
+    assert_eq!(rep.push(2, vec![mine]).await.seqs.len(), 1);
     let mut me = Automerge::new();
     relay.blocking(|| {
         relay
@@ -316,21 +311,64 @@ async fn nobody_pushes_as_someone_else_or_changes_users_without_being_an_admin()
         .expect("change")
         .raw_bytes()
         .to_vec();
-    rep.send(&Message::Push(crm_sync::Push {
-        batch: 2,
-        changes: vec![Envelope {
-            doc_id: doc_id(rui.id),
-            kind: "user".into(),
-            scope: Scope::default(),
-            bytes,
-        }],
-    }))
-    .await;
-    let error = rep.expect_error().await;
-    assert_eq!(error.code, ErrorCode::FORBIDDEN, "{}", error.message);
+    let ack = rep
+        .push(
+            3,
+            vec![Envelope {
+                doc_id: doc_id(rui.id),
+                kind: "user".into(),
+                scope: Scope::default(),
+                bytes,
+            }],
+        )
+        .await;
+    let why = refusal(&ack.results[0]);
+    assert_eq!(why.code, ErrorCode::FORBIDDEN, "{}", why.reason);
+    assert!(why.reason.contains("only admins"), "{}", why.reason);
     let users = relay.blocking(|| relay.store.users(ws).expect("users"));
     let rui_now = users.iter().find(|u| u.name == "rui").expect("rui");
     assert_eq!(rui_now.role, Role::SalesRep, "nothing of it is stored");
+
+    // A support agent creating a deal: refused with 403, by a hand-made client.
+    let sue = person(&relay, ws, "sue", Role::SupportAgent, &[]);
+    let (mut agent, _) = Client::join(&relay, ws, &sue.token, None).await;
+    let deal = RecordId::new();
+    let mut edit = Edit::new(Kind::Opportunity);
+    edit.set("name", "Side deal").expect("name");
+    edit.set("owner", &sue.id.to_string()).expect("owner");
+    let doc = crm_model::doc::create(
+        deal,
+        &edit,
+        Stamp {
+            author: &sue.author,
+            now: chrono::Utc::now(),
+        },
+        ActorId::random(),
+    )
+    .expect("create");
+    let creation = doc.get_changes(&[]).remove(0).raw_bytes().to_vec();
+    let ack = agent
+        .push(
+            1,
+            vec![Envelope {
+                doc_id: doc_id(deal),
+                kind: "opportunity".into(),
+                scope: Scope::default(),
+                bytes: creation,
+            }],
+        )
+        .await;
+    let why = refusal(&ack.results[0]);
+    assert_eq!(why.code, ErrorCode::FORBIDDEN, "{}", why.reason);
+    assert!(why.reason.contains("opportunities"), "{}", why.reason);
+    let kept = relay.blocking(|| {
+        relay
+            .store
+            .store()
+            .document_scope(ws, doc_id(deal))
+            .expect("lookup")
+    });
+    assert!(kept.is_none(), "a refused creation makes no record");
 
     // A wiped device is told so at its next connection.
     relay.blocking(|| relay.store.wipe_device(rui.device).expect("wipe"));
@@ -355,4 +393,130 @@ async fn nobody_pushes_as_someone_else_or_changes_users_without_being_an_admin()
     let mut client = Client::connect(&relay).await;
     client.send(&common::hello(ws, &sam.token, None)).await;
     assert_eq!(client.expect_error().await.code, ErrorCode::FORBIDDEN);
+}
+
+/// The refusal in an outcome.
+fn refusal(outcome: &Outcome) -> &Refusal {
+    match outcome {
+        Outcome::Refused(why) => why,
+        Outcome::Stored(seq) => panic!("expected a refusal, the change was stored at {seq}"),
+    }
+}
+
+/// Issue 14: one push mixing changes a sales rep may make with ones they may not. The
+/// allowed ones are stored and acknowledged; each other one is refused with its code, and a
+/// change built on a refused one is refused too; nothing refused reaches anyone; the scope a
+/// change's envelope claims is not believed; a manager may reassign what a rep may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_is_decided_change_by_change_and_nothing_refused_reaches_anyone() {
+    let relay = Relay::start().await;
+    let ws = relay.workspace("acme");
+    relay.blocking(|| {
+        relay.store.add_team(ws, "South", None).expect("team");
+        relay.store.add_team(ws, "North", None).expect("team");
+    });
+    let ann = person(&relay, ws, "ann", Role::Admin, &[]);
+    let rui = person(&relay, ws, "rui", Role::SalesRep, &["South"]);
+    let sam = person(&relay, ws, "sam", Role::SalesRep, &["South"]);
+    let ola = person(&relay, ws, "ola", Role::SalesRep, &["North"]);
+    let max = person(&relay, ws, "max", Role::SalesManager, &[]);
+    relay.blocking(|| {
+        relay
+            .store
+            .edit_team(
+                ws,
+                "South",
+                &crm_relay::service::TeamEdit {
+                    manager: Some("max".into()),
+                    ..Default::default()
+                },
+            )
+            .expect("manager")
+    });
+
+    let (mut south, south_env) = Account::create(&ann, "South Co", sam.id);
+    let (mut north, north_env) = Account::create(&ann, "North Co", ola.id);
+    let (mut admin, _) = Client::join(&relay, ws, &ann.token, None).await;
+    admin.push(1, vec![south_env, north_env]).await;
+
+    let (mut rep, _) = Client::join(&relay, ws, &rui.token, None).await;
+    let (mut watcher, _) = Client::join(&relay, ws, &ola.token, None).await;
+    let before = relay.blocking(|| relay.store.head(ws).expect("head").0);
+    let teammate = south.edit(&rui.author, "industry", "retail", sam.id);
+    let mut north_as_stored = Account {
+        id: north.id,
+        doc: north.doc.fork(),
+    };
+    let not_mine = north.edit(&rui.author, "industry", "mining", ola.id);
+    let built_on_it = north.edit(&rui.author, "website", "north.example", ola.id);
+    let (_, own) = Account::create(&rui, "Rui's Co", rui.id);
+    // Rui's own record, whose envelope claims it is ola's: the relay reads the owner from
+    // the change, so ola never sees it.
+    let mut own_lying = own.clone();
+    own_lying.scope.owner = Some(doc_id(ola.id));
+    // (Made on a copy: the later edits of South Co below do not build on it.)
+    let mut copy = Account {
+        id: south.id,
+        doc: south.doc.fork(),
+    };
+    let grab = copy.edit(&rui.author, "owner", &rui.id.to_string(), sam.id);
+    let ack = rep
+        .push(
+            1,
+            vec![teammate, not_mine, built_on_it, own_lying, grab.clone()],
+        )
+        .await;
+    assert!(matches!(ack.results[0], Outcome::Stored(_)), "{ack:?}");
+    let why = refusal(&ack.results[1]);
+    assert_eq!(why.code, ErrorCode::FORBIDDEN);
+    assert!(why.reason.contains("outside their teams"), "{}", why.reason);
+    assert_eq!(refusal(&ack.results[2]).code, ErrorCode::BUILDS_ON_REFUSED);
+    assert!(matches!(ack.results[3], Outcome::Stored(_)), "{ack:?}");
+    let why = refusal(&ack.results[4]);
+    assert_eq!(why.code, ErrorCode::FORBIDDEN);
+    assert!(why.reason.contains("reassign"), "{}", why.reason);
+    assert_eq!(ack.seqs.len(), 2);
+
+    // The log holds exactly the two allowed changes more.
+    let head = relay.blocking(|| relay.store.head(ws).expect("head").0);
+    assert_eq!(head, before + 2);
+    // Ola (North) got none of rui's changes: not the refused edit of ola's own account,
+    // not rui's account whose envelope named ola.
+    let (entries, _, _) = watcher.pull_until(head).await;
+    let own_doc = own.doc_id;
+    assert!(
+        entries.iter().all(|e| e.doc_id != own_doc),
+        "the envelope's claimed owner is not believed"
+    );
+    let north_changes: Vec<_> = entries
+        .iter()
+        .filter(|e| e.doc_id == doc_id(north.id))
+        .collect();
+    assert_eq!(north_changes.len(), 1, "only its creation: {entries:?}");
+
+    // The session goes on: a later allowed push is stored.
+    let more = south.edit(&rui.author, "short_name", "南方", sam.id);
+    let ack = rep.push(2, vec![more]).await;
+    assert_eq!(ack.results, [Outcome::Stored(head + 1)]);
+
+    // Max manages South, sam's team: he may reassign sam's account; ola's (North) not.
+    let (mut manager, _) = Client::join(&relay, ws, &max.token, None).await;
+    let moved = south.edit(&max.author, "owner", &rui.id.to_string(), rui.id);
+    let not_his = north_as_stored.edit(&max.author, "owner", &max.id.to_string(), max.id);
+    let ack = manager.push(1, vec![moved, not_his]).await;
+    assert!(matches!(ack.results[0], Outcome::Stored(_)), "{ack:?}");
+    assert_eq!(refusal(&ack.results[1]).code, ErrorCode::FORBIDDEN);
+    let scope = relay.blocking(|| {
+        relay
+            .store
+            .store()
+            .document_scope(ws, doc_id(south.id))
+            .expect("scope")
+    });
+    assert!(
+        scope
+            .and_then(|(_, s)| s)
+            .is_some_and(|s| s.starts_with(&rui.id.to_string())),
+        "the relay's scope follows the owner the change set"
+    );
 }

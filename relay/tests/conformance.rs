@@ -426,14 +426,31 @@ fn a_sqlite_file_of_something_else_is_refused_and_a_missing_one_reported() {
 fn the_latest_pushed_scope_of_a_document_is_kept(b: Backend) {
     let (dir, store, ws, device) = store_with_device(b);
     let mut doc = Doc::new();
-    let mut first = doc.change("name", "ACME");
-    first.scope.owner = Some([1; 16]);
+    let first = doc.scoped(
+        "name",
+        "ACME",
+        crm_sync::Scope {
+            owner: Some([1; 16]),
+            ..Default::default()
+        },
+    );
     store
         .store_batch(ws, &crm_relay::service::Pusher::admin(device), &[first])
         .expect("stored");
-    let mut second = doc.change("grade", "vip");
-    second.scope.owner = Some([2; 16]);
-    second.scope.teams = vec![[3; 16], [4; 16]];
+    // The scope is read from the change, not from what its envelope claims.
+    let mut second = doc.scoped(
+        "grade",
+        "vip",
+        crm_sync::Scope {
+            owner: Some([2; 16]),
+            assignee: None,
+            teams: vec![[3; 16], [4; 16]],
+        },
+    );
+    second.scope = crm_sync::Scope {
+        owner: Some([7; 16]),
+        ..Default::default()
+    };
     let doc_id = second.doc_id;
     store
         .store_batch(ws, &crm_relay::service::Pusher::admin(device), &[second])
@@ -826,12 +843,13 @@ fn a_postgres_database_of_the_previous_schema_is_migrated_when_opened() {
              ALTER TABLE changes DROP COLUMN scope, DROP COLUMN prev_scope;
              ALTER TABLE workspaces DROP COLUMN matrix, DROP COLUMN access_version;
              ALTER TABLE devices DROP COLUMN user_id, DROP COLUMN wiped_at;
+             ALTER TABLE documents DROP COLUMN shape;
              DROP INDEX documents_directory;
              UPDATE crm_relay_schema SET version = 1",
         )
         .expect("a schema-1 database");
     let store = place.open();
-    assert_eq!(store.schema_version().expect("version"), 3);
+    assert_eq!(store.schema_version().expect("version"), 4);
     let storage: Vec<String> = place
         .pg()
         .query(
@@ -967,12 +985,9 @@ fn the_directory_matrix_scopes_and_wipes_are_stored(backend: Backend) {
         teams: vec![[9; 16]],
     };
     let mut doc = Doc::new();
-    let mut first = doc.change("name", "ACME");
-    first.scope = owner(1);
-    let mut same = doc.change("industry", "retail");
-    same.scope = owner(1);
-    let mut moved = doc.change("grade", "vip");
-    moved.scope = owner(2);
+    let first = doc.scoped("name", "ACME", owner(1));
+    let same = doc.scoped("industry", "retail", owner(1));
+    let moved = doc.scoped("grade", "vip", owner(2));
     store
         .store_batch(
             ws,

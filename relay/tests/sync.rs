@@ -714,7 +714,7 @@ async fn shutdown_says_going_away_to_every_session() {
     let error = loop {
         match a.recv().await {
             Message::Ack(ack) => {
-                assert_eq!(ack.seqs, [1]);
+                assert_eq!(ack.results, [crm_sync::Outcome::Stored(1)]);
                 acked = true;
             }
             Message::Changes(_) => {}

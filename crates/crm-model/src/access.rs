@@ -593,6 +593,115 @@ impl Viewer {
     }
 }
 
+/// The kinds only admins write: the directory (users, their roles, teams and active flag;
+/// teams, their members, managers and the workspace's SLA policy, which is a team's).
+pub fn admin_only(kind: Kind) -> bool {
+    matches!(kind, Kind::User | Kind::Team)
+}
+
+/// Whether `viewer` may give a record owned by `owner` (or, for a record with no owner or a
+/// new one, the owner it gets) to someone else: admins, and managers of a team `owner`
+/// belongs to.
+pub fn may_reassign(viewer: &Viewer, directory: &Directory, owner: Option<RecordId>) -> bool {
+    if viewer.role == Role::Admin {
+        return viewer.active;
+    }
+    owner.is_some_and(|owner| {
+        let teams = directory.member_of(owner);
+        directory
+            .teams
+            .values()
+            .any(|t| t.manager == Some(viewer.user) && teams.contains(&t.id))
+    })
+}
+
+/// Whether `viewer` may make a change that does `touches` to a record of `kind`: created by
+/// it (`created`), or with scope `before`; `after` is the scope the change leaves. `Err`
+/// says why not, in words for the user who made it. Rules, in order:
+///
+/// 1. users and teams: admins only ([`admin_only`]);
+/// 2. a creation: the role's *create* level for the kind, on the scope it creates;
+/// 3. an edit: the *edit* level on the record as it was; writing `archived`, the *archive*
+///    level;
+/// 4. the owner: only admins and managers of a team the owner belongs to (the owner before,
+///    or the new one on a record that had none) set it to someone else; creating a record
+///    owned by oneself is no reassignment.
+pub fn authorize_write(
+    viewer: &Viewer,
+    directory: &Directory,
+    kind: Kind,
+    created: bool,
+    before: &Scope,
+    after: &Scope,
+    touches: &crate::shape::Touches,
+) -> Result<(), String> {
+    let role = viewer.role;
+    if !viewer.active {
+        return Err(format!("{} is not an active user", viewer.name));
+    }
+    if role == Role::Admin {
+        return Ok(());
+    }
+    if admin_only(kind) {
+        return Err(format!(
+            "only admins change {}; {} is a {role}",
+            kind.plural(),
+            viewer.name
+        ));
+    }
+    let refuse = |action: Action, scope: &Scope| {
+        let level = viewer.levels(kind).get(action);
+        let whose = match level {
+            Level::None => String::new(),
+            Level::Own => " that are not their own".to_string(),
+            Level::Team | Level::All => " outside their teams".to_string(),
+        };
+        let _ = scope;
+        Err(format!(
+            "a {role} may not {} {}{whose}",
+            action.as_str(),
+            kind.plural()
+        ))
+    };
+    if created {
+        if !viewer.may(Action::Create, kind, after) {
+            return refuse(Action::Create, after);
+        }
+    } else {
+        if touches.edits() && !viewer.may(Action::Edit, kind, before) {
+            return refuse(Action::Edit, before);
+        }
+        if touches.archives() && !viewer.may(Action::Archive, kind, before) {
+            return refuse(Action::Archive, before);
+        }
+    }
+    let reassigned = if created {
+        after.owner.is_some_and(|o| o != viewer.user)
+    } else {
+        touches.fields.contains("owner") && after.owner != before.owner
+    };
+    if reassigned {
+        let owner = if created {
+            after.owner
+        } else {
+            before.owner.or(after.owner)
+        };
+        if !may_reassign(viewer, directory, owner) {
+            return Err(format!(
+                "only admins and managers of the owner's team reassign {}; {} is a {role}{}",
+                kind.plural(),
+                viewer.name,
+                if role == Role::SalesManager {
+                    " who does not manage the owner's team"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

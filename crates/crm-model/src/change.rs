@@ -83,9 +83,12 @@ pub struct RootKeys {
 /// actor indexes that `Change::try_from` does not check, so a hostile change could make it
 /// panic; the panic is caught and the change treated as undecodable.
 pub fn root_keys(change: &Change) -> Option<RootKeys> {
+    Some(root_keys_of(&crate::shape::decode(change)?))
+}
+
+/// [`root_keys`] of a change decoded already.
+pub fn root_keys_of(expanded: &automerge::ExpandedChange) -> RootKeys {
     use automerge::legacy::{Key, ObjectId, OpType};
-    let expanded =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| change.decode())).ok()?;
     let mut keys = RootKeys::default();
     for op in &expanded.operations {
         if op.obj != ObjectId::Root {
@@ -102,7 +105,7 @@ pub fn root_keys(change: &Change) -> Option<RootKeys> {
             _ => None,
         });
     }
-    Some(keys)
+    keys
 }
 
 /// The record a change creates: its root `id` and `kind`, each put exactly once, as
@@ -112,7 +115,12 @@ pub fn creation(change: &Change) -> Option<Creation> {
     if !change.deps().is_empty() {
         return None;
     }
-    let RootKeys { id, kind } = root_keys(change)?;
+    creation_of(&root_keys(change)?)
+}
+
+/// The record that a dependency-free change with these root keys creates (see [`creation`]).
+pub fn creation_of(keys: &RootKeys) -> Option<Creation> {
+    let RootKeys { id, kind } = keys;
     match (id.as_slice(), kind.as_slice()) {
         ([Some(id)], [Some(kind)]) => Some(Creation {
             id: id.clone(),

@@ -23,9 +23,10 @@ mod kind;
 pub mod kinds;
 mod record;
 mod schema;
+pub mod shape;
 mod value;
 
-pub use access::{Action, Directory, Level, Matrix, Role, Scope, Viewer};
+pub use access::{Action, Directory, Level, Matrix, Role, Scope, Viewer, authorize_write};
 pub use author::{Author, millis_to_time};
 pub use change::MAX_CHANGE_BYTES;
 pub use doc::{SCHEMA_VERSION, Stamp};

@@ -116,6 +116,10 @@ pub struct SyncReport {
     pub held_foreign: usize,
     /// The names those changes were made under.
     pub held_foreign_authors: Vec<String>,
+    /// Local changes the relay refused (the user's role may not make them): kept in the
+    /// replica's refused edits (`crm rejected`), and their records rebuilt from what the
+    /// relay holds.
+    pub refused: usize,
 }
 
 /// The workspace a device token belongs to: tokens are `crm1.<workspace>.<secret>`.
@@ -450,9 +454,36 @@ async fn connected(
                         }
                         next.extend(later);
                     }
-                    DeviceEffect::Acknowledged(seqs) => {
-                        store.acknowledge(&seqs)?;
-                        report.pushed += seqs.len();
+                    DeviceEffect::Acknowledged { stored, refused } => {
+                        store.acknowledge(&stored)?;
+                        report.pushed += stored.len();
+                        if !refused.is_empty() {
+                            // Refused changes, and what builds on them here, leave the
+                            // outbox for the refused-edits table, and their records are
+                            // rebuilt from what the relay holds: before the next push reads
+                            // the outbox.
+                            let refusals: Vec<crm_store::Refused> = refused
+                                .into_iter()
+                                .map(|(local_seq, why)| crm_store::Refused {
+                                    local_seq,
+                                    code: why.code.0,
+                                    reason: why.reason,
+                                })
+                                .collect();
+                            tracing::info!(refused = refusals.len(), "the relay refused changes");
+                            store.settle_refused(&refusals)?;
+                            report.refused += refusals.len();
+                            // A record kept out of scope only for an edit the relay has now
+                            // refused holds nothing unsent any more: it goes, as the relay
+                            // asked.
+                            for kept in store.out_of_scope()? {
+                                if store.purge_record(kept.id)? == crm_store::Purge::Removed {
+                                    report.purged += 1;
+                                    report.kept_out_of_scope =
+                                        report.kept_out_of_scope.saturating_sub(1);
+                                }
+                            }
+                        }
                     }
                     DeviceEffect::Reset { .. } => {
                         report.reset = true;

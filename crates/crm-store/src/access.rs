@@ -813,6 +813,11 @@ impl Store {
     /// and the directory in the replica describes them; `None` for a replica that has not
     /// joined a relay (its user is admin of their own replica).
     pub fn viewer(&self) -> Result<Option<crm_model::Viewer>> {
+        Ok(self.access()?.map(|(_, viewer)| viewer))
+    }
+
+    /// [`Store::viewer`] with the directory it was made from.
+    fn access(&self) -> Result<Option<(crm_model::Directory, crm_model::Viewer)>> {
         let (Some(user), Some(_)) = (self.identity.user_id, self.identity.role) else {
             return Ok(None);
         };
@@ -916,7 +921,8 @@ impl Store {
             .optional()?
             .and_then(|m| serde_json::from_str(&m).ok())
             .unwrap_or_default();
-        Ok(dir.viewer(user, &crm_model::Matrix::with_overrides(&overrides)))
+        let viewer = dir.viewer(user, &crm_model::Matrix::with_overrides(&overrides));
+        Ok(viewer.map(|v| (dir, v)))
     }
 
     /// Keeps the workspace's role matrix overrides (JSON) the relay sent.
@@ -968,7 +974,29 @@ impl Store {
             assignee: id(given("assignee")),
             teams,
         };
-        self.refuse_unless(crm_model::Action::Create, edit.kind(), &scope)
+        self.refuse_unless(crm_model::Action::Create, edit.kind(), &scope)?;
+        if scope.owner != self.identity.user_id {
+            self.refuse_reassign(edit.kind(), scope.owner)?;
+        }
+        Ok(())
+    }
+
+    /// Refuses giving a record to someone else unless the user may (the relay's owner rule,
+    /// `crm_model::access::may_reassign`): `owner` is the record's owner before, or the new
+    /// one for a record that had none.
+    fn refuse_reassign(&self, kind: Kind, owner: Option<RecordId>) -> Result<()> {
+        let Some((directory, viewer)) = self.access()? else {
+            return Ok(());
+        };
+        if crm_model::access::may_reassign(&viewer, &directory, owner) {
+            return Ok(());
+        }
+        let role = self.identity.role.unwrap_or(Role::SalesRep);
+        Err(StoreError::Rejected(format!(
+            "your role ({role}) may not give {} to someone else: only admins and managers of \
+             the owner's team reassign (see `crm whoami`)",
+            kind.plural().replace('_', " ")
+        )))
     }
 
     /// Refuses an edit (or an archive) the user's role does not allow on record `id`.
@@ -986,7 +1014,22 @@ impl Store {
         } else {
             crm_model::Action::Edit
         };
-        self.refuse_unless(action, record.kind, &self.scope_of_record(&record))
+        let before = self.scope_of_record(&record);
+        self.refuse_unless(action, record.kind, &before)?;
+        let new_owner = edit.ops().iter().find_map(|op| match op {
+            crm_model::Op::Set(f, v) if f.name == "owner" => Some(match v {
+                crm_model::FieldValue::Ref(r) => Some(*r),
+                _ => None,
+            }),
+            crm_model::Op::Unset(f) if f.name == "owner" => Some(None),
+            _ => None,
+        });
+        if let Some(owner) = new_owner
+            && owner != before.owner
+        {
+            self.refuse_reassign(record.kind, before.owner.or(owner))?;
+        }
+        Ok(())
     }
 
     /// Whether this replica's user has a role that limits them (joined, not an admin).

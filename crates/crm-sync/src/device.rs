@@ -13,8 +13,8 @@
 use crate::error::ErrorCode;
 use crate::message::{
     Access, Cursor, DocId, DocState, Entry, Envelope, ErrorFrame, Hello, MAX_CHANGE_BYTES,
-    MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES, Push,
-    Received, RelayId, Resume,
+    MAX_FRAME_BYTES, MIN_PROTOCOL_VERSION, Message, Outcome, PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES,
+    Push, Received, Refusal, RelayId, Resume,
 };
 
 /// Most encoded bytes of one `Push`: half the frame limit. A change as large as the relay
@@ -70,8 +70,14 @@ pub enum DeviceEffect {
         entries: Vec<Entry>,
         cursor: Cursor,
     },
-    /// The relay stored these local changes durably: drop them from the outbox.
-    Acknowledged(Vec<i64>),
+    /// The relay decided a push: `stored` local changes are stored durably (drop them from
+    /// the outbox); `refused` ones were not stored and never will be (settle them: take them
+    /// and every local change built on them out of the outbox, keep what the user typed, and
+    /// rebuild their documents from what remains).
+    Acknowledged {
+        stored: Vec<i64>,
+        refused: Vec<(i64, Refusal)>,
+    },
     /// Who the relay says this device's user is and what they may see (from `Welcome`, and
     /// again whenever it changes). A device whose stored access key differs re-syncs its
     /// scope after this session.
@@ -281,12 +287,22 @@ impl DeviceSync {
                 self.read_outbox(out);
             }
             (Phase::Ready, Message::Ack(ack)) => match self.in_flight.take() {
-                Some((batch, seqs)) if batch == ack.batch && seqs.len() == ack.seqs.len() => {
-                    // The log now holds these changes at these positions: the session is in
-                    // sync once they are applied too (the relay streams them back like any
+                Some((batch, seqs)) if batch == ack.batch && seqs.len() == ack.results.len() => {
+                    // The log now holds the stored changes at these positions: the session is
+                    // in sync once they are applied too (the relay streams them back like any
                     // other), so the next connection does not fetch them.
-                    self.head = self.head.max(ack.seqs.iter().copied().max().unwrap_or(0));
-                    out.push(DeviceEffect::Acknowledged(seqs));
+                    let mut stored = Vec::with_capacity(seqs.len());
+                    let mut refused = Vec::new();
+                    for (local, outcome) in seqs.into_iter().zip(ack.results) {
+                        match outcome {
+                            Outcome::Stored(seq) => {
+                                self.head = self.head.max(seq);
+                                stored.push(local);
+                            }
+                            Outcome::Refused(why) => refused.push((local, why)),
+                        }
+                    }
+                    out.push(DeviceEffect::Acknowledged { stored, refused });
                     self.read_outbox(out);
                 }
                 _ => self.fail(
@@ -457,11 +473,14 @@ mod tests {
             let effects = device.handle(DeviceInput::Frame(
                 &Message::Ack(Ack {
                     batch: push.batch,
-                    seqs: sent.iter().map(|s| *s as u64).collect(),
+                    results: sent.iter().map(|s| Outcome::Stored(*s as u64)).collect(),
                 })
                 .encode(),
             ));
-            assert!(effects.contains(&DeviceEffect::Acknowledged(sent.clone())));
+            assert!(effects.contains(&DeviceEffect::Acknowledged {
+                stored: sent.clone(),
+                refused: Vec::new()
+            }));
             assert!(effects.iter().any(
                 |e| matches!(e, DeviceEffect::ReadOutbox { bytes, .. } if *bytes <= PUSH_BYTES)
             ));
@@ -494,7 +513,7 @@ mod tests {
         device.handle(DeviceInput::Frame(
             &Message::Ack(Ack {
                 batch: push.batch,
-                seqs: vec![1],
+                results: vec![Outcome::Stored(1)],
             })
             .encode(),
         ));

@@ -38,6 +38,9 @@ impl ErrorCode {
     pub const FORBIDDEN: ErrorCode = ErrorCode(403);
     /// A pushed change's author (its commit message) is not the token's user and device.
     pub const WRONG_AUTHOR: ErrorCode = ErrorCode(419);
+    /// A pushed change builds on a change the relay refused (in the same push, or one the
+    /// device was told about): it is refused too.
+    pub const BUILDS_ON_REFUSED: ErrorCode = ErrorCode(428);
     /// An admin wiped this device (`crm-relay device revoke --wipe`): it deletes every record
     /// of the workspace it holds.
     pub const WIPED: ErrorCode = ErrorCode(410);
@@ -77,6 +80,7 @@ impl ErrorCode {
             Self::FORBIDDEN => "forbidden",
             Self::WRONG_AUTHOR => "wrong author",
             Self::WIPED => "device wiped",
+            Self::BUILDS_ON_REFUSED => "builds on a refused change",
             Self::UNKNOWN_WORKSPACE => "unknown workspace",
             Self::WRONG_WORKSPACE => "wrong workspace",
             Self::PROTOCOL_MISMATCH => "protocol mismatch",

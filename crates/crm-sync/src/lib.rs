@@ -22,6 +22,6 @@ pub use message::{
     Access, Ack, Changes, Cursor, DocId, DocState, Documents, DocumentsReceived, Entry, Envelope,
     ErrorFrame, Grant, Hash, Hello, MAX_BATCH_CHANGES, MAX_CHANGE_BYTES, MAX_DOC_CHANGES,
     MAX_FRAME_BYTES, MAX_MATRIX_BYTES, MAX_SCOPE_TEAMS, MAX_TEXT_BYTES, MIN_PROTOCOL_VERSION,
-    Message, PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES, Purge, Push, Received, RelayId, Resume, Scope,
-    Welcome,
+    Message, Outcome, PROTOCOL_VERSION, PUSH_OVERHEAD_BYTES, Purge, Push, Received, Refusal,
+    RelayId, Resume, Scope, Welcome,
 };

@@ -12,10 +12,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DecodeError, ErrorCode};
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The oldest protocol version this build still speaks. Version 1 devices cannot purge
-/// records that leave their user's scope, so a relay that filters by role refuses them.
-pub const MIN_PROTOCOL_VERSION: u16 = 2;
+/// records that leave their user's scope, and version 2 devices cannot settle a change the
+/// relay refuses on its own (their `Ack` has no per-change outcome), so a relay that
+/// authorizes writes refuses both.
+pub const MIN_PROTOCOL_VERSION: u16 = 3;
 
 /// Largest frame either side accepts, in bytes.
 pub const MAX_FRAME_BYTES: usize = 8 << 20;
@@ -176,12 +178,41 @@ pub struct Push {
     pub changes: Vec<Envelope>,
 }
 
-/// Relay → device: the batch is stored durably. `seqs[i]` is the log position of
-/// `changes[i]` (its earlier position for a duplicate).
+/// Relay → device: the batch is decided, and what was stored is stored durably.
+/// `results[i]` is the outcome of `changes[i]`: its log position (its earlier position for a
+/// duplicate), or why the relay refused it (version 3). A refused change is not stored and
+/// reaches nobody; neither does any change of the batch that builds on it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {
     pub batch: u64,
-    pub seqs: Vec<u64>,
+    pub results: Vec<Outcome>,
+}
+
+/// What the relay did with one pushed change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Stored at this log position.
+    Stored(u64),
+    /// Not stored: the user may not make this change (`403`), it names another author
+    /// (`419`), or it builds on a change refused before it (`428`).
+    Refused(Refusal),
+}
+
+impl Outcome {
+    /// The log position of a stored change.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Outcome::Stored(seq) => Some(*seq),
+            Outcome::Refused(_) => None,
+        }
+    }
+}
+
+/// Why one pushed change was refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub reason: String,
 }
 
 /// One change of the relay's log.
@@ -328,7 +359,15 @@ impl Message {
                 }
                 Ok(())
             }
-            Message::Ack(a) => limit("ack", a.seqs.len(), MAX_BATCH_CHANGES),
+            Message::Ack(a) => {
+                limit("ack", a.results.len(), MAX_BATCH_CHANGES)?;
+                for outcome in &a.results {
+                    if let Outcome::Refused(r) = outcome {
+                        text("reason", &r.reason)?;
+                    }
+                }
+                Ok(())
+            }
             Message::Changes(c) => {
                 limit("batch", c.entries.len(), MAX_BATCH_CHANGES)?;
                 let mut last = 0;
@@ -418,7 +457,13 @@ mod tests {
             }),
             Message::Ack(Ack {
                 batch: 3,
-                seqs: vec![17],
+                results: vec![
+                    Outcome::Stored(17),
+                    Outcome::Refused(Refusal {
+                        code: ErrorCode::FORBIDDEN,
+                        reason: "a sales_rep may not change the owner".into(),
+                    }),
+                ],
             }),
             Message::Changes(Changes {
                 entries: vec![

@@ -9,7 +9,7 @@
 use crate::error::{DecodeError, ErrorCode};
 use crate::message::{
     Access, Ack, Changes, Cursor, DocId, DocState, Entry, Envelope, ErrorFrame, Grant, Hash,
-    MIN_PROTOCOL_VERSION, Message, PROTOCOL_VERSION, Purge, RelayId, Resume, Welcome,
+    MIN_PROTOCOL_VERSION, Message, Outcome, PROTOCOL_VERSION, Purge, RelayId, Resume, Welcome,
 };
 
 /// Limits of one session.
@@ -91,8 +91,9 @@ pub enum RelayInput<'a> {
     Frame(&'a [u8]),
     /// Answer to [`RelayEffect::Authenticate`].
     Authenticated(Result<Authorized, ErrorFrame>),
-    /// Answer to [`RelayEffect::Store`]: the log positions, once durably committed.
-    Stored(Result<Vec<u64>, ErrorFrame>),
+    /// Answer to [`RelayEffect::Store`]: each change's outcome (its log position once
+    /// durably committed, or why it was refused), or why the whole batch was.
+    Stored(Result<Vec<Outcome>, ErrorFrame>),
     /// Answer to [`RelayEffect::Read`].
     Read(LogRead),
     /// Another session extended the log.
@@ -227,12 +228,12 @@ impl RelaySync {
                     return out;
                 };
                 match result {
-                    Ok(seqs) => {
-                        if let Some(max) = seqs.iter().max() {
-                            self.head = self.head.max(*max);
+                    Ok(results) => {
+                        if let Some(max) = results.iter().filter_map(Outcome::seq).max() {
+                            self.head = self.head.max(max);
                         }
                         out.push(RelayEffect::Send(
-                            Message::Ack(Ack { batch, seqs }).encode(),
+                            Message::Ack(Ack { batch, results }).encode(),
                         ));
                         self.maybe_read(&mut out);
                     }

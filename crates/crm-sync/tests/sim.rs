@@ -195,23 +195,26 @@ fn a_pushed_batch_with_garbage_is_refused_whole() {
     w.connect(0);
     w.run_until_quiescent(1);
     let head = w.log.head();
-    let result = w.log.store(&[
-        Envelope {
-            doc_id: [1; 16],
-            kind: "account".into(),
-            scope: Default::default(),
-            bytes: w.devices[0].store.changes_after(0, 1).expect("log")[0]
-                .change
-                .bytes
-                .clone(),
-        },
-        Envelope {
-            doc_id: [2; 16],
-            kind: "account".into(),
-            scope: Default::default(),
-            bytes: b"not an automerge change".to_vec(),
-        },
-    ]);
+    let result = w.log.store(
+        &[
+            Envelope {
+                doc_id: [1; 16],
+                kind: "account".into(),
+                scope: Default::default(),
+                bytes: w.devices[0].store.changes_after(0, 1).expect("log")[0]
+                    .change
+                    .bytes
+                    .clone(),
+            },
+            Envelope {
+                doc_id: [2; 16],
+                kind: "account".into(),
+                scope: Default::default(),
+                bytes: b"not an automerge change".to_vec(),
+            },
+        ],
+        None,
+    );
     assert_eq!(result.map_err(|e| e.code), Err(ErrorCode::INVALID_CHANGE));
     assert_eq!(w.log.head(), head);
 }

@@ -30,12 +30,33 @@ pub struct AccessState {
     pub version: u64,
     pub directory: Directory,
     pub matrix: Matrix,
+    /// Viewers made so far for this version (making one walks the directory; a push needs
+    /// its pusher's).
+    viewers: Mutex<HashMap<RecordId, Option<Arc<Viewer>>>>,
 }
 
 impl AccessState {
+    pub fn new(version: u64, directory: Directory, matrix: Matrix) -> AccessState {
+        AccessState {
+            version,
+            directory,
+            matrix,
+            viewers: Mutex::default(),
+        }
+    }
+
     /// The viewer for a user; `None` for a user the directory does not hold.
     pub fn viewer(&self, user: RecordId) -> Option<Viewer> {
         self.directory.viewer(user, &self.matrix)
+    }
+
+    /// [`AccessState::viewer`], made once per user and version.
+    pub fn viewer_cached(&self, user: RecordId) -> Option<Arc<Viewer>> {
+        let mut viewers = self.viewers.lock().unwrap_or_else(PoisonError::into_inner);
+        viewers
+            .entry(user)
+            .or_insert_with(|| self.viewer(user).map(Arc::new))
+            .clone()
     }
 }
 
@@ -67,6 +88,33 @@ impl AccessCache {
         {
             return Ok(state.clone());
         }
+        self.reload(store, workspace)
+    }
+
+    /// The cached access state without asking the store whether it is current (the storing
+    /// transaction checks the version it decided with); loaded if there is none.
+    pub(crate) fn peek(
+        &self,
+        store: &dyn RelayStore,
+        workspace: WorkspaceId,
+    ) -> Result<Arc<AccessState>, StoreError> {
+        if let Some(state) = self
+            .states
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&workspace)
+        {
+            return Ok(state.clone());
+        }
+        self.reload(store, workspace)
+    }
+
+    /// Loads the workspace's access state from the store.
+    pub(crate) fn reload(
+        &self,
+        store: &dyn RelayStore,
+        workspace: WorkspaceId,
+    ) -> Result<Arc<AccessState>, StoreError> {
         let state = Arc::new(load(store, workspace)?);
         self.states
             .lock()
@@ -105,11 +153,7 @@ pub fn load(store: &dyn RelayStore, workspace: WorkspaceId) -> Result<AccessStat
         }
         None => Matrix::default(),
     };
-    Ok(AccessState {
-        version: rows.version,
-        directory,
-        matrix,
-    })
+    Ok(AccessState::new(rows.version, directory, matrix))
 }
 
 pub(crate) fn record(doc: DocId) -> RecordId {

@@ -367,7 +367,6 @@ impl Relay {
             device: self.relay_device(workspace)?,
             user_id: None,
             user: RELAY_AUTHOR.into(),
-            admin: true,
         };
         self.store_batch(workspace, &pusher, &[envelope])
             .map_err(|e| AdminError::Rejected(e.to_string()))?;

@@ -23,6 +23,7 @@ mod verify;
 pub use directory::{RELAY_AUTHOR, TeamEdit, UserEdit, is_relay_device};
 pub use log::{Filtered, RawRead, RawRow, filter};
 pub use pages::DocumentsPage;
+pub(crate) use push::shape_of;
 pub use push::{Pusher, StoredBatch};
 pub use stats::{DeviceSeen, DeviceStats, Stats, WorkspaceStats};
 pub use verify::{MAX_LISTED_PROBLEMS, Problem, ProblemKind, VerifyReport};
@@ -217,7 +218,6 @@ impl Relay {
                 device: device.id,
                 user_id: device.user_id.map(crm_model::RecordId::from_uuid),
                 user: name.clone(),
-                admin: role == Role::Admin,
             },
             user: name,
             role,

@@ -264,6 +264,10 @@ pub struct KnownDocument {
     pub kind: String,
     /// Its latest scope (see [`values::encode_scope`]).
     pub scope: Option<String>,
+    /// Its shape (`crm_model::shape::Shape` as JSON): what write authorization reads
+    /// instead of the document. `None` for a document stored by an older build and not
+    /// backfilled yet (its changes are then in [`Known::unshaped`]).
+    pub shape: Option<String>,
 }
 
 /// A change already in a workspace's log.
@@ -280,6 +284,9 @@ pub struct Known {
     pub device_active: bool,
     /// The log's last position.
     pub head: u64,
+    /// The workspace's access version (directory and role matrix) as of this transaction:
+    /// writes are decided against exactly this version.
+    pub access_version: u64,
     /// The documents asked for that exist, in any workspace.
     pub docs: HashMap<DocId, KnownDocument>,
     /// The changes asked for that are in this workspace's log.
@@ -287,6 +294,9 @@ pub struct Known {
     /// Every stored change (bytes, in log order) of the documents asked for that are
     /// `user` or `team` records: the directory is projected from them.
     pub directory: HashMap<DocId, Vec<Vec<u8>>>,
+    /// Every stored change (bytes, in log order) of the documents asked for that have no
+    /// shape (written by something other than this build's append): the plan computes it.
+    pub unshaped: HashMap<DocId, Vec<Vec<u8>>>,
 }
 
 /// What [`RelayStore::append`] writes: new documents, new changes at positions
@@ -355,6 +365,8 @@ pub struct NewChange {
     pub scope: Option<String>,
     /// The document's scope before the change, when the change altered it.
     pub prev_scope: Option<String>,
+    /// The document's shape after the change (JSON, see [`KnownDocument::shape`]).
+    pub shape: String,
 }
 
 /// A document's compacted state (`Automerge::save`): it holds every change of the document
@@ -537,23 +549,10 @@ pub enum PushError {
     WrongWorkspace { index: usize, doc: uuid::Uuid },
     #[error("this device's token was revoked")]
     Revoked,
-    #[error(
-        "change {index} of record {doc} names {claimed} as its author, but this device's token \
-         belongs to {user} (device {device}); a device pushes only its own user's changes"
-    )]
-    WrongAuthor {
-        index: usize,
-        doc: uuid::Uuid,
-        claimed: String,
-        user: String,
-        device: String,
-    },
-    #[error("change {index} of record {doc}: {reason}")]
-    Forbidden {
-        index: usize,
-        doc: uuid::Uuid,
-        reason: String,
-    },
+    /// The workspace's directory changed while the batch was decided: it is decided again
+    /// (never sent to a device).
+    #[error("the workspace's access changed while the push was decided; try again")]
+    StaleAccess,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -567,8 +566,7 @@ impl PushError {
             PushError::MissingDependency { .. } => ErrorCode::MISSING_DEPENDENCY,
             PushError::WrongWorkspace { .. } => ErrorCode::WRONG_WORKSPACE,
             PushError::Revoked => ErrorCode::REVOKED,
-            PushError::WrongAuthor { .. } => ErrorCode::WRONG_AUTHOR,
-            PushError::Forbidden { .. } => ErrorCode::FORBIDDEN,
+            PushError::StaleAccess => ErrorCode::INTERNAL,
             PushError::Store(_) => ErrorCode::INTERNAL,
         }
     }

@@ -52,7 +52,7 @@ const POOL_SIZE: u32 = 32;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema this build writes.
-pub(crate) const SCHEMA_VERSION: i32 = 3;
+pub(crate) const SCHEMA_VERSION: i32 = 4;
 
 /// `MIGRATIONS[i]` brings the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -149,6 +149,11 @@ UPDATE documents SET scope = CASE
     ELSE coalesce(owner, '') || ';;' || coalesce(teams, '') END;
 UPDATE changes SET scope = d.scope FROM documents d WHERE d.doc_id = changes.doc_id;
 CREATE INDEX documents_directory ON documents(workspace) WHERE kind IN ('user', 'team');
+"#,
+    // 4: write authorization (see the SQLite store's format 5): each document's shape,
+    // backfilled from its changes at start.
+    r#"
+ALTER TABLE documents ADD COLUMN shape TEXT;
 "#,
 ];
 const _: () = assert!(MIGRATIONS.len() == SCHEMA_VERSION as usize);
@@ -371,12 +376,45 @@ fn migrate(
             "relay database schema migrated"
         );
     }
+    backfill_shapes(&mut tx)?;
     let relay_id: Uuid = tx
         .query_opt("SELECT relay_id FROM relay_meta WHERE id = 1", &[])?
         .ok_or_else(|| StoreError::Corrupt("relay_meta has no row".into()))?
         .get(0);
     tx.commit()?;
     Ok(*relay_id.as_bytes())
+}
+
+/// Gives every document without a shape (stored before schema 4, or copied in by a
+/// migration between backends) the shape of its changes, in log order.
+fn backfill_shapes(tx: &mut postgres::Transaction<'_>) -> Result<usize, StoreError> {
+    let docs: Vec<(Uuid, Uuid)> = tx
+        .query(
+            "SELECT workspace, doc_id FROM documents WHERE shape IS NULL",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    for (workspace, doc) in &docs {
+        let bytes: Vec<Vec<u8>> = tx
+            .query(
+                "SELECT bytes FROM changes WHERE workspace = $1 AND doc_id = $2 ORDER BY seq",
+                &[workspace, doc],
+            )?
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, postgres::Error>>()?;
+        let shape = crate::service::shape_of(&bytes).to_json();
+        tx.execute(
+            "UPDATE documents SET shape = $2 WHERE doc_id = $1",
+            &[doc, &shape],
+        )?;
+    }
+    if !docs.is_empty() {
+        tracing::info!(documents = docs.len(), "document shapes backfilled");
+    }
+    Ok(docs.len())
 }
 
 fn doc_uuid(doc: &DocId) -> Uuid {
@@ -751,7 +789,8 @@ impl RelayStore for PostgresStore {
         let row = tx
             .query_opt(
                 "SELECT w.head, EXISTS (SELECT 1 FROM devices d
-                     WHERE d.id = $2 AND d.workspace = w.id AND d.revoked_at IS NULL)
+                     WHERE d.id = $2 AND d.workspace = w.id AND d.revoked_at IS NULL),
+                     w.access_version
                  FROM workspaces w WHERE w.id = $1 FOR UPDATE",
                 &[&ws, device.as_uuid()],
             )?
@@ -759,6 +798,7 @@ impl RelayStore for PostgresStore {
         let mut known = Known {
             device_active: row.try_get(1)?,
             head: seq(row.try_get(0)?),
+            access_version: seq(row.try_get(2)?),
             ..Known::default()
         };
         let doc_ids: Vec<Uuid> = docs.iter().map(doc_uuid).collect();
@@ -766,10 +806,10 @@ impl RelayStore for PostgresStore {
         // The batch's documents (in any workspace) and the changes of this workspace's log
         // its hashes and dependencies name, in one statement.
         for row in tx.query(
-            "SELECT doc_id, workspace, kind, NULL::bytea, NULL::bigint, scope
+            "SELECT doc_id, workspace, kind, NULL::bytea, NULL::bigint, scope, shape
                  FROM documents WHERE doc_id = ANY($1)
              UNION ALL
-             SELECT doc_id, NULL, NULL, hash, seq, NULL
+             SELECT doc_id, NULL, NULL, hash, seq, NULL, NULL
                  FROM changes WHERE workspace = $2 AND hash = ANY($3)",
             &[&doc_ids, &ws, &hash_list],
         )? {
@@ -785,6 +825,7 @@ impl RelayStore for PostgresStore {
                                 workspace: WorkspaceId::from_uuid(owner),
                                 kind,
                                 scope: row.try_get(5)?,
+                                shape: row.try_get(6)?,
                             },
                         );
                     }
@@ -801,25 +842,34 @@ impl RelayStore for PostgresStore {
                 }
             }
         }
-        // The directory is projected from every change of its records: read theirs.
-        let directory_docs: Vec<Uuid> = known
+        // The directory is projected from every change of its records, and a document
+        // without a shape gets one from its changes: read theirs.
+        let wanted: Vec<Uuid> = known
             .docs
             .iter()
-            .filter(|(_, d)| d.workspace == workspace && (d.kind == "user" || d.kind == "team"))
+            .filter(|(_, d)| {
+                d.workspace == workspace
+                    && (d.kind == "user" || d.kind == "team" || d.shape.is_none())
+            })
             .map(|(id, _)| doc_uuid(id))
             .collect();
-        if !directory_docs.is_empty() {
+        if !wanted.is_empty() {
             for row in tx.query(
                 "SELECT doc_id, bytes FROM changes
                  WHERE workspace = $1 AND doc_id = ANY($2) ORDER BY seq",
-                &[&ws, &directory_docs],
+                &[&ws, &wanted],
             )? {
-                let doc: Uuid = row.try_get(0)?;
-                known
-                    .directory
-                    .entry(*doc.as_bytes())
-                    .or_default()
-                    .push(row.try_get(1)?);
+                let doc: DocId = *row.try_get::<_, Uuid>(0)?.as_bytes();
+                let bytes: Vec<u8> = row.try_get(1)?;
+                let Some(d) = known.docs.get(&doc) else {
+                    continue;
+                };
+                if d.shape.is_none() {
+                    known.unshaped.entry(doc).or_default().push(bytes.clone());
+                }
+                if d.kind == "user" || d.kind == "team" {
+                    known.directory.entry(doc).or_default().push(bytes);
+                }
             }
         }
         let append = plan(known)?;
@@ -1192,6 +1242,11 @@ fn write_append(
         .collect();
     let change_scopes: Vec<Option<&str>> = c.iter().map(|c| c.scope.as_deref()).collect();
     let change_prev: Vec<Option<&str>> = c.iter().map(|c| c.prev_scope.as_deref()).collect();
+    let new_shapes: Vec<Option<&str>> = new_latest
+        .iter()
+        .map(|l| l.map(|c| c.shape.as_str()))
+        .collect();
+    let old_shapes: Vec<&str> = existing.iter().map(|c| c.shape.as_str()).collect();
 
     let payload = format!(
         "{workspace} {} {}",
@@ -1204,10 +1259,12 @@ fn write_append(
     tx.execute(
         "WITH new_documents AS (
              INSERT INTO documents
-                 (doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq, scope)
-             SELECT d, $1, k, f, c, o, t, l, sc
+                 (doc_id, workspace, kind, first_seq, created_by, owner, teams, last_seq, scope,
+                  shape)
+             SELECT d, $1, k, f, c, o, t, l, sc, sh
              FROM unnest($2::uuid[], $3::text[], $4::int8[], $5::uuid[], $6::text[],
-                         $7::text[], $8::int8[], $24::text[]) AS x(d, k, f, c, o, t, l, sc)
+                         $7::text[], $8::int8[], $24::text[], $28::text[])
+                  AS x(d, k, f, c, o, t, l, sc, sh)
          ), new_changes AS (
              INSERT INTO changes
                  (workspace, seq, hash, doc_id, kind, deps, author, arrived_at, bytes, scope,
@@ -1217,9 +1274,11 @@ fn write_append(
                          $14::uuid[], $15::int8[], $16::bytea[], $25::text[], $26::text[])
                   AS x(s, h, d, k, p, a, t, b, sc, ps)
          ), scopes AS (
-             UPDATE documents SET owner = u.o, teams = u.t, last_seq = u.l, scope = u.sc
-             FROM unnest($17::uuid[], $18::text[], $19::text[], $20::int8[], $27::text[])
-                  AS u(d, o, t, l, sc)
+             UPDATE documents SET owner = u.o, teams = u.t, last_seq = u.l, scope = u.sc,
+                 shape = u.sh
+             FROM unnest($17::uuid[], $18::text[], $19::text[], $20::int8[], $27::text[],
+                         $29::text[])
+                  AS u(d, o, t, l, sc, sh)
              WHERE documents.doc_id = u.d
          ), head AS (
              UPDATE workspaces SET head = $21 WHERE id = $1
@@ -1253,6 +1312,8 @@ fn write_append(
             &change_scopes,
             &change_prev,
             &old_scopes,
+            &new_shapes,
+            &old_shapes,
         ],
     )?;
     if !append.directory.is_empty() {

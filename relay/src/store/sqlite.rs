@@ -32,7 +32,7 @@ pub const FILE_NAME: &str = "relay.db";
 /// Marks the file as a crm-relay database ("crmr").
 const APPLICATION_ID: i32 = 0x6372_6d72;
 /// The schema this build writes.
-pub const FORMAT_VERSION: i64 = 4;
+pub const FORMAT_VERSION: i64 = 5;
 /// Page cache of each reader connection (SQLite's `cache_size`, negative: KiB).
 const READER_CACHE_KIB: i64 = -256;
 /// Idle reader connections kept open (as many as the server runs blocking threads).
@@ -181,8 +181,16 @@ UPDATE changes SET scope = (SELECT d.scope FROM documents d WHERE d.doc_id = cha
 CREATE INDEX documents_directory ON documents(workspace) WHERE kind IN ('user', 'team');
 "#;
 
+/// Format 5: write authorization. Every document carries its shape (see
+/// `crm_model::shape`): what the relay reads to decide who may write it and to derive its
+/// scope from each change. Existing documents get theirs from their changes when the
+/// database is opened ([`backfill_shapes`]).
+const MIGRATE_TO_5: &str = r#"
+ALTER TABLE documents ADD COLUMN shape TEXT;
+"#;
+
 /// `MIGRATIONS[i]` turns format `i + 1` into format `i + 2`.
-const MIGRATIONS: &[&str] = &[MIGRATE_TO_2, MIGRATE_TO_3, MIGRATE_TO_4];
+const MIGRATIONS: &[&str] = &[MIGRATE_TO_2, MIGRATE_TO_3, MIGRATE_TO_4, MIGRATE_TO_5];
 const _: () = assert!(MIGRATIONS.len() + 1 == FORMAT_VERSION as usize);
 
 /// The relay's store in one SQLite file.
@@ -283,6 +291,7 @@ impl SqliteStore {
         {
             migrate(&tx, version)?;
         }
+        backfill_shapes(&tx)?;
         let relay_id = read_relay_id(&tx)?;
         tx.commit()?;
         Ok(SqliteStore {
@@ -412,6 +421,30 @@ fn migrate(tx: &rusqlite::Transaction<'_>, from: i64) -> Result<(), StoreError> 
     tx.pragma_update(None, "user_version", FORMAT_VERSION)?;
     tracing::info!(from, to = FORMAT_VERSION, "relay database migrated");
     Ok(())
+}
+
+/// Gives every document without a shape (stored before format 5, or copied in by a
+/// migration between backends) the shape of its changes, in log order.
+pub(crate) fn backfill_shapes(tx: &rusqlite::Transaction<'_>) -> Result<usize, StoreError> {
+    let docs: Vec<(WorkspaceId, Vec<u8>)> = tx
+        .prepare("SELECT workspace, doc_id FROM documents WHERE shape IS NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut changes = tx.prepare(
+        "SELECT bytes FROM changes INDEXED BY changes_by_doc
+         WHERE workspace = ?1 AND doc_id = ?2 ORDER BY seq",
+    )?;
+    let mut set = tx.prepare("UPDATE documents SET shape = ?2 WHERE doc_id = ?1")?;
+    for (workspace, doc) in &docs {
+        let bytes = changes
+            .query_map(params![workspace, doc], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        set.execute(params![doc, crate::service::shape_of(&bytes).to_json()])?;
+    }
+    if !docs.is_empty() {
+        tracing::info!(documents = docs.len(), "document shapes backfilled");
+    }
+    Ok(docs.len())
 }
 
 fn connect(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
@@ -879,32 +912,43 @@ impl RelayStore for SqliteStore {
                 .query_row(params![device, workspace], |r| r.get::<_, bool>(0))
                 .optional()?
                 .unwrap_or(false);
-            let head: i64 = tx
-                .prepare_cached("SELECT head FROM workspaces WHERE id = ?1")?
-                .query_row([workspace], |r| r.get(0))
+            let (head, access_version): (i64, i64) = tx
+                .prepare_cached("SELECT head, access_version FROM workspaces WHERE id = ?1")?
+                .query_row([workspace], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .ok_or_else(|| StoreError::Corrupt(format!("workspace {workspace} vanished")))?;
             let mut known = Known {
                 device_active,
                 head: seq(head),
+                access_version: seq(access_version),
                 ..Known::default()
             };
-            let mut find_doc = tx
-                .prepare_cached("SELECT workspace, kind, scope FROM documents WHERE doc_id = ?1")?;
+            let mut find_doc = tx.prepare_cached(
+                "SELECT workspace, kind, scope, shape FROM documents WHERE doc_id = ?1",
+            )?;
             let mut doc_changes = tx.prepare_cached(
                 "SELECT bytes FROM changes INDEXED BY changes_by_doc
                  WHERE workspace = ?1 AND doc_id = ?2 ORDER BY seq",
             )?;
             for doc in docs {
-                let found: Option<(WorkspaceId, String, Option<String>)> = find_doc
-                    .query_row([doc.as_slice()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                type Found = (WorkspaceId, String, Option<String>, Option<String>);
+                let found: Option<Found> = find_doc
+                    .query_row([doc.as_slice()], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
                     .optional()?;
-                if let Some((found_in, kind, scope)) = found {
-                    if found_in == workspace && (kind == "user" || kind == "team") {
+                if let Some((found_in, kind, scope, shape)) = found {
+                    let directory = kind == "user" || kind == "team";
+                    if found_in == workspace && (directory || shape.is_none()) {
                         let bytes = doc_changes
                             .query_map(params![workspace, doc.as_slice()], |r| r.get(0))?
                             .collect::<Result<Vec<Vec<u8>>, _>>()?;
-                        known.directory.insert(*doc, bytes);
+                        if shape.is_none() {
+                            known.unshaped.insert(*doc, bytes.clone());
+                        }
+                        if directory {
+                            known.directory.insert(*doc, bytes);
+                        }
                     }
                     known.docs.insert(
                         *doc,
@@ -912,6 +956,7 @@ impl RelayStore for SqliteStore {
                             workspace: found_in,
                             kind,
                             scope,
+                            shape,
                         },
                     );
                 }
@@ -959,8 +1004,8 @@ impl RelayStore for SqliteStore {
             // Per new change: the document's latest scope and latest position (which makes it
             // stale for the compactor).
             let mut set_scope = tx.prepare_cached(
-                "UPDATE documents SET owner = ?2, teams = ?3, last_seq = ?4, scope = ?5
-                 WHERE doc_id = ?1",
+                "UPDATE documents SET owner = ?2, teams = ?3, last_seq = ?4, scope = ?5,
+                 shape = ?6 WHERE doc_id = ?1",
             )?;
             for c in &append.changes {
                 insert_change.execute(params![
@@ -982,6 +1027,7 @@ impl RelayStore for SqliteStore {
                     c.teams,
                     sql_seq(c.seq),
                     c.scope,
+                    c.shape,
                 ])?;
             }
             if !append.directory.is_empty() {

@@ -44,8 +44,8 @@ use automerge::transaction::Transactable as _;
 use automerge::{AutoCommit, Automerge, ROOT};
 use crm_relay::{AppState, Config, DeviceId, SqliteStore, WorkspaceId};
 use crm_sync::{
-    Ack, Changes, Cursor, DocState, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION,
-    Message, PROTOCOL_VERSION, Push, Received, Welcome,
+    Changes, Cursor, DocState, Entry, Envelope, ErrorFrame, Hello, MIN_PROTOCOL_VERSION, Message,
+    Outcome, PROTOCOL_VERSION, Push, Received, Welcome,
 };
 use futures_util::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -337,13 +337,16 @@ impl Client {
 
     /// Pushes a batch and returns its `Ack`, skipping any `Changes` that arrive first (they
     /// are confirmed so the relay's window stays open).
-    pub(crate) async fn push(&mut self, batch: u64, changes: Vec<Envelope>) -> Ack {
+    pub(crate) async fn push(&mut self, batch: u64, changes: Vec<Envelope>) -> Acked {
         self.send(&Message::Push(Push { batch, changes })).await;
         loop {
             match self.recv().await {
                 Message::Ack(ack) => {
                     assert_eq!(ack.batch, batch);
-                    return ack;
+                    return Acked {
+                        seqs: ack.results.iter().filter_map(Outcome::seq).collect(),
+                        results: ack.results,
+                    };
                 }
                 Message::Changes(c) => self.confirm(&c).await,
                 other => panic!("expected Ack, got {other:?}"),
@@ -435,6 +438,57 @@ impl Doc {
             doc_id: self.id,
             kind: "account".into(),
             scope: Default::default(),
+            bytes: change.raw_bytes().to_vec(),
+        }
+    }
+}
+
+impl Doc {
+    /// [`Doc::change`], which also gives the record `scope`: the owner and teams in its
+    /// `fields` map, as a record document holds them (the relay reads the scope from
+    /// there). The record's first change made this way makes the `fields` map.
+    pub(crate) fn scoped(&mut self, field: &str, value: &str, scope: crm_sync::Scope) -> Envelope {
+        use automerge::ObjType;
+        use automerge::ReadDoc as _;
+        let new = self.doc.get_heads().is_empty();
+        if new {
+            self.doc
+                .put(ROOT, "id", uuid::Uuid::from_bytes(self.id).to_string())
+                .expect("put");
+            self.doc.put(ROOT, "kind", "account").expect("put");
+            self.doc
+                .put_object(ROOT, "fields", ObjType::Map)
+                .expect("fields");
+        }
+        let fields = match self.doc.get(ROOT, "fields").expect("get") {
+            Some((_, id)) => id,
+            None => panic!("a record made by Doc::change has no fields map; start with scoped"),
+        };
+        self.doc.put(ROOT, field, value).expect("put");
+        match scope.owner {
+            Some(o) => self
+                .doc
+                .put(&fields, "owner", uuid::Uuid::from_bytes(o).to_string())
+                .expect("owner"),
+            None => {
+                let _ = self.doc.delete(&fields, "owner");
+            }
+        }
+        let teams = self
+            .doc
+            .put_object(&fields, "teams", ObjType::Map)
+            .expect("teams");
+        for t in &scope.teams {
+            self.doc
+                .put(&teams, uuid::Uuid::from_bytes(*t).to_string(), true)
+                .expect("team");
+        }
+        self.doc.commit();
+        let change = self.doc.get_last_local_change().expect("a change");
+        Envelope {
+            doc_id: self.id,
+            kind: "account".into(),
+            scope,
             bytes: change.raw_bytes().to_vec(),
         }
     }
@@ -586,4 +640,13 @@ impl Drop for Serving {
             let _ = self.child.wait();
         }
     }
+}
+
+/// An `Ack` as the tests read it.
+#[derive(Debug)]
+pub(crate) struct Acked {
+    /// The positions of the changes stored (new or duplicates), in batch order.
+    pub(crate) seqs: Vec<u64>,
+    /// Every change's outcome.
+    pub(crate) results: Vec<Outcome>,
 }

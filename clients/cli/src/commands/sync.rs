@@ -57,6 +57,7 @@ fn report_json(r: &SyncReport) -> serde_json::Value {
         "kept_out_of_scope": r.kept_out_of_scope,
         "held_foreign": r.held_foreign,
         "held_foreign_authors": r.held_foreign_authors,
+        "refused": r.refused,
     })
 }
 
@@ -79,6 +80,14 @@ fn report_access(r: &SyncReport) {
             "warning: {} records left your scope but keep changes made here that the relay \
              has not taken; they stay on this replica",
             r.kept_out_of_scope
+        );
+    }
+    if r.refused > 0 {
+        eprintln!(
+            "warning: the relay refused {} of your changes (your role may not make them); \
+             their records were put back as the relay has them, and what you typed is kept: \
+             see `crm rejected`",
+            r.refused
         );
     }
     if r.held_foreign > 0 {

@@ -208,9 +208,18 @@ async fn run(
                             end.purged.extend(ids.into_iter().map(|d| (frame_at, d)));
                         }
                     }
-                    DeviceEffect::Acknowledged(seqs) => {
+                    DeviceEffect::Acknowledged { stored, refused } => {
+                        // Every benchmark edit is one its user may make: a refusal is a bug.
+                        if let Some((seq, why)) = refused.first() {
+                            end.error = Some(format!(
+                                "the relay refused local change {seq}: {} {}",
+                                why.code, why.reason
+                            ));
+                            let _ = ws.close(None).await;
+                            return end;
+                        }
                         // Pushes go oldest first: the acknowledged ones are at the front.
-                        outbox.drain(..seqs.len().min(outbox.len()));
+                        outbox.drain(..stored.len().min(outbox.len()));
                     }
                     DeviceEffect::Unpushable { local_seq, .. } => {
                         end.error = Some(format!("local change {local_seq} is too large to push"));
@@ -253,7 +262,7 @@ async fn run(
                         let _ = ack_tx.send(Acked {
                             sent: in_flight_sent.take().unwrap_or(frame_at),
                             acked: frame_at,
-                            seqs: ack.seqs,
+                            seqs: ack.results.iter().filter_map(crm_sync::Outcome::seq).collect(),
                         });
                     }
                     pending = machine.handle(DeviceInput::Frame(&bytes));

@@ -275,7 +275,7 @@ impl World {
             .into_iter()
             .map(envelope)
             .collect();
-        world.log.store(&envelopes).expect("directory");
+        world.log.store(&envelopes, None).expect("directory");
         let mut acl = Acl {
             directory: Directory::default(),
             matrix: Matrix::default(),

@@ -19,7 +19,7 @@ use crm_model::{Edit, Kind, RecordId, Scope, Viewer};
 use crm_store::{OutboxChange, PulledChange, RemoteChange, RemoteDocument, Store, SyncCursor};
 use crm_sync::device::{DeviceConfig, DeviceEffect, DeviceInput, DeviceSync, Outgoing};
 use crm_sync::relay::{Authorized, LogRead, RelayConfig, RelayEffect, RelayInput, RelaySync};
-use crm_sync::{Cursor, DocState, Entry, Envelope, ErrorCode, ErrorFrame};
+use crm_sync::{Cursor, DocState, Entry, Envelope, ErrorCode, ErrorFrame, Outcome};
 
 use access::{Acl, sees};
 
@@ -46,6 +46,8 @@ pub(crate) struct Log {
     by_hash: HashMap<[u8; 32], u64>,
     /// The latest scope of each document: a change whose scope differs moved the record.
     scopes: HashMap<RecordId, Scope>,
+    /// Each document's shape, as the relay keeps it.
+    shapes: HashMap<RecordId, crm_model::shape::Shape>,
 }
 
 impl Log {
@@ -53,7 +55,17 @@ impl Log {
         self.entries.len() as u64
     }
 
-    pub(crate) fn store(&mut self, changes: &[Envelope]) -> Result<Vec<u64>, ErrorFrame> {
+    /// Stores a batch as the relay does (relay/src/service/push.rs `plan`): a change already
+    /// in the log keeps its position; a new one is decided from its operations and its
+    /// record's shape (crm-model's `Shape` and `authorize_write`) against the pusher's
+    /// rights (`writer`; `None`: every right), refused alone when its user may not make it
+    /// or it builds on a refused change; the scope stored is the record's, read from the
+    /// shape, never the envelope's.
+    pub(crate) fn store(
+        &mut self,
+        changes: &[Envelope],
+        writer: Option<(&Viewer, &crm_model::Directory)>,
+    ) -> Result<Vec<Outcome>, ErrorFrame> {
         // Validate the whole batch first: nothing of a rejected batch is stored.
         let mut parsed = Vec::new();
         for (i, c) in changes.iter().enumerate() {
@@ -61,21 +73,53 @@ impl Log {
                 code: ErrorCode::INVALID_CHANGE,
                 message: format!("change {i}: {e}"),
             })?;
-            parsed.push((record(c.doc_id), change.hash().0, c));
+            let ops = crm_model::shape::decode(&change).ok_or_else(|| ErrorFrame {
+                code: ErrorCode::INVALID_CHANGE,
+                message: format!("change {i}: undecodable"),
+            })?;
+            let deps: Vec<[u8; 32]> = change.deps().iter().map(|h| h.0).collect();
+            parsed.push((record(c.doc_id), change.hash().0, deps, ops, c));
         }
-        let mut seqs = Vec::new();
-        for (doc, hash, c) in parsed {
+        let mut outcomes = Vec::new();
+        let mut refused: HashSet<[u8; 32]> = HashSet::new();
+        for (doc, hash, deps, ops, c) in parsed {
             if let Some(seq) = self.by_hash.get(&hash) {
-                seqs.push(*seq);
+                outcomes.push(Outcome::Stored(*seq));
                 continue;
             }
-            // As the relay does (relay/src/service/push.rs): the latest pushed scope is the
-            // one a later filter reads; a change that moves it keeps the scope before.
-            let scope = Scope {
-                owner: c.scope.owner.map(record),
-                assignee: c.scope.assignee.map(record),
-                teams: c.scope.teams.iter().copied().map(record).collect(),
+            let refuse = |code: ErrorCode, reason: String| {
+                Outcome::Refused(crm_sync::Refusal { code, reason })
             };
+            if deps.iter().any(|d| refused.contains(d)) {
+                refused.insert(hash);
+                outcomes.push(refuse(ErrorCode::BUILDS_ON_REFUSED, "builds on".into()));
+                continue;
+            }
+            let created = !self.shapes.contains_key(&doc);
+            let before = self.shapes.get(&doc).cloned().unwrap_or_default();
+            let mut after = before.clone();
+            let touches = after.apply(&ops);
+            if let Some((viewer, directory)) = writer {
+                let kind: Kind = c.kind.parse().expect("a known kind");
+                if let Err(reason) = crm_model::authorize_write(
+                    viewer,
+                    directory,
+                    kind,
+                    created,
+                    &before.scope(),
+                    &after.scope(),
+                    &touches,
+                ) {
+                    refused.insert(hash);
+                    outcomes.push(refuse(ErrorCode::FORBIDDEN, reason));
+                    continue;
+                }
+            }
+            let mut scope = after.scope();
+            scope.teams.sort();
+            self.shapes.insert(doc, after);
+            // As the relay does: the latest scope is the one a later filter reads; a change
+            // that moves it keeps the scope before.
             let prev_scope = match self.scopes.insert(doc, scope.clone()) {
                 Some(before) if before != scope => Some(before),
                 _ => None,
@@ -90,9 +134,9 @@ impl Log {
             });
             let seq = self.head();
             self.by_hash.insert(hash, seq);
-            seqs.push(seq);
+            outcomes.push(Outcome::Stored(seq));
         }
-        Ok(seqs)
+        Ok(outcomes)
     }
 
     /// Up to `limit` positions after `after`, as `viewer` may see them (`None`: everything).
@@ -395,8 +439,22 @@ impl World {
                     .expect("apply");
                 self.device_input(d, DeviceInput::Applied(cursor));
             }
-            DeviceEffect::Acknowledged(seqs) => {
-                self.devices[d].store.acknowledge(&seqs).expect("ack");
+            DeviceEffect::Acknowledged { stored, refused } => {
+                self.devices[d].store.acknowledge(&stored).expect("ack");
+                if !refused.is_empty() {
+                    let refusals: Vec<crm_store::Refused> = refused
+                        .into_iter()
+                        .map(|(local_seq, why)| crm_store::Refused {
+                            local_seq,
+                            code: why.code.0,
+                            reason: why.reason,
+                        })
+                        .collect();
+                    self.devices[d]
+                        .store
+                        .settle_refused(&refusals)
+                        .expect("settle");
+                }
             }
             DeviceEffect::Reset { .. } => {
                 self.devices[d].store.reset_sync().expect("reset");
@@ -546,7 +604,15 @@ impl World {
             }
             RelayEffect::Store { changes, .. } => {
                 let before = self.log.head();
-                let result = self.log.store(&changes);
+                let writer = self.acl.as_ref().and_then(|acl| {
+                    let user = acl.users.get(&self.devices[d].token)?;
+                    let viewer = acl.viewer(*user)?;
+                    // An admin (and a device with no user) writes anything.
+                    (viewer.role != crm_model::Role::Admin).then(|| (viewer, &acl.directory))
+                });
+                let result = self
+                    .log
+                    .store(&changes, writer.as_ref().map(|(v, d)| (v, *d)));
                 self.relay_input(d, RelayInput::Stored(result));
                 let head = self.log.head();
                 if head > before {
