@@ -50,7 +50,11 @@ fn refused_edits_are_listed_retried_and_dismissed() {
     let acme = r.add("account", &["--name", "ACME", "--industry", "retail"]);
     acknowledge_all(&r);
     r.ok(&["account", "edit", &acme, "--industry", "manufacturing"]);
-    refuse_all_of(&r, &acme, "your role (sales_rep) may not edit other people's accounts");
+    refuse_all_of(
+        &r,
+        &acme,
+        "your role (sales_rep) may not edit other people's accounts",
+    );
     let ghost = r.add("account", &["--name", "Ghost Trading", "--tag", "prospect"]);
     refuse_all_of(&r, &ghost, "your role may not create accounts");
 

@@ -60,7 +60,15 @@ fn list(m: &ArgMatches, as_json: bool) -> Result<()> {
     }
     let rows = all.iter().map(row).collect();
     output::table(
-        &["id", "record", "field", "typed", "now", "made", "refused by the relay"],
+        &[
+            "id",
+            "record",
+            "field",
+            "typed",
+            "now",
+            "made",
+            "refused by the relay",
+        ],
         rows,
     );
     println!(
