@@ -174,11 +174,14 @@ impl Store {
         Ok(out)
     }
 
-    /// How many refused edits wait for the user.
+    /// How many refused edits wait for the user: those [`Store::rejected`] lists (not a
+    /// change of a record this replica could not read, kept with no kind).
     pub fn rejected_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM refused_edits", [], |r| r.get(0))?;
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM refused_edits WHERE kind <> ''",
+            [],
+            |r| r.get(0),
+        )?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 

@@ -101,6 +101,10 @@
         const next = holder.firstElementChild;
         if (next) box.replaceWith(next);
       }
+      // Settling refused edits rebuilds records without adding a change: the page (and its
+      // banner) is redrawn when their number moves.
+      const m = main();
+      if (body.ok && m && String(body.refused) !== m.dataset.refused) refresh(false);
     } catch (e) {
       const box = document.getElementById('sync-status');
       if (box) box.dataset.state = 'offline';
@@ -216,6 +220,24 @@
     const assignMe = t.closest('.js-assign-me');
     if (assignMe) {
       act(api('/api/tickets/' + assignMe.dataset.id + '/assign', { assignee: 'me' }), 'Assigned to you');
+      return;
+    }
+    const rejected = t.closest('.js-retry, .js-dismiss');
+    if (rejected) {
+      const n = rejected.dataset.id;
+      const retry = rejected.matches('.js-retry');
+      const err = document.querySelector('[data-testid="rejected-error-' + n + '"]');
+      rejected.disabled = true;
+      api('/api/rejected/' + n + (retry ? '/retry' : '/dismiss'), {}).then((result) => {
+        rejected.disabled = false;
+        if (result.ok) {
+          toast(retry ? 'Made again; it goes to the relay at the next sync' : 'Dismissed');
+          refresh(true);
+        } else {
+          if (err) { err.textContent = result.error || 'failed'; err.hidden = false; }
+          toast(result.error || 'failed', true);
+        }
+      });
       return;
     }
     const resolveTicket = t.closest('.js-resolve-ticket');

@@ -267,11 +267,52 @@ pub(crate) async fn resolve_ticket(
     .await
 }
 
+/// The number of a refused edit in a URL.
+fn rejected_id(segment: &str) -> Result<i64, WebError> {
+    segment
+        .parse()
+        .map_err(|_| WebError::NotFound(format!("{segment:?} is not a refused edit's id")))
+}
+
+/// `POST /api/rejected/{id}/retry`: makes a refused edit again as a new change, through the
+/// store's create and edit paths (the role checks apply).
+pub(crate) async fn retry_rejected(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let id = rejected_id(&id)?;
+    let record = state
+        .with_store(move |store| {
+            tracing::debug!(refused_edit = id, "retrying a refused edit");
+            Ok(store.retry_rejected(id)?)
+        })
+        .await?;
+    Ok(ok(json!({ "record": record.to_json() })))
+}
+
+/// `POST /api/rejected/{id}/dismiss`: drops a refused edit.
+pub(crate) async fn dismiss_rejected(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let id = rejected_id(&id)?;
+    state
+        .with_store(move |store| Ok(store.dismiss_rejected(id)?))
+        .await?;
+    Ok(ok(json!({ "dismissed": id })))
+}
+
 /// `GET /api/status`: the sync status, with the sidebar box's HTML.
 pub(crate) async fn status(State(state): State<AppState>) -> ApiResult {
     let status = state.status();
-    let (pending, last_sync) = state
-        .with_store(|store| Ok((store.outbox_len()?, store.last_sync()?)))
+    let (pending, last_sync, refused) = state
+        .with_store(|store| {
+            Ok((
+                store.outbox_len()?,
+                store.last_sync()?,
+                store.rejected_count()?,
+            ))
+        })
         .await?;
     let html = sync_badge(&status, pending, last_sync.as_deref()).into_string();
     Ok(ok(json!({
@@ -280,6 +321,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> ApiResult {
         "relay": status.relay,
         "pending": pending,
         "last_sync": last_sync,
+        "refused": refused,
         "html": html,
     })))
 }

@@ -95,7 +95,9 @@ impl From<ValidationError> for WebError {
 impl From<StoreError> for WebError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(_) => WebError::NotFound(e.to_string()),
+            StoreError::NotFound(_) | StoreError::NoRejectedEdit(_) => {
+                WebError::NotFound(e.to_string())
+            }
             StoreError::Invalid(v) => v.into(),
             StoreError::Document { ref source, .. } => match &**source {
                 crm_model::DocError::Invalid(v) => v.clone().into(),

@@ -24,6 +24,8 @@ pub(crate) struct Frame<'a> {
     pub(crate) device: &'a str,
     /// The change-log position the page was rendered at.
     pub(crate) version: i64,
+    /// How many edits the relay refused wait for the user (see `pages::rejected`).
+    pub(crate) refused: u64,
     /// Render only `<main>` (for live refreshes).
     pub(crate) fragment: bool,
 }
@@ -63,7 +65,10 @@ pub(crate) fn humanize(name: &str) -> String {
 /// Wraps page content in the frame (or returns just `<main>` for a fragment).
 pub(crate) fn page(frame: &Frame<'_>, content: Markup) -> Markup {
     let main = html! {
-        main #main data-version=(frame.version) data-page=(frame.active) {
+        main #main data-version=(frame.version) data-page=(frame.active) data-refused=(frame.refused) {
+            @if frame.refused > 0 && frame.active != "rejected" {
+                (refused_banner(frame.refused))
+            }
             (content)
         }
     };
@@ -114,6 +119,20 @@ pub(crate) fn page(frame: &Frame<'_>, content: Markup) -> Markup {
                 }
                 div #toast role="status" aria-live="polite" {}
             }
+        }
+    }
+}
+
+/// The banner of every page while edits the relay refused wait for the user. Inside `<main>`,
+/// so a live refresh of the page updates it.
+fn refused_banner(n: u64) -> Markup {
+    html! {
+        div.refused-banner role="alert" data-testid="refused-banner" data-count=(n) {
+            span {
+                @if n == 1 { "1 edit was refused by the relay" } @else { (n) " edits were refused by the relay" }
+            }
+            " — "
+            a href="/rejected" data-testid="refused-review" { "review" }
         }
     }
 }

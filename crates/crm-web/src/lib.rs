@@ -50,6 +50,7 @@
 //! | `/board` | pipeline board of open opportunities by stage |
 //! | `/tickets` | ticket queue; query `status`, `priority`, `assignee` (a user id or `me`), `all=1` (include closed) |
 //! | `/reports` | funnel (count and amount per stage) and forecast by close month, as inline SVG |
+//! | `/rejected` | the edits the relay refused: record, fields (typed and now), when, reason; Retry and Dismiss |
 //! | `/events` | `text/event-stream`; event `change` with data `{"version":N,"ids":["…"],"all":bool}` (`all` when too many records changed to list); event `status` when the sync status changed |
 //! | `/assets/app.js`, `/assets/app.css` | our own script and stylesheet |
 //!
@@ -67,14 +68,23 @@
 //! | `/api/tickets/{id}/assign` | `{"assignee":USER_ID or "me"}` | assigns a ticket (status `assigned` when it was `new`) |
 //! | `/api/tickets/{id}/resolve` | `{"resolution":S}` (optional) | status `resolved`, `resolved_at` now |
 //! | `GET /api/suggest?kind=K&q=T` | – | `{"items":[{"id","title","kind"}]}`: records named like T, for reference inputs (which accept a record's exact name or its id) |
-//! | `GET /api/status` | – | `{"state":"live"|"connecting"|"offline"|"local","relay":URL|null,"pending":N,"last_sync":T|null,"html":…}` |
+//! | `/api/rejected/{id}/retry` | `{}` | makes refused edit `id` again as a new change (the role checks apply; an error says why not) |
+//! | `/api/rejected/{id}/dismiss` | `{}` | drops refused edit `id` |
+//! | `GET /api/status` | – | `{"state":"live"|"connecting"|"offline"|"local","relay":URL|null,"pending":N,"last_sync":T|null,"refused":N,"html":…}` (`refused`: edits the relay refused) |
 //!
 //! ## `data-testid` hooks
 //!
 //! - Every page: `nav-dashboard`, `nav-board`, `nav-tickets`, `nav-reports`, `nav-KIND`
 //!   (sidebar links); `sync-status` (attribute `data-state` = `live`, `connecting`, `offline` or `local`;
 //!   contains `pending-count`); `global-search` (input `q`). `<main id="main">` holds the page
-//!   and carries `data-version`, the replica's change count when it was rendered.
+//!   and carries `data-version`, the replica's change count when it was rendered, and
+//!   `data-refused`, the number of edits the relay refused; while there are any, every page
+//!   but `/rejected` starts with `refused-banner` (attribute `data-count`) and its link
+//!   `refused-review`.
+//! - Refused edits `/rejected`: `rejected-list` (or `rejected-empty`); one `rejected-N` card per
+//!   edit N (attribute `data-record`), its record `link-ID` (or `title-N` for a creation not
+//!   made again), `reason-N`, a row `rejected-N-field-FIELD` per field, buttons `retry-N` and
+//!   `dismiss-N`, and `rejected-error-N` showing why a retry failed.
 //! - List `/k/{kind}`: `list-table`; one `row-ID` (`<tr>`) per record, its title a link
 //!   `<a data-testid="link-ID" href="/r/ID">`; `list-total` (number of records of the kind);
 //!   form `list-filters` with input `q` (`list-search`), a select `f.FIELD` per enum or user
@@ -169,6 +179,7 @@ pub fn app(state: AppState) -> Router {
         .route("/board", get(pages::board::handler))
         .route("/tickets", get(pages::tickets::handler))
         .route("/reports", get(pages::reports::handler))
+        .route("/rejected", get(pages::rejected::handler))
         .route("/events", get(live::events))
         .route("/assets/app.js", get(app_js))
         .route("/assets/app.css", get(app_css))
@@ -182,6 +193,8 @@ pub fn app(state: AppState) -> Router {
         .route("/api/board/move", post(api::move_card))
         .route("/api/tickets/{id}/assign", post(api::assign))
         .route("/api/tickets/{id}/resolve", post(api::resolve_ticket))
+        .route("/api/rejected/{id}/retry", post(api::retry_rejected))
+        .route("/api/rejected/{id}/dismiss", post(api::dismiss_rejected))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::require_csrf,

@@ -518,3 +518,74 @@ async fn a_change_by_another_process_reaches_the_event_stream_and_shutdown_ends_
         .expect("graceful shutdown must not wait for open event streams");
     result.expect("join").expect("serve");
 }
+
+#[tokio::test]
+async fn refused_edits_are_shown_and_settled_through_the_api_with_its_guards() {
+    let f = fixture(None);
+    let mut store = f.store();
+    let mut e = Edit::new(Kind::Account);
+    e.set("industry", "Shipbuilding").expect("industry");
+    store.edit(f.account, &e).expect("edit");
+    let refused: Vec<crm_store::Refused> = store
+        .outbox_batch(usize::MAX, usize::MAX)
+        .expect("outbox")
+        .changes
+        .into_iter()
+        .filter(|c| c.doc_id == f.account)
+        .map(|c| crm_store::Refused {
+            local_seq: c.local_seq,
+            code: 403,
+            reason: "not <yours>".into(),
+        })
+        .collect();
+    store.settle_refused(&refused).expect("settle");
+    let id = store.rejected().expect("rejected")[0].id;
+
+    // Every page carries the banner; the page lists the edit, its reason escaped.
+    let (_, dashboard) = f.get("/").await;
+    assert!(
+        dashboard.contains("data-testid=\"refused-banner\""),
+        "{dashboard}"
+    );
+    assert!(dashboard.contains("1 edit was refused by the relay"));
+    let (status, page) = f.get("/rejected").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains(&format!("data-testid=\"rejected-{id}\"")),
+        "{page}"
+    );
+    assert!(page.contains("Shipbuilding") && page.contains("not &lt;yours&gt;"));
+    assert!(!page.contains("data-testid=\"refused-banner\""));
+
+    // Without the CSRF token nothing happens; unknown or malformed ids are 404.
+    let path = format!("/api/rejected/{id}/dismiss");
+    let (status, _, _) = f
+        .send(f.post_json(&path, &serde_json::json!({}), None))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(store.rejected_count().expect("count"), 1);
+    for uri in ["/api/rejected/999/retry", "/api/rejected/x/dismiss"] {
+        let (status, _, body) = f
+            .send(f.post_json(uri, &serde_json::json!({}), Some(&f.csrf())))
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{uri}: {body}");
+        assert!(body.contains("\"ok\":false"), "{body}");
+    }
+
+    // Retried: the value typed is back, as a new change for the relay.
+    let retry = format!("/api/rejected/{id}/retry");
+    let (status, _, body) = f
+        .send(f.post_json(&retry, &serde_json::json!({}), Some(&f.csrf())))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let record = f.store().get(f.account).expect("get");
+    assert_eq!(
+        record.get("industry"),
+        Some(&crm_model::FieldValue::Text("Shipbuilding".into()))
+    );
+    assert_eq!(f.store().rejected_count().expect("count"), 0);
+    let (_, after) = f.get("/").await;
+    assert!(!after.contains("data-testid=\"refused-banner\""));
+    let (_, status_json) = f.get("/api/status").await;
+    assert!(status_json.contains("\"refused\":0"), "{status_json}");
+}

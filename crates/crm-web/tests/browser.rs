@@ -641,3 +641,198 @@ fn crm_serve_stops_promptly_on_sigterm_while_a_write_is_in_flight() {
     let _ = writer.join();
     assert_eq!(show(&node.replica, "account", &id)["notes"], "first visit");
 }
+
+/// The relay refuses every queued change of each record in `ids` (what crm-node will settle
+/// once the relay refuses edits one by one); returns each record's refused edit id.
+fn refuse(replica: &Replica, ids: &[&str], reason: &str) -> Result<Vec<i64>> {
+    let mut store = crm_store::Store::open(replica.path())?;
+    let ids: Vec<crm_model::RecordId> = ids.iter().map(|i| i.parse()).collect::<Result<_, _>>()?;
+    let refused: Vec<crm_store::Refused> = store
+        .outbox_batch(usize::MAX, usize::MAX)?
+        .changes
+        .into_iter()
+        .filter(|c| ids.contains(&c.doc_id))
+        .map(|c| crm_store::Refused {
+            local_seq: c.local_seq,
+            code: 403,
+            reason: reason.into(),
+        })
+        .collect();
+    store.settle_refused(&refused)?;
+    let rows = store.rejected()?;
+    ids.iter()
+        .map(|id| {
+            rows.iter()
+                .find(|r| r.record == *id)
+                .map(|r| r.id)
+                .with_context(|| format!("a refused edit of {id}"))
+        })
+        .collect()
+}
+
+/// Every queued change acknowledged, as after a sync the relay accepted.
+fn acknowledge_all(replica: &Replica) -> Result<()> {
+    let mut store = crm_store::Store::open(replica.path())?;
+    let seqs: Vec<i64> = store
+        .outbox(usize::MAX)?
+        .into_iter()
+        .map(|c| c.local_seq)
+        .collect();
+    store.acknowledge(&seqs)?;
+    Ok(())
+}
+
+/// The replica joins as a sales rep (the relay's identity, and its User record as an admin
+/// made it), so the device's role checks apply.
+fn become_sales_rep(replica: &Replica) -> Result<()> {
+    let admin_dir = tempfile::tempdir()?;
+    let mut admin = crm_store::Store::init(admin_dir.path(), "root", "admin-laptop")?;
+    let mut user = crm_model::Edit::new(crm_model::Kind::User);
+    user.set("name", "alice")?.set("role", "sales_rep")?;
+    let user = admin.create(&user)?.id;
+    let changes: Vec<crm_store::RemoteChange> = admin
+        .changes_after(0, usize::MAX)?
+        .into_iter()
+        .map(|l| l.change)
+        .filter(|c| c.doc_id == user)
+        .collect();
+    let mut store = crm_store::Store::open(replica.path())?;
+    store.apply_remote_changes(&changes)?;
+    store.adopt_identity(&crm_store::RelayIdentity {
+        user_id: user,
+        user_name: "alice".into(),
+        role: crm_model::Role::SalesRep,
+        teams: Vec::new(),
+        device_id: "dev-1".into(),
+        access_key: [7; 32],
+    })?;
+    Ok(())
+}
+
+/// Whether the page is wider than the window (something does not fit at this width).
+async fn overflows(page: &Page) -> Result<bool> {
+    let v = page
+        .js("const d = document.documentElement; \
+             return Math.max(d.scrollWidth, document.body.scrollWidth) > d.clientWidth;")
+        .await?;
+    Ok(v.as_bool().unwrap_or(true))
+}
+
+#[test]
+fn refused_edits_show_a_banner_and_are_retried_or_dismissed_on_their_page() {
+    browser_test("refused_edits", 1, async |pages| {
+        let page = &pages[0];
+        let replica = Replica::init("alice", "laptop");
+        let acme = replica.add("account", &["--name", "ACME", "--industry", "retail"]);
+        acknowledge_all(&replica)?;
+        replica.ok(&["account", "edit", &acme, "--industry", "manufacturing"]);
+        let ghost = replica.add("account", &["--name", "Ghost Trading"]);
+        let fair = replica.add("campaign", &["--name", "Spring fair"]);
+        let refused = refuse(
+            &replica,
+            &[&acme, &ghost, &fair],
+            "your role may not do this",
+        )?;
+        let (acme_row, ghost_row, fair_row) = (refused[0], refused[1], refused[2]);
+        become_sales_rep(&replica)?;
+        let node = Node::serve(replica)?;
+
+        // Every page says so, and links to the list.
+        page.goto(&node.url("/")).await?;
+        page.wait_text("refused-banner", TIMEOUT, "3 refused edits", |t| {
+            t.contains("3 edits were refused by the relay")
+        })
+        .await?;
+        page.click("refused-review").await?;
+        page.eventually("the refused edits page", TIMEOUT, async |p| {
+            let path = p.path().await.map_err(|e| e.to_string())?;
+            if path == "/rejected" {
+                Ok(Some(()))
+            } else {
+                Err(path)
+            }
+        })
+        .await?;
+        page.wait_gone("refused-banner", TIMEOUT).await?;
+        // The edit: its record linked, the field with the value typed and the one it has.
+        page.wait(&format!("link-{acme}")).await?;
+        page.wait_text(
+            &format!("rejected-{acme_row}-field-industry"),
+            TIMEOUT,
+            "industry: manufacturing typed, retail now",
+            |t| t.contains("manufacturing") && t.contains("retail"),
+        )
+        .await?;
+        page.wait_text(&format!("reason-{acme_row}"), TIMEOUT, "the reason", |t| {
+            t.contains("403") && t.contains("your role may not do this")
+        })
+        .await?;
+        page.wait_text(
+            &format!("title-{ghost_row}"),
+            TIMEOUT,
+            "the new record",
+            |t| t.contains("Ghost Trading"),
+        )
+        .await?;
+
+        // Dismissed: gone from the page and the replica.
+        page.click(&format!("dismiss-{ghost_row}")).await?;
+        page.wait_gone(&format!("rejected-{ghost_row}"), TIMEOUT)
+            .await?;
+        // A retry the rep's role does not allow: the error shows, the edit stays.
+        page.click(&format!("retry-{fair_row}")).await?;
+        page.wait_text(
+            &format!("rejected-error-{fair_row}"),
+            TIMEOUT,
+            "the role's refusal",
+            |t| t.contains("may not create"),
+        )
+        .await?;
+        page.wait(&format!("rejected-{fair_row}")).await?;
+        // Retried: made again, queued for the relay.
+        page.click(&format!("retry-{acme_row}")).await?;
+        page.wait_gone(&format!("rejected-{acme_row}"), TIMEOUT)
+            .await?;
+        assert_eq!(
+            show(&node.replica, "account", &acme)["industry"],
+            "manufacturing"
+        );
+        let left = node.replica.json(&["rejected"]);
+        assert_eq!(left.as_array().map(Vec::len), Some(1), "{left}");
+        assert_eq!(left[0]["record"], fair.as_str(), "{left}");
+
+        // It fits a phone: nothing wider than the window, the header on one line.
+        page.client.set_window_size(390, 900).await?;
+        page.client.refresh().await?;
+        page.wait(&format!("rejected-{fair_row}")).await?;
+        ensure(!overflows(page).await?, || {
+            "/rejected is wider than a 390 px window".into()
+        })?;
+        let header = page
+            .js("return document.querySelector('.topbar').getBoundingClientRect().height;")
+            .await?;
+        ensure(header.as_f64().is_some_and(|h| h < 70.0), || {
+            format!("the header breaks at 390 px: {header} px high")
+        })?;
+        page.client.set_window_size(1366, 1000).await?;
+
+        // A refusal settled while a page is open shows without a reload.
+        page.goto(&node.url("/")).await?;
+        page.wait_text("refused-banner", TIMEOUT, "1 refused edit", |t| {
+            t.contains("1 edit was refused")
+        })
+        .await?;
+        page.mark_document().await?;
+        node.replica
+            .ok(&["account", "edit", &acme, "--industry", "mining"]);
+        refuse(&node.replica, &[&acme], "no")?;
+        page.wait_text("refused-banner", TIMEOUT, "2 refused edits", |t| {
+            t.contains("2 edits were refused")
+        })
+        .await?;
+        ensure(page.same_document().await?, || {
+            "the page was reloaded instead of updated in place".into()
+        })?;
+        Ok(())
+    });
+}

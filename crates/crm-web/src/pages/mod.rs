@@ -6,6 +6,7 @@ pub(crate) mod dashboard;
 pub(crate) mod form;
 pub(crate) mod list;
 pub(crate) mod record;
+pub(crate) mod rejected;
 pub(crate) mod reports;
 pub(crate) mod search;
 pub(crate) mod tickets;
@@ -76,6 +77,7 @@ impl Ctx {
             role: identity.role.map(|r| r.as_str()),
             device: &identity.device,
             version: store.change_log_head()?,
+            refused: store.rejected_count()?,
             fragment: self.fragment,
         };
         Ok(Html(layout::page(&frame, content).into_string()))
