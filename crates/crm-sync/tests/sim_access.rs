@@ -195,6 +195,66 @@ fn a_record_reassigned_from_one_team_to_another_follows_its_scope_on_every_devic
     }
 }
 
+/// Issue 14: Rui edits his teammate Sam's account offline while the admin moves him to
+/// South. When he reconnects the relay refuses the edit; his replica keeps it as a refused
+/// edit, takes it out of the record (which converges with the relay's), and nobody else ever
+/// receives it. Back in North, he retries it and it goes through.
+#[test]
+fn an_edit_made_offline_under_a_lost_team_is_refused_kept_and_converges() {
+    for seed in 1..=3 {
+        let mut w = acme();
+        let (rui, sam) = (w.user(1), w.user(2));
+        let (north, south) = (w.team("North"), w.team("South"));
+        for d in 0..4 {
+            w.connect(d);
+        }
+        w.run_until_quiescent(seed);
+        let a = w.edit(ADMIN, |s| {
+            create(s, Kind::Account, "Sam's account", sam, &[])
+        });
+        w.run_until_quiescent(seed);
+        assert!(holds(&mut w, 1, a), "a teammate's account");
+        w.disconnect(1);
+        w.edit(1, |s| simulator::set(s, a, "industry", "typed offline"));
+        w.edit(ADMIN, |s| edit_user(s, rui, "teams", &south.to_string()));
+        w.run_until_quiescent(seed * 3);
+        w.connect(1);
+        w.run_until_quiescent(seed * 5);
+        assert_scoped(&mut w, ADMIN);
+        let rejected = w.devices[1].store.rejected().expect("rejected");
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].record, a);
+        assert_eq!(rejected[0].code, crm_sync::ErrorCode::FORBIDDEN.0);
+        assert!(format!("{:?}", rejected[0].fields).contains("typed offline"));
+        for d in [ADMIN, 2, 3] {
+            if holds(&mut w, d, a) {
+                let r = w.devices[d].store.get(a).expect("record");
+                assert!(
+                    !format!("{:?}", r.fields).contains("typed offline"),
+                    "device {d}"
+                );
+            }
+        }
+        assert!(
+            w.log
+                .entries
+                .iter()
+                .all(|e| !String::from_utf8_lossy(&e.bytes).contains("typed offline")),
+            "the relay stored none of it"
+        );
+        // Back in North, Rui retries: it is stored, and reaches Sam.
+        w.edit(ADMIN, |s| edit_user(s, rui, "teams", &north.to_string()));
+        w.run_until_quiescent(seed * 7);
+        let id = rejected[0].id;
+        w.edit(1, |s| s.retry_rejected(id).expect("retry"));
+        w.run_until_quiescent(seed * 11);
+        assert_scoped(&mut w, ADMIN);
+        assert!(w.devices[1].store.rejected().expect("rejected").is_empty());
+        let r = w.devices[2].store.get(a).expect("record");
+        assert!(format!("{:?}", r.fields).contains("typed offline"));
+    }
+}
+
 /// One step of the random scenario.
 #[derive(Clone, Debug)]
 enum Step {
@@ -221,6 +281,13 @@ enum Step {
         user: usize,
         team: usize,
     },
+    /// Rep `user` (1..=3) tags the `record`-th of the records their replica holds, if
+    /// their role, as their replica knows it, allows it. Made offline under a role the
+    /// relay has since changed, the relay may refuse it.
+    Edit {
+        user: usize,
+        record: usize,
+    },
     Online(usize),
     Offline(usize),
     Run(u64),
@@ -240,6 +307,7 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(record, owner, teams)| Step::Reassign { record, owner, teams }),
         1 => (1..=3usize, role).prop_map(|(user, role)| Step::Role { user, role }),
         1 => (1..=3usize, 0..2usize).prop_map(|(user, team)| Step::Team { user, team }),
+        8 => (1..=3usize, any::<usize>()).prop_map(|(user, record)| Step::Edit { user, record }),
         2 => (0..4usize).prop_map(Step::Online),
         2 => (0..4usize).prop_map(Step::Offline),
         4 => any::<u64>().prop_map(Step::Run),
@@ -247,11 +315,13 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
-    /// Any interleaving of record creations and reassignments, role and team changes, and
-    /// devices going offline and online ends with every device holding exactly what its
-    /// user may see, at the admin's heads.
+    /// Any interleaving of record creations and reassignments, reps' edits, role and team
+    /// changes, and devices going offline and online ends with every device holding exactly
+    /// what its user may see, at the admin's heads (so every device agrees with the relay
+    /// on every record it may see), and every edit a rep made is either in the relay's
+    /// version of the record or in that rep's refused edits.
     #[test]
     fn any_reassignments_and_role_changes_end_with_every_device_holding_its_scope(
         steps in prop::collection::vec(step(), 8..40),
@@ -270,6 +340,8 @@ proptest! {
         }
         w.run_until_quiescent(seed);
         let mut records: Vec<(RecordId, Kind)> = Vec::new();
+        // (device, record, tag) of every edit a rep's replica took.
+        let mut typed: Vec<(usize, RecordId, String)> = Vec::new();
         for (i, s) in steps.into_iter().enumerate() {
             match s {
                 Step::Create { opportunity, owner, teams } => {
@@ -290,6 +362,21 @@ proptest! {
                 Step::Team { user, team } => {
                     w.edit(ADMIN, |st| edit_user(st, users[user], "teams", &teams[team].to_string()));
                 }
+                Step::Edit { user, record } => {
+                    let mine: Vec<(RecordId, Kind)> = records
+                        .iter()
+                        .copied()
+                        .filter(|(id, _)| holds(&mut w, user, *id))
+                        .collect();
+                    if let Some((id, kind)) = mine.get(record % mine.len().max(1)).copied() {
+                        let tag = format!("t{i}");
+                        let mut e = Edit::new(kind);
+                        e.tag(&tag).expect("valid");
+                        if w.edit(user, |st| st.edit(id, &e)).is_ok() {
+                            typed.push((user, id, tag));
+                        }
+                    }
+                }
                 Step::Online(d) => {
                     if !w.is_connected(d) {
                         w.connect(d);
@@ -306,5 +393,32 @@ proptest! {
         }
         w.run_until_quiescent(seed);
         assert_scoped(&mut w, ADMIN);
+        for (d, id, tag) in &typed {
+            let accepted = w.devices[ADMIN]
+                .store
+                .get(*id)
+                .is_ok_and(|r| r.tags.contains(tag));
+            let refused = w.devices[*d]
+                .store
+                .rejected()
+                .expect("rejected")
+                .iter()
+                .any(|r| {
+                    r.record == *id
+                        && r.fields.iter().any(|f| {
+                            let has = |v: &crm_store::RejectedField, typed: bool| {
+                                let value = if typed { &v.typed } else { &v.old };
+                                value.as_array().is_some_and(|tags| {
+                                    tags.iter().any(|t| t.as_str() == Some(tag.as_str()))
+                                })
+                            };
+                            f.field == "tags" && has(f, true) && !has(f, false)
+                        })
+                });
+            prop_assert!(
+                accepted != refused,
+                "device {d}'s tag {tag} on {id}: in the relay's record {accepted}, refused {refused}"
+            );
+        }
     }
 }

@@ -450,10 +450,17 @@ impl World {
                             reason: why.reason,
                         })
                         .collect();
-                    self.devices[d]
-                        .store
-                        .settle_refused(&refusals)
-                        .expect("settle");
+                    let device = &mut self.devices[d];
+                    let store = &mut device.store;
+                    store.settle_refused(&refusals).expect("settle");
+                    // As crm-node does: a record kept out of scope only for an edit now
+                    // refused goes.
+                    for kept in store.out_of_scope().expect("out of scope") {
+                        if store.purge_record(kept.id).expect("purge") == crm_store::Purge::Removed
+                        {
+                            device.purged += 1;
+                        }
+                    }
                 }
             }
             DeviceEffect::Reset { .. } => {
