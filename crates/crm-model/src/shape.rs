@@ -171,6 +171,15 @@ impl Shape {
             }
         }
         self.registers.retain(|_, ops| !ops.is_empty());
+        // A set's map that no register shows any more (replaced, or the field cleared) can
+        // never be shown again: an operation an operation replaced stays replaced.
+        let shown: std::collections::HashSet<String> = self
+            .registers
+            .values()
+            .flatten()
+            .map(|(op, _)| op.key())
+            .collect();
+        self.sets.retain(|obj, _| shown.contains(obj));
         touches
     }
 
@@ -312,6 +321,35 @@ mod tests {
 
         // The shape survives JSON.
         assert_eq!(Shape::from_json(&shape.to_json()), Some(shape));
+    }
+
+    /// Clearing a set field and setting it again makes a new map: the shape follows it and
+    /// forgets the old one.
+    #[test]
+    fn a_cleared_and_set_again_team_list_is_read_from_its_new_map() {
+        let alice = Author::new("alice", "laptop");
+        let (a, b) = (RecordId::new(), RecordId::new());
+        let mut edit = Edit::new(Kind::Account);
+        edit.set("name", "ACME").expect("valid");
+        edit.set("teams", &a.to_string()).expect("valid");
+        let mut document =
+            doc::create(RecordId::new(), &edit, stamp(&alice), ActorId::random()).expect("doc");
+        let mut shape = Shape::default();
+        fold(&mut shape, &document, &[]);
+        for step in 0..2 {
+            let heads = document.get_heads();
+            let mut edit = Edit::new(Kind::Account);
+            if step == 0 {
+                edit.unset("teams").expect("valid");
+            } else {
+                edit.set("teams", &b.to_string()).expect("valid");
+            }
+            doc::apply_edit(&mut document, &edit, stamp(&alice)).expect("edit");
+            fold(&mut shape, &document, &heads);
+            assert_eq!(sorted(shape.scope()), scope_of(&document), "step {step}");
+        }
+        assert_eq!(shape.scope().teams, vec![b]);
+        assert!(shape.sets.len() <= 1, "{:?}", shape.sets);
     }
 
     /// Concurrent owners resolve as Automerge resolves them, whatever order the relay

@@ -615,7 +615,7 @@ impl World {
                     let user = acl.users.get(&self.devices[d].token)?;
                     let viewer = acl.viewer(*user)?;
                     // An admin (and a device with no user) writes anything.
-                    (viewer.role != crm_model::Role::Admin).then(|| (viewer, &acl.directory))
+                    (viewer.role != crm_model::Role::Admin).then_some((viewer, &acl.directory))
                 });
                 let result = self
                     .log
