@@ -981,6 +981,14 @@ impl Store {
         Ok(())
     }
 
+    /// Whether this replica's user may give a record owned by `owner` (the new owner, for a
+    /// record with none) to someone else (always, on a replica that has not joined a relay).
+    pub fn may_reassign(&self, owner: Option<RecordId>) -> Result<bool> {
+        Ok(self.access()?.is_none_or(|(directory, viewer)| {
+            crm_model::access::may_reassign(&viewer, &directory, owner)
+        }))
+    }
+
     /// Refuses giving a record to someone else unless the user may (the relay's owner rule,
     /// `crm_model::access::may_reassign`): `owner` is the record's owner before, or the new
     /// one for a record that had none.

@@ -836,3 +836,37 @@ fn refused_edits_show_a_banner_and_are_retried_or_dismissed_on_their_page() {
         Ok(())
     });
 }
+
+/// A record the user's role may not edit shows no editors (the relay would refuse the edit),
+/// and only someone who may reassign a record gets an editor for its owner.
+#[test]
+fn a_record_the_role_may_not_edit_shows_no_editors() {
+    browser_test("read_only", 1, async |pages| {
+        let page = &pages[0];
+        let replica = Replica::init("alice", "laptop");
+        let bob = replica.add("user", &["--name", "bob", "--role", "sales_rep"]);
+        let theirs = replica.add("account", &["--name", "Bob's Co", "--owner", &bob]);
+        become_sales_rep(&replica)?;
+        let mine = replica.add("account", &["--name", "Alice's Co"]);
+        let node = Node::serve(replica)?;
+
+        page.goto(&node.url(&format!("/r/{theirs}"))).await?;
+        page.wait("read-only").await?;
+        for absent in ["edit-name", "edit-industry", "notes-save", "tag-input"] {
+            ensure(page.find_now(absent).await.is_err(), || {
+                format!("{absent} on a record the rep may not edit")
+            })?;
+        }
+
+        page.goto(&node.url(&format!("/r/{mine}"))).await?;
+        page.wait("edit-name").await?;
+        page.wait("notes-save").await?;
+        ensure(page.find_now("read-only").await.is_err(), || {
+            "the rep's own record is shown read only".into()
+        })?;
+        ensure(page.find_now("edit-owner").await.is_err(), || {
+            "a rep may not give their record to someone else".into()
+        })?;
+        Ok(())
+    });
+}

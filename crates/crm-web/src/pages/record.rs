@@ -57,12 +57,12 @@ fn render(store: &mut Store, record: &Record) -> Result<Markup, WebError> {
         .filter_map(|f| json.get(f.name).map(|v| refs_in(f, v)))
         .flatten()
         .collect();
-    // What the user's role allows here (the relay decides in the end).
-    let may_archive = store.may(
-        crm_model::Action::Archive,
-        record.kind,
-        &store.scope_of_record(record),
-    )?;
+    // What the user's role allows here (the relay decides in the end): a record the role may
+    // not edit shows no editors, and only those who may reassign it can change its owner.
+    let scope = store.scope_of_record(record);
+    let may_archive = store.may(crm_model::Action::Archive, record.kind, &scope)?;
+    let may_edit = store.may(crm_model::Action::Edit, record.kind, &scope)?;
+    let may_reassign = may_edit && store.may_reassign(scope.owner)?;
     let related = store.referrers(record.id, RELATED)?;
     let campaigns = if record.kind == Kind::Account {
         account_campaigns(store, &related)?
@@ -119,14 +119,23 @@ fn render(store: &mut Store, record: &Record) -> Result<Markup, WebError> {
                     }
                 }
             }
+            @if !may_edit {
+                p.muted.read-only data-testid="read-only" {
+                    "Read only: your role may not edit this record (the relay would refuse it)."
+                }
+            }
             div.tags-bar data-testid="tags" {
                 @for t in &record.tags {
                     span.chip data-testid=(format!("tag-{t}")) {
                         (t)
-                        button.chip-x.js-untag type="button" data-tag=(t) data-testid=(format!("untag-{t}")) aria-label=(format!("remove tag {t}")) { "×" }
+                        @if may_edit {
+                            button.chip-x.js-untag type="button" data-tag=(t) data-testid=(format!("untag-{t}")) aria-label=(format!("remove tag {t}")) { "×" }
+                        }
                     }
                 }
-                input.tag-input type="text" placeholder="+ tag" data-testid="tag-input" aria-label="Add a tag";
+                @if may_edit {
+                    input.tag-input type="text" placeholder="+ tag" data-testid="tag-input" aria-label="Add a tag";
+                }
             }
             @for (field, values) in &schema_conflicts {
                 (conflict_box(field, values))
@@ -137,16 +146,18 @@ fn render(store: &mut Store, record: &Record) -> Result<Markup, WebError> {
                         h2 { "Details" }
                         div.fields {
                             @for f in &fields {
-                                (field_row(f, &json, record.conflicts.get(f.name), &titles, &users))
+                                (field_row(f, &json, record.conflicts.get(f.name), &titles, &users, may_edit && (f.name != "owner" || may_reassign)))
                             }
                         }
                     }
                     section.card {
                         h2 { "Notes" }
-                        textarea.notes data-testid="notes-editor" rows="6" placeholder="Notes merge character by character with your colleagues' edits." { (record.notes) }
-                        div.form-actions {
-                            button.js-notes-save type="button" data-testid="notes-save" { "Save notes" }
-                            span.muted.notes-state data-testid="notes-state" {}
+                        textarea.notes data-testid="notes-editor" rows="6" readonly[!may_edit] placeholder="Notes merge character by character with your colleagues' edits." { (record.notes) }
+                        @if may_edit {
+                            div.form-actions {
+                                button.js-notes-save type="button" data-testid="notes-save" { "Save notes" }
+                                span.muted.notes-state data-testid="notes-state" {}
+                            }
                         }
                     }
                     @if !record.history.is_empty() {
@@ -249,6 +260,7 @@ fn field_row(
     conflict: Option<&Vec<Json>>,
     titles: &HashMap<RecordId, String>,
     users: &[(RecordId, String)],
+    may_edit: bool,
 ) -> Markup {
     let value = json.get(f.name);
     // References are edited by name (the server resolves names back to ids).
@@ -260,7 +272,7 @@ fn field_row(
         (_, Some(v)) => value_text(v),
         (_, None) => String::new(),
     };
-    let can_edit = editable(f);
+    let can_edit = may_edit && editable(f);
     html! {
         div.field-row.has-conflict[conflict.is_some()] data-testid=(format!("field-row-{}", f.name)) data-field=(f.name) {
             div.field-label { (humanize(f.name)) }
