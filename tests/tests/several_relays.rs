@@ -198,3 +198,66 @@ fn a_lost_listening_connection_misses_nothing() {
     let _ = watcher.kill();
     let _ = watcher.wait();
 }
+
+/// An admin's device changes a rep's team through one process; the rep's device, watching
+/// the other, is told at once (the other process notices the workspace's access version
+/// move in the database), re-syncs its scope and receives the team's records, live.
+#[test]
+fn an_access_change_made_through_one_process_reaches_a_device_watching_the_other() {
+    let a_relay = Relay::start_on(Backend::Postgres);
+    let b_relay = a_relay.another_process();
+    let ws = a_relay.workspace("acme");
+    for team in ["South", "North"] {
+        a_relay.admin(&["team", "add", "--workspace", &ws, "--name", team]);
+    }
+    let teams = a_relay.admin(&["team", "list", "--workspace", &ws]);
+    let south = teams
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["name"] == "South"))
+        .and_then(|t| t["id"].as_str())
+        .expect("South")
+        .to_string();
+    a_relay.admin(&[
+        "user",
+        "add",
+        "--workspace",
+        &ws,
+        "--name",
+        "ola",
+        "--role",
+        "sales_rep",
+        "--team",
+        "North",
+    ]);
+    let admin = joined(&a_relay.url(), &a_relay, &ws, "root", "admin-laptop");
+    sync(&admin);
+    let shared = admin.add(
+        "account",
+        &["--name", "南方客户", "--set", &format!("teams={south}")],
+    );
+    sync(&admin);
+    let ola = joined(&b_relay.url(), &a_relay, &ws, "ola", "phone");
+    sync(&ola);
+    assert!(
+        !ola.run(&["show", &shared, "--json"]).status.success(),
+        "North does not see South's account"
+    );
+    let ola_id = ola.json(&["whoami"])["user_id"]
+        .as_str()
+        .expect("ola's id")
+        .to_string();
+    let mut watcher = ola.spawn(&["sync", "--watch"]);
+    b_relay.wait_for_sessions(1);
+    // The admin's device moves ola to South: an ordinary edit of her user record, pushed to
+    // the first process.
+    admin.ok(&["user", "edit", &ola_id, "--set", &format!("teams={south}")]);
+    sync(&admin);
+    arrives(
+        &ola,
+        &shared,
+        "a team change pushed through one process never reached the device on the other",
+    );
+    let _ = watcher.kill();
+    let _ = watcher.wait();
+    assert_eq!(ola.json(&["whoami"])["teams"][0], south.as_str());
+}
