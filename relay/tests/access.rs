@@ -449,7 +449,7 @@ async fn a_push_is_decided_change_by_change_and_nothing_refused_reaches_anyone()
     };
     let not_mine = north.edit(&rui.author, "industry", "mining", ola.id);
     let built_on_it = north.edit(&rui.author, "website", "north.example", ola.id);
-    let (_, own) = Account::create(&rui, "Rui's Co", rui.id);
+    let (mut own_account, own) = Account::create(&rui, "Rui's Co", rui.id);
     // Rui's own record, whose envelope claims it is ola's: the relay reads the owner from
     // the change, so ola never sees it.
     let mut own_lying = own.clone();
@@ -494,9 +494,35 @@ async fn a_push_is_decided_change_by_change_and_nothing_refused_reaches_anyone()
         .collect();
     assert_eq!(north_changes.len(), 1, "only its creation: {entries:?}");
 
+    // A hand-made change that replaces the record's fields map (which would drop its owner
+    // and teams from every device's view of it): refused, though the record is rui's.
+    let mut forged = own_account.doc.fork().with_actor(ActorId::random());
+    forged
+        .transact_with(
+            |_| {
+                crm_model::automerge::transaction::CommitOptions::default()
+                    .with_message(rui.author.to_message())
+            },
+            |tx| {
+                use crm_model::automerge::transaction::Transactable as _;
+                tx.put_object(
+                    crm_model::automerge::ROOT,
+                    "fields",
+                    crm_model::automerge::ObjType::Map,
+                )
+            },
+        )
+        .expect("a new fields map");
+    own_account.doc = forged;
+    let replace = own_account.envelope(rui.id);
+    let ack = rep.push(2, vec![replace]).await;
+    let why = refusal(&ack.results[0]);
+    assert_eq!(why.code, ErrorCode::FORBIDDEN);
+    assert!(why.reason.contains("fields map"), "{}", why.reason);
+
     // The session goes on: a later allowed push is stored.
     let more = south.edit(&rui.author, "short_name", "南方", sam.id);
-    let ack = rep.push(2, vec![more]).await;
+    let ack = rep.push(3, vec![more]).await;
     assert_eq!(ack.results, [Outcome::Stored(head + 1)]);
 
     // Max manages South, sam's team: he may reassign sam's account; ola's (North) not.
