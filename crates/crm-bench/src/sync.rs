@@ -12,13 +12,19 @@
 //!    sustained push rate of one or several devices pushing small batches back to back;
 //! 5. reads the relay's `VmRSS`/`VmHWM` after every step and samples it under load.
 //!
+//! With `--roles mixed` step 4 runs twice per round on the same relay and data, once with
+//! the admins' devices and once with devices of users of mixed roles, and the report
+//! compares them: what write authorization and filtering cost live ([`roles`]).
+//!
 //! - [`proxy`] is the counting proxy; [`process`] runs the relay and reads `/proc`;
-//!   [`live`] holds the lightweight devices; [`report`] formats the tables.
+//!   [`live`] holds the lightweight devices; [`roles`] the mixed organisation and the
+//!   comparison; [`report`] formats the tables.
 
 pub(crate) mod live;
 pub(crate) mod process;
 pub(crate) mod proxy;
 mod report;
+mod roles;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -43,11 +49,15 @@ use crate::stats::Latency;
 use live::{Client, LiveDevice, Writer};
 use process::{RelayProcess, RssSampler};
 use proxy::{Counts, Proxy};
+use roles::{Comparison, LiveRun, Roles};
 
 /// Targets of the sync issue (§7).
 pub(crate) const NOTHING_NEW_MAX_BYTES: u64 = 1_000;
 pub(crate) const SYNC_OVER_LOAD_MAX: f64 = 2.0;
 pub(crate) const PROPAGATION_P99_MS: f64 = 15.0;
+/// Write authorization (issue 14): the mixed roles' pushes/s at least this fraction of the
+/// admins' in the same run (the checks cost no more than 15 % of throughput).
+pub(crate) const AUTHZ_THROUGHPUT_RATIO_MIN: f64 = 0.85;
 /// "Relay memory stays flat": its peak RSS at the largest size at most this many times that
 /// at the smallest, as for the replica.
 pub(crate) const RELAY_RSS_GROWTH: f64 = crate::report::RSS_GROWTH;
@@ -122,6 +132,15 @@ pub(crate) struct SyncArgs {
     /// between them, so propagation crosses processes.
     #[arg(long, default_value_t = 1, value_name = "N")]
     relays: usize,
+    /// Whose devices run the live measurements. `mixed` runs them twice on the same relay
+    /// and data, with the admins' devices and with devices of sales reps, sales managers and
+    /// support agents, and compares pushes/s and propagation (write authorization's cost).
+    #[arg(long, value_enum, default_value_t = Roles::Admin, value_name = "ROLES")]
+    roles: Roles,
+    /// With --roles mixed: rounds of the comparison, each one admin run and one mixed run,
+    /// in alternating order (admin first in odd rounds); medians over the rounds.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    rounds: usize,
 }
 
 /// What one run does, resolved from the arguments.
@@ -144,6 +163,10 @@ pub(crate) struct Plan {
     pub(crate) backend: &'static str,
     /// Relay processes serving the database.
     pub(crate) relays: usize,
+    /// Whose devices run the live measurements.
+    pub(crate) roles: Roles,
+    /// Rounds of the admin/mixed comparison.
+    pub(crate) rounds: usize,
     #[serde(skip)]
     postgres: Option<String>,
     #[serde(skip)]
@@ -273,6 +296,9 @@ pub(crate) struct SizeResult {
     pub(crate) relay_memory: RelayMemory,
     pub(crate) relay_db_bytes: u64,
     pub(crate) client_errors: Vec<String>,
+    /// With `--roles mixed`: the admins' runs against the mixed roles' runs. `propagation`
+    /// and `throughput` above are then the first admins' run.
+    pub(crate) roles: Option<Comparison>,
 }
 
 #[derive(Serialize)]
@@ -310,6 +336,7 @@ pub(crate) fn main(args: SyncArgs) -> Result<()> {
                 "reconnect_nothing_new_max_bytes": NOTHING_NEW_MAX_BYTES,
                 "full_sync_over_load_max": SYNC_OVER_LOAD_MAX,
                 "propagation_p99_max_ms": PROPAGATION_P99_MS,
+                "authz_throughput_ratio_min": AUTHZ_THROUGHPUT_RATIO_MIN,
                 "relay_peak_rss_growth_max": RELAY_RSS_GROWTH,
             }),
             sizes: &results,
@@ -334,6 +361,11 @@ fn plan(args: SyncArgs) -> Result<Plan> {
     }
     if args.devices < 2 {
         bail!("--devices needs at least 2 (one pushes, the others receive)");
+    }
+    if args.rounds == 0 || (args.rounds > 1 && args.roles != Roles::Mixed) {
+        bail!(
+            "--rounds needs at least 1, and more than 1 needs --roles mixed (it repeats the admin/mixed comparison)"
+        );
     }
     if args.relays == 0 || (args.relays > 1 && args.postgres.is_none()) {
         bail!(
@@ -386,6 +418,8 @@ fn plan(args: SyncArgs) -> Result<Plan> {
             "sqlite"
         },
         relays: args.relays,
+        roles: args.roles,
+        rounds: args.rounds,
         postgres: args.postgres,
     })
 }
@@ -417,7 +451,7 @@ fn run_size(n: usize, plan: &Plan, runtime: &tokio::runtime::Runtime) -> Result<
     };
     let url = database.as_ref().map(|d| d.url.clone());
     // Two replicas (the source and the fresh device) and the live devices.
-    let setup = process::setup(&relay_dir, url.as_deref(), plan.devices)?;
+    let setup = process::setup(&relay_dir, url.as_deref(), plan.devices, plan.roles)?;
     let mut relays = Vec::with_capacity(plan.relays);
     for i in 0..plan.relays {
         let log_dir = relay_dir.join(format!("process-{i}"));
@@ -540,17 +574,85 @@ async fn measure(
         hash: cursor.hash,
     };
     drop((source, fresh));
-    let run = live_phase(
-        plan,
-        relays,
-        &setup.workspace,
-        &setup.unbound,
-        cursor,
-        &mut memory,
-        &progress,
-    )
-    .await?;
-    let (propagation, throughput, client_errors) = (run.propagation, run.throughput, run.errors);
+    let (propagation, throughput, client_errors, roles) = match &setup.organisation {
+        None => {
+            let run = live_phase(
+                plan,
+                relays,
+                &setup.workspace,
+                &setup.unbound,
+                cursor,
+                &mut memory,
+                &progress,
+            )
+            .await?;
+            (run.propagation, run.throughput, run.errors, None)
+        }
+        Some(organisation) => {
+            let mut cursor = cursor;
+            let mut runs: Vec<LiveRun> = Vec::with_capacity(2 * plan.rounds);
+            for round in 1..=plan.rounds {
+                // Alternating order, so a drift of the machine or the relay over the run
+                // (a growing log, a warmer cache) weighs on both sides alike.
+                let order = if round % 2 == 1 {
+                    [Roles::Admin, Roles::Mixed]
+                } else {
+                    [Roles::Mixed, Roles::Admin]
+                };
+                for roles in order {
+                    progress(&format!(
+                        "round {round} of {}: the {} devices…",
+                        plan.rounds,
+                        roles.as_str()
+                    ));
+                    let devices = match roles {
+                        Roles::Admin => &setup.unbound,
+                        Roles::Mixed => &organisation.devices,
+                    };
+                    let run = live_phase(
+                        plan,
+                        relays,
+                        &setup.workspace,
+                        devices,
+                        cursor,
+                        &mut memory,
+                        &progress,
+                    )
+                    .await
+                    .with_context(|| {
+                        format!("round {round}, the {} devices' run", roles.as_str())
+                    })?;
+                    cursor = run.end_cursor.unwrap_or(cursor);
+                    runs.push(LiveRun {
+                        round,
+                        roles,
+                        propagation: run.propagation,
+                        throughput: run.throughput,
+                        errors: run.errors,
+                        receiver_samples: run.receiver_samples,
+                    });
+                }
+            }
+            let first_admin = runs
+                .iter()
+                .find(|r| r.roles == Roles::Admin)
+                .context("no admins' run")?;
+            let (propagation, throughput) = (
+                first_admin.propagation.clone(),
+                first_admin.throughput.clone(),
+            );
+            let errors = runs
+                .iter()
+                .flat_map(|r| {
+                    r.errors
+                        .iter()
+                        .map(move |e| format!("round {} {}: {e}", r.round, r.roles.as_str()))
+                })
+                .collect();
+            let comparison = roles::compare(organisation, &plan.pushers, runs);
+            (propagation, throughput, errors, Some(comparison))
+        }
+    };
 
     let full_sync_over_load = full_sync.wall_s / load.load_s.max(1e-9);
     Ok(SizeResult {
@@ -574,6 +676,7 @@ async fn measure(
         relay_memory: memory,
         relay_db_bytes: 0,
         client_errors,
+        roles,
     })
 }
 
@@ -767,6 +870,10 @@ struct LivePhase {
     propagation: Propagation,
     throughput: Vec<Throughput>,
     errors: Vec<String>,
+    /// Every (push, receiver) latency of the propagation.
+    receiver_samples: Vec<Duration>,
+    /// Where the devices ended (the head): the next run's devices start there.
+    end_cursor: Option<Cursor>,
 }
 
 /// Connects `devices` at `cursor`, times propagation from device 0 to all the others, then
@@ -976,6 +1083,7 @@ async fn live_phase(
         .filter_map(|(i, e)| e.error.as_ref().map(|e| format!("device {i}: {e}")))
         .filter(|e| !e.ends_with("the relay closed the connection"))
         .collect();
+    let end_cursor = ends.iter().filter_map(|e| e.cursor).max_by_key(|c| c.seq);
     let propagation = Propagation {
         devices: plan.devices,
         pushes: plan.pushes,
@@ -993,5 +1101,7 @@ async fn live_phase(
         propagation,
         throughput,
         errors,
+        receiver_samples: all,
+        end_cursor,
     })
 }

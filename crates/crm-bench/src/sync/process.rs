@@ -15,6 +15,7 @@ use crm_relay::store::Database;
 
 use super::REPLICA_USER;
 use super::live::{Identity, LiveDevice};
+use super::roles::{self, Organisation, Roles};
 use crate::mem::Rss;
 
 /// Linux's `USER_HZ`: the unit of `utime` and `stime` in `/proc/PID/stat`. It is 100 on every
@@ -28,13 +29,21 @@ pub(crate) struct Setup {
     pub(crate) replica_tokens: Vec<String>,
     /// The live devices of the admins' run: bound to no user.
     pub(crate) unbound: Vec<LiveDevice>,
+    /// With `--roles mixed`, the users of mixed roles and one live device each.
+    pub(crate) organisation: Option<Organisation>,
 }
 
 /// Creates the relay's store (in `data`, or in the PostgreSQL database at `postgres`) with
 /// one workspace, two devices for the replicas and `live` for the live measurements, bound
 /// to no user, through the same `Relay` calls as `crm-relay workspace create` and `crm-relay
-/// device add`.
-pub(crate) fn setup(data: &Path, postgres: Option<&str>, live: usize) -> Result<Setup> {
+/// device add`; with `Roles::Mixed` also an organisation of `live` users of mixed roles with
+/// a device each (`crm-relay team|user|device add`).
+pub(crate) fn setup(
+    data: &Path,
+    postgres: Option<&str>,
+    live: usize,
+    roles: Roles,
+) -> Result<Setup> {
     let database = match postgres {
         Some(url) => Database::Postgres(url.to_string()),
         None => Database::Sqlite(data.to_path_buf()),
@@ -60,10 +69,15 @@ pub(crate) fn setup(data: &Path, postgres: Option<&str>, live: usize) -> Result<
             identity: Identity::unbound(&name),
         });
     }
+    let organisation = match roles {
+        Roles::Admin => None,
+        Roles::Mixed => Some(roles::organise(&store, workspace.id, live)?),
+    };
     Ok(Setup {
         workspace: workspace.id.to_string(),
         replica_tokens,
         unbound,
+        organisation,
     })
 }
 
