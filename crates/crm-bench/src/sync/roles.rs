@@ -7,7 +7,7 @@
 //!
 //! [`organise`] makes the organisation through the relay's service API: one team per sales
 //! manager (a tenth of the devices), a tenth support agents, the rest sales reps spread
-//! over the teams. Each device writes only what its user may ([`live::Identity`]): reps and
+//! over the teams. Each device writes only what its user may ([`Identity`]): reps and
 //! managers an account they own, agents (who may not create accounts) a contact they own.
 //! Every record names every team, so every device receives every change, as in the admins'
 //! run: the two runs differ by the checks and the filtering, not by how far a change fans
