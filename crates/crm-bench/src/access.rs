@@ -873,7 +873,7 @@ async fn measure(
         let change = tag_edit(t, &editor, &format!("live-{p}"))?;
         pending.push((t.kind, t.team));
         clients[0].push(vec![change])?;
-        while let Some(a) = clients[0].try_ack() {
+        while let Some(a) = clients[0].try_ack()? {
             note(a, &mut pending, &mut sent);
         }
     }

@@ -12,13 +12,19 @@
 //!    sustained push rate of one or several devices pushing small batches back to back;
 //! 5. reads the relay's `VmRSS`/`VmHWM` after every step and samples it under load.
 //!
+//! With `--roles mixed` step 4 runs twice per round on the same relay and data, once with
+//! the admins' devices and once with devices of users of mixed roles, and the report
+//! compares them: what write authorization and filtering cost live ([`roles`]).
+//!
 //! - [`proxy`] is the counting proxy; [`process`] runs the relay and reads `/proc`;
-//!   [`live`] holds the lightweight devices; [`report`] formats the tables.
+//!   [`live`] holds the lightweight devices; [`roles`] the mixed organisation and the
+//!   comparison; [`report`] formats the tables.
 
 pub(crate) mod live;
 pub(crate) mod process;
 pub(crate) mod proxy;
 mod report;
+mod roles;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -40,17 +46,25 @@ use tokio::sync::mpsc;
 use crate::Machine;
 use crate::mem::Rss;
 use crate::stats::Latency;
-use live::{Client, Writer};
+use live::{Client, LiveDevice, Writer};
 use process::{RelayProcess, RssSampler};
 use proxy::{Counts, Proxy};
+use roles::{Comparison, LiveRun, Roles};
 
 /// Targets of the sync issue (§7).
 pub(crate) const NOTHING_NEW_MAX_BYTES: u64 = 1_000;
 pub(crate) const SYNC_OVER_LOAD_MAX: f64 = 2.0;
 pub(crate) const PROPAGATION_P99_MS: f64 = 15.0;
+/// Write authorization (issue 14): the mixed roles' pushes/s at least this fraction of the
+/// admins' in the same run (the checks cost no more than 15 % of throughput).
+pub(crate) const AUTHZ_THROUGHPUT_RATIO_MIN: f64 = 0.85;
 /// "Relay memory stays flat": its peak RSS at the largest size at most this many times that
 /// at the smallest, as for the replica.
 pub(crate) const RELAY_RSS_GROWTH: f64 = crate::report::RSS_GROWTH;
+
+/// The user the two replicas write as: their devices (bound to no user) carry this name,
+/// which the relay's author rule compares their changes' author with.
+pub(crate) const REPLICA_USER: &str = "bench";
 
 /// Pushes made before the propagation is timed.
 const WARM_UP_PUSHES: usize = 5;
@@ -118,6 +132,15 @@ pub(crate) struct SyncArgs {
     /// between them, so propagation crosses processes.
     #[arg(long, default_value_t = 1, value_name = "N")]
     relays: usize,
+    /// Whose devices run the live measurements. `mixed` runs them twice on the same relay
+    /// and data, with the admins' devices and with devices of sales reps, sales managers and
+    /// support agents, and compares pushes/s and propagation (write authorization's cost).
+    #[arg(long, value_enum, default_value_t = Roles::Admin, value_name = "ROLES")]
+    roles: Roles,
+    /// With --roles mixed: rounds of the comparison, each one admin run and one mixed run,
+    /// in alternating order (admin first in odd rounds); medians over the rounds.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    rounds: usize,
 }
 
 /// What one run does, resolved from the arguments.
@@ -140,6 +163,10 @@ pub(crate) struct Plan {
     pub(crate) backend: &'static str,
     /// Relay processes serving the database.
     pub(crate) relays: usize,
+    /// Whose devices run the live measurements.
+    pub(crate) roles: Roles,
+    /// Rounds of the admin/mixed comparison.
+    pub(crate) rounds: usize,
     #[serde(skip)]
     postgres: Option<String>,
     #[serde(skip)]
@@ -238,6 +265,8 @@ pub(crate) struct Throughput {
     pub(crate) relay_cpu_s: f64,
     /// The relay's `pushes_total` metric over the measurement.
     pub(crate) relay_pushes: Option<f64>,
+    /// Log entries the connected devices received, per change stored.
+    pub(crate) entries_per_change: f64,
 }
 
 /// Everything measured at one size.
@@ -267,6 +296,9 @@ pub(crate) struct SizeResult {
     pub(crate) relay_memory: RelayMemory,
     pub(crate) relay_db_bytes: u64,
     pub(crate) client_errors: Vec<String>,
+    /// With `--roles mixed`: the admins' runs against the mixed roles' runs. `propagation`
+    /// and `throughput` above are then the first admins' run.
+    pub(crate) roles: Option<Comparison>,
 }
 
 #[derive(Serialize)]
@@ -304,6 +336,7 @@ pub(crate) fn main(args: SyncArgs) -> Result<()> {
                 "reconnect_nothing_new_max_bytes": NOTHING_NEW_MAX_BYTES,
                 "full_sync_over_load_max": SYNC_OVER_LOAD_MAX,
                 "propagation_p99_max_ms": PROPAGATION_P99_MS,
+                "authz_throughput_ratio_min": AUTHZ_THROUGHPUT_RATIO_MIN,
                 "relay_peak_rss_growth_max": RELAY_RSS_GROWTH,
             }),
             sizes: &results,
@@ -328,6 +361,11 @@ fn plan(args: SyncArgs) -> Result<Plan> {
     }
     if args.devices < 2 {
         bail!("--devices needs at least 2 (one pushes, the others receive)");
+    }
+    if args.rounds == 0 || (args.rounds > 1 && args.roles != Roles::Mixed) {
+        bail!(
+            "--rounds needs at least 1, and more than 1 needs --roles mixed (it repeats the admin/mixed comparison)"
+        );
     }
     if args.relays == 0 || (args.relays > 1 && args.postgres.is_none()) {
         bail!(
@@ -380,6 +418,8 @@ fn plan(args: SyncArgs) -> Result<Plan> {
             "sqlite"
         },
         relays: args.relays,
+        roles: args.roles,
+        rounds: args.rounds,
         postgres: args.postgres,
     })
 }
@@ -411,7 +451,7 @@ fn run_size(n: usize, plan: &Plan, runtime: &tokio::runtime::Runtime) -> Result<
     };
     let url = database.as_ref().map(|d| d.url.clone());
     // Two replicas (the source and the fresh device) and the live devices.
-    let setup = process::setup(&relay_dir, url.as_deref(), 2 + plan.devices)?;
+    let setup = process::setup(&relay_dir, url.as_deref(), plan.devices, plan.roles)?;
     let mut relays = Vec::with_capacity(plan.relays);
     for i in 0..plan.relays {
         let log_dir = relay_dir.join(format!("process-{i}"));
@@ -466,7 +506,7 @@ async fn measure(
     progress(&format!(
         "seeding the source replica ({accounts} accounts)…"
     ));
-    let mut source = Store::init(&dir.join("source"), "bench", "source")?;
+    let mut source = Store::init(&dir.join("source"), REPLICA_USER, "source")?;
     let start = Instant::now();
     crm_seed::seed(
         &mut source,
@@ -478,7 +518,7 @@ async fn measure(
     let seed_s = start.elapsed().as_secs_f64();
     source.set_relay(&RelayLink {
         url: proxy.url(),
-        token: setup.tokens[0].clone(),
+        token: setup.replica_tokens[0].clone(),
     })?;
     progress("the source pushes everything (its first sync)…");
     let source_push = session(&mut source, &proxy, relay).await?;
@@ -490,10 +530,10 @@ async fn measure(
     let load = load_baseline(&source, plan.load_runs)?;
 
     progress("a fresh device's full sync…");
-    let mut fresh = Store::init(&dir.join("fresh"), "bench", "fresh")?;
+    let mut fresh = Store::init(&dir.join("fresh"), REPLICA_USER, "fresh")?;
     fresh.set_relay(&RelayLink {
         url: proxy.url(),
-        token: setup.tokens[1].clone(),
+        token: setup.replica_tokens[1].clone(),
     })?;
     let full_sync = session(&mut fresh, &proxy, relay).await?;
     anyhow::ensure!(
@@ -534,8 +574,85 @@ async fn measure(
         hash: cursor.hash,
     };
     drop((source, fresh));
-    let (propagation, throughput, client_errors) =
-        live_phases(plan, relays, setup, cursor, &mut memory, &progress).await?;
+    let (propagation, throughput, client_errors, roles) = match &setup.organisation {
+        None => {
+            let run = live_phase(
+                plan,
+                relays,
+                &setup.workspace,
+                &setup.unbound,
+                cursor,
+                &mut memory,
+                &progress,
+            )
+            .await?;
+            (run.propagation, run.throughput, run.errors, None)
+        }
+        Some(organisation) => {
+            let mut cursor = cursor;
+            let mut runs: Vec<LiveRun> = Vec::with_capacity(2 * plan.rounds);
+            for round in 1..=plan.rounds {
+                // Alternating order, so a drift of the machine or the relay over the run
+                // (a growing log, a warmer cache) weighs on both sides alike.
+                let order = if round % 2 == 1 {
+                    [Roles::Admin, Roles::Mixed]
+                } else {
+                    [Roles::Mixed, Roles::Admin]
+                };
+                for roles in order {
+                    progress(&format!(
+                        "round {round} of {}: the {} devices…",
+                        plan.rounds,
+                        roles.as_str()
+                    ));
+                    let devices = match roles {
+                        Roles::Admin => &setup.unbound,
+                        Roles::Mixed => &organisation.devices,
+                    };
+                    let run = live_phase(
+                        plan,
+                        relays,
+                        &setup.workspace,
+                        devices,
+                        cursor,
+                        &mut memory,
+                        &progress,
+                    )
+                    .await
+                    .with_context(|| {
+                        format!("round {round}, the {} devices' run", roles.as_str())
+                    })?;
+                    cursor = run.end_cursor.unwrap_or(cursor);
+                    runs.push(LiveRun {
+                        round,
+                        roles,
+                        propagation: run.propagation,
+                        throughput: run.throughput,
+                        errors: run.errors,
+                        receiver_samples: run.receiver_samples,
+                    });
+                }
+            }
+            let first_admin = runs
+                .iter()
+                .find(|r| r.roles == Roles::Admin)
+                .context("no admins' run")?;
+            let (propagation, throughput) = (
+                first_admin.propagation.clone(),
+                first_admin.throughput.clone(),
+            );
+            let errors = runs
+                .iter()
+                .flat_map(|r| {
+                    r.errors
+                        .iter()
+                        .map(move |e| format!("round {} {}: {e}", r.round, r.roles.as_str()))
+                })
+                .collect();
+            let comparison = roles::compare(organisation, &plan.pushers, runs);
+            (propagation, throughput, errors, Some(comparison))
+        }
+    };
 
     let full_sync_over_load = full_sync.wall_s / load.load_s.max(1e-9);
     Ok(SizeResult {
@@ -559,6 +676,7 @@ async fn measure(
         relay_memory: memory,
         relay_db_bytes: 0,
         client_errors,
+        roles,
     })
 }
 
@@ -619,6 +737,15 @@ pub(crate) async fn session(
         .context("crm_node::sync::sync_once")?;
     let wall_s = start.elapsed().as_secs_f64();
     let traffic = proxy.take(settle).await;
+    // The replicas' devices are bound to no user, so the relay takes every change of theirs:
+    // a refused or held-back change here would make every later figure wrong.
+    anyhow::ensure!(
+        report.refused == 0 && report.held_foreign == 0,
+        "the relay refused {} changes of a replica and {} were held back as another user's ({:?})",
+        report.refused,
+        report.held_foreign,
+        report.held_foreign_authors,
+    );
     Ok(Session {
         wall_s,
         pushed: report.pushed,
@@ -738,14 +865,34 @@ async fn pushes_total(relays: &[RelayProcess]) -> Option<f64> {
     Some(total)
 }
 
-async fn live_phases(
+/// What one run of the live phases measured.
+struct LivePhase {
+    propagation: Propagation,
+    throughput: Vec<Throughput>,
+    errors: Vec<String>,
+    /// Every (push, receiver) latency of the propagation.
+    receiver_samples: Vec<Duration>,
+    /// Where the devices ended (the head): the next run's devices start there.
+    end_cursor: Option<Cursor>,
+}
+
+/// Connects `devices` at `cursor`, times propagation from device 0 to all the others, then
+/// the push rate of the first k devices for each k of `--pushers`, and disconnects them.
+async fn live_phase(
     plan: &Plan,
     relays: &[RelayProcess],
-    setup: &process::Setup,
+    workspace: &str,
+    devices: &[LiveDevice],
     cursor: Cursor,
     memory: &mut RelayMemory,
     progress: &impl Fn(&str),
-) -> Result<(Propagation, Vec<Throughput>, Vec<String>)> {
+) -> Result<LivePhase> {
+    anyhow::ensure!(
+        devices.len() == plan.devices,
+        "{} devices were set up for {} live devices",
+        devices.len(),
+        plan.devices
+    );
     progress(&format!("connecting {} devices…", plan.devices));
     let relay = &relays[0];
     // CPU seconds and pushes of every relay process together.
@@ -759,15 +906,15 @@ async fn live_phases(
     };
     let start = Instant::now();
     let mut clients = Vec::with_capacity(plan.devices);
-    for i in 0..plan.devices {
+    for (i, device) in devices.iter().enumerate() {
         // Device i on process i mod N: the pusher (device 0) on the first, receivers on all.
         let url = relays[i % relays.len()].url();
         clients.push(
             Client::connect(
                 i,
                 &url,
-                &setup.workspace,
-                &setup.tokens[2 + i],
+                workspace,
+                &device.token,
                 Some(cursor),
                 plan.nodelay,
                 shared.clone(),
@@ -791,7 +938,7 @@ async fn live_phases(
         "propagation: {} pushes, one every {} ms…",
         plan.pushes, plan.interval_ms
     ));
-    let mut writer = Writer::new("pusher");
+    let mut writer = Writer::new(&devices[0].identity, "pusher");
     // Warm-up, not in the figures: the first pushes after the devices connect are slower
     // (the record's creation; the relay's sessions open their first reader connections).
     let mut first_push_ms = Vec::new();
@@ -822,7 +969,7 @@ async fn live_phases(
     for change in changes {
         tick.tick().await;
         clients[0].push(vec![change])?;
-        while let Some(a) = clients[0].try_ack() {
+        while let Some(a) = clients[0].try_ack()? {
             note(a, &mut sent);
         }
     }
@@ -835,9 +982,15 @@ async fn live_phases(
     recording.store(false, Ordering::Relaxed);
     let wall_s = start.elapsed().as_secs_f64();
     let relay_cpu_s = cpu_s() - relay_cpu;
-    memory.latency_max_rss_kib = sampler.take_max();
+    memory.latency_max_rss_kib = memory.latency_max_rss_kib.max(sampler.take_max());
 
     // Throughput: k devices push batches back to back, each as soon as its last is acked.
+    let received = |clients: &[Client]| {
+        clients
+            .iter()
+            .map(|c| c.entries.load(Ordering::Relaxed))
+            .sum::<u64>()
+    };
     let mut throughput = Vec::new();
     for &k in &plan.pushers {
         progress(&format!(
@@ -845,27 +998,30 @@ async fn live_phases(
             plan.batch, plan.throughput_secs
         ));
         let before = pushes_total(relays).await;
+        let entries_before = received(&clients);
         let relay_cpu = cpu_s();
         let start = Instant::now();
         let deadline = start + Duration::from_secs_f64(plan.throughput_secs);
         let batch = plan.batch;
-        let runs = futures_util::future::join_all(clients[..k].iter_mut().enumerate().map(
-            |(i, client)| async move {
-                let mut writer = Writer::new(&format!("throughput{k}-{i}"));
-                let (mut pushes, mut latencies, mut last) = (0usize, Vec::new(), 0u64);
-                while Instant::now() < deadline {
-                    let changes = (0..batch)
-                        .map(|_| writer.next())
-                        .collect::<Result<Vec<_>>>()?;
-                    client.push(changes)?;
-                    let a = client.next_ack(Duration::from_secs(30)).await?;
-                    latencies.push(a.acked.saturating_duration_since(a.sent));
-                    last = last.max(a.seqs.iter().copied().max().unwrap_or(0));
-                    pushes += 1;
-                }
-                anyhow::Ok((pushes, latencies, last))
-            },
-        ))
+        let runs = futures_util::future::join_all(
+            clients[..k].iter_mut().zip(&devices[..k]).enumerate().map(
+                |(i, (client, device))| async move {
+                    let mut writer = Writer::new(&device.identity, &format!("throughput{k}-{i}"));
+                    let (mut pushes, mut latencies, mut last) = (0usize, Vec::new(), 0u64);
+                    while Instant::now() < deadline {
+                        let changes = (0..batch)
+                            .map(|_| writer.next())
+                            .collect::<Result<Vec<_>>>()?;
+                        client.push(changes)?;
+                        let a = client.next_ack(Duration::from_secs(30)).await?;
+                        latencies.push(a.acked.saturating_duration_since(a.sent));
+                        last = last.max(a.seqs.iter().copied().max().unwrap_or(0));
+                        pushes += 1;
+                    }
+                    anyhow::Ok((pushes, latencies, last))
+                },
+            ),
+        )
         .await;
         let wall_s = start.elapsed().as_secs_f64();
         let (mut pushes, mut latencies, mut last) = (0, Vec::new(), 0);
@@ -881,6 +1037,7 @@ async fn live_phases(
         let relay_cpu_s = cpu_s() - relay_cpu;
         let after = pushes_total(relays).await;
         let relay_pushes = after.zip(before).map(|(a, b)| a - b);
+        let entries = received(&clients) - entries_before;
         memory.throughput_max_rss_kib = memory.throughput_max_rss_kib.max(sampler.take_max());
         throughput.push(Throughput {
             pushing_devices: k,
@@ -894,6 +1051,7 @@ async fn live_phases(
             fan_out_catch_up_ms,
             relay_cpu_s,
             relay_pushes,
+            entries_per_change: entries as f64 / (pushes * batch).max(1) as f64,
         });
     }
 
@@ -925,6 +1083,7 @@ async fn live_phases(
         .filter_map(|(i, e)| e.error.as_ref().map(|e| format!("device {i}: {e}")))
         .filter(|e| !e.ends_with("the relay closed the connection"))
         .collect();
+    let end_cursor = ends.iter().filter_map(|e| e.cursor).max_by_key(|c| c.seq);
     let propagation = Propagation {
         devices: plan.devices,
         pushes: plan.pushes,
@@ -938,5 +1097,11 @@ async fn live_phases(
         relay_cpu_s,
         wall_s,
     };
-    Ok((propagation, throughput, errors))
+    Ok(LivePhase {
+        propagation,
+        throughput,
+        errors,
+        receiver_samples: all,
+        end_cursor,
+    })
 }

@@ -25,6 +25,9 @@ pub(crate) struct Acked {
     pub(crate) acked: Instant,
     /// The log positions of its changes.
     pub(crate) seqs: Vec<u64>,
+    /// The changes the relay refused, as `code reason`. Every benchmark change is one its
+    /// user may make, so [`Client::next_ack`] turns any refusal into an error.
+    pub(crate) refused: Vec<String>,
 }
 
 /// What a client saw, returned when it ends.
@@ -37,15 +40,20 @@ pub(crate) struct ClientEnd {
     pub(crate) granted: Vec<(Instant, DocState)>,
     /// Each document purged while recording was on (`Purge`: it left the user's scope).
     pub(crate) purged: Vec<(Instant, DocId)>,
+    /// The cursor after the last `Changes` frame applied: a later client can start there.
+    pub(crate) cursor: Option<Cursor>,
     pub(crate) error: Option<String>,
 }
 
 /// A connected lightweight device.
 pub(crate) struct Client {
+    index: usize,
     push: mpsc::UnboundedSender<Vec<Envelope>>,
     acks: mpsc::UnboundedReceiver<Acked>,
     /// The last log position this client applied.
     pub(crate) applied: Arc<AtomicU64>,
+    /// Log entries this client received (every `Changes` frame, recording or not).
+    pub(crate) entries: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<ClientEnd>,
 }
 
@@ -85,6 +93,7 @@ impl Client {
         let (push, push_rx) = mpsc::unbounded_channel();
         let (ack_tx, acks) = mpsc::unbounded_channel();
         let applied = Arc::new(AtomicU64::new(cursor.map_or(0, |c| c.seq)));
+        let entries = Arc::new(AtomicU64::new(0));
         let task = tokio::spawn(run(
             index,
             ws,
@@ -92,13 +101,18 @@ impl Client {
             cursor,
             push_rx,
             ack_tx,
-            applied.clone(),
+            Counters {
+                applied: applied.clone(),
+                entries: entries.clone(),
+            },
             shared,
         ));
         Ok(Client {
+            index,
             push,
             acks,
             applied,
+            entries,
             task,
         })
     }
@@ -111,17 +125,37 @@ impl Client {
             .map_err(|_| anyhow!("the client's session has ended"))
     }
 
-    /// The next acknowledgement, waiting at most `wait`.
+    /// The next acknowledgement, waiting at most `wait`; an error if the relay refused any
+    /// of its changes.
     pub(crate) async fn next_ack(&mut self, wait: Duration) -> Result<Acked> {
-        tokio::time::timeout(wait, self.acks.recv())
+        let acked = tokio::time::timeout(wait, self.acks.recv())
             .await
-            .context("no Ack in time")?
-            .context("the client's session has ended")
+            .with_context(|| format!("device {}: no Ack in time", self.index))?
+            .with_context(|| format!("device {}: the client's session has ended", self.index))?;
+        self.accepted(acked)
     }
 
-    /// An acknowledgement already received, if any.
-    pub(crate) fn try_ack(&mut self) -> Option<Acked> {
-        self.acks.try_recv().ok()
+    /// An acknowledgement already received, if any; an error if the relay refused any of its
+    /// changes.
+    pub(crate) fn try_ack(&mut self) -> Result<Option<Acked>> {
+        match self.acks.try_recv() {
+            Ok(acked) => self.accepted(acked).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// `acked`, unless the relay refused a change of it: every change the benchmark makes is
+    /// one its device's user may make, so a refusal is a bug of the benchmark or the relay.
+    fn accepted(&self, acked: Acked) -> Result<Acked> {
+        if let Some(first) = acked.refused.first() {
+            bail!(
+                "device {}: the relay refused {} of the {} changes of a push, the first with {first}",
+                self.index,
+                acked.refused.len(),
+                acked.refused.len() + acked.seqs.len(),
+            );
+        }
+        Ok(acked)
     }
 
     /// Closes the connection and returns what the client saw.
@@ -141,6 +175,14 @@ impl Client {
     }
 }
 
+/// What a client's task counts for the benchmark while it runs.
+struct Counters {
+    /// The last log position applied.
+    applied: Arc<AtomicU64>,
+    /// Log entries received.
+    entries: Arc<AtomicU64>,
+}
+
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -155,7 +197,7 @@ async fn run(
     cursor: Option<Cursor>,
     mut push_rx: mpsc::UnboundedReceiver<Vec<Envelope>>,
     ack_tx: mpsc::UnboundedSender<Acked>,
-    applied: Arc<AtomicU64>,
+    counters: Counters,
     shared: Shared,
 ) -> ClientEnd {
     let mut end = ClientEnd::default();
@@ -192,7 +234,11 @@ async fn run(
                             end.received
                                 .extend(entries.iter().map(|e| (e.seq, frame_at)));
                         }
-                        applied.fetch_max(cursor.seq, Ordering::Relaxed);
+                        counters
+                            .entries
+                            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                        counters.applied.fetch_max(cursor.seq, Ordering::Relaxed);
+                        end.cursor = Some(cursor);
                         next.extend(machine.handle(DeviceInput::Applied(cursor)));
                     }
                     // The device's user and access: nothing to store without a replica.
@@ -259,10 +305,21 @@ async fn run(
                     if bytes.first() == Some(&3)
                         && let Ok(Message::Ack(ack)) = Message::decode(&bytes)
                     {
+                        let refused = ack
+                            .results
+                            .iter()
+                            .filter_map(|o| match o {
+                                crm_sync::Outcome::Refused(why) => {
+                                    Some(format!("{} {}", why.code, why.reason))
+                                }
+                                crm_sync::Outcome::Stored(_) => None,
+                            })
+                            .collect();
                         let _ = ack_tx.send(Acked {
                             sent: in_flight_sent.take().unwrap_or(frame_at),
                             acked: frame_at,
                             seqs: ack.results.iter().filter_map(crm_sync::Outcome::seq).collect(),
+                            refused,
                         });
                     }
                     pending = machine.handle(DeviceInput::Frame(&bytes));
@@ -295,36 +352,116 @@ async fn run(
     }
 }
 
-/// Makes realistic small changes: an account record created with `crm_model::doc::create`,
-/// then one-field edits with `crm_model::doc::apply_edit`, as a device's store would.
+/// A lightweight device of the live measurements: its token and who it writes as.
+#[derive(Clone, Debug)]
+pub(crate) struct LiveDevice {
+    pub(crate) token: String,
+    pub(crate) identity: Identity,
+}
+
+/// Who a lightweight device writes as, and the record it writes: what makes its changes
+/// ones the relay accepts from its token.
+#[derive(Clone, Debug)]
+pub(crate) struct Identity {
+    /// The author its commit messages name: the token's user, by name (a device bound to no
+    /// user) or with the user's and the device's relay ids (a device of a directory user, as
+    /// a replica names them once it adopted the relay's identity).
+    pub(crate) author: Author,
+    /// `Account` (created with a name, then `industry` edits) or `Contact` (created with a
+    /// last name, then `title` edits: support agents may create contacts, not accounts).
+    pub(crate) kind: Kind,
+    /// The record's owner: the writer's own user, or none for a device bound to no user.
+    pub(crate) owner: Option<RecordId>,
+    /// The teams the record names (who else sees it).
+    pub(crate) teams: Vec<RecordId>,
+}
+
+impl Identity {
+    /// A device bound to no user (`Relay::add_unbound_device`, an admin's): its changes
+    /// name its device name as their author, and its accounts have no owner and no teams.
+    pub(crate) fn unbound(device_name: &str) -> Identity {
+        Identity {
+            author: Author::new(device_name, format!("{device_name}-device")),
+            kind: Kind::Account,
+            owner: None,
+            teams: Vec::new(),
+        }
+    }
+
+    /// The envelope's scope of the record (the relay derives its own from the change; a
+    /// device's store fills it in the same way).
+    fn scope(&self) -> crm_sync::Scope {
+        crm_sync::Scope {
+            owner: self.owner.map(|o| *o.as_uuid().as_bytes()),
+            assignee: None,
+            teams: self.teams.iter().map(|t| *t.as_uuid().as_bytes()).collect(),
+        }
+    }
+}
+
+/// Makes realistic small changes: a record created with `crm_model::doc::create`, then
+/// one-field edits with `crm_model::doc::apply_edit`, as a device's store would, authored
+/// and scoped as its [`Identity`] says.
 pub(crate) struct Writer {
     id: RecordId,
     doc: Option<Automerge>,
-    author: Author,
+    identity: Identity,
+    /// Names the record, so the writers of a run are told apart.
+    label: String,
     edits: u64,
 }
 
 impl Writer {
-    pub(crate) fn new(user: &str) -> Writer {
+    pub(crate) fn new(identity: &Identity, label: &str) -> Writer {
         Writer {
             id: RecordId::new(),
             doc: None,
-            author: Author::new(user, format!("{user}-device")),
+            identity: identity.clone(),
+            label: label.to_string(),
             edits: 0,
         }
     }
 
-    /// The next change: the record's creation the first time, then an edit of `industry`.
+    /// The field each edit changes.
+    fn edited_field(&self) -> &'static str {
+        match self.identity.kind {
+            Kind::Contact => "title",
+            _ => "industry",
+        }
+    }
+
+    /// The next change: the record's creation the first time, then an edit of one field.
     pub(crate) fn next(&mut self) -> Result<Envelope> {
+        let kind = self.identity.kind;
+        let field = self.edited_field();
         let stamp = Stamp {
-            author: &self.author,
+            author: &self.identity.author,
             now: chrono::Utc::now(),
         };
         let change = match &mut self.doc {
             None => {
-                let mut e = Edit::new(Kind::Account);
-                e.set("name", &format!("Bench pusher {}", self.author.user))?;
-                e.set("industry", "software")?;
+                let mut e = Edit::new(kind);
+                let (title, first) = match kind {
+                    Kind::Account => ("name", "software"),
+                    Kind::Contact => ("last_name", "engineer"),
+                    other => {
+                        bail!("the benchmark's writers make accounts and contacts, not {other}")
+                    }
+                };
+                e.set(title, &format!("Bench {}", self.label))?;
+                e.set(field, first)?;
+                if let Some(owner) = self.identity.owner {
+                    e.set("owner", &owner.to_string())?;
+                }
+                if !self.identity.teams.is_empty() {
+                    let teams: Vec<String> = self
+                        .identity
+                        .teams
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect();
+                    e.set("teams", &teams.join(","))?;
+                }
                 let actor = crm_model::automerge::ActorId::random();
                 let doc = crm_model::doc::create(self.id, &e, stamp, actor)?;
                 let change = doc.get_last_local_change();
@@ -333,8 +470,8 @@ impl Writer {
             }
             Some(doc) => {
                 self.edits += 1;
-                let mut e = Edit::new(Kind::Account);
-                e.set("industry", &format!("industry {}", self.edits))?;
+                let mut e = Edit::new(kind);
+                e.set(field, &format!("{field} {}", self.edits))?;
                 if crm_model::doc::apply_edit(doc, &e, stamp)?.is_none() {
                     bail!("an edit changed nothing");
                 }
@@ -344,8 +481,8 @@ impl Writer {
         let change = change.context("the change just made")?;
         Ok(Envelope {
             doc_id: *self.id.as_uuid().as_bytes(),
-            kind: Kind::Account.as_str().to_string(),
-            scope: Default::default(),
+            kind: kind.as_str().to_string(),
+            scope: self.identity.scope(),
             bytes: change.raw_bytes().to_vec(),
         })
     }

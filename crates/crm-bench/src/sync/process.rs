@@ -13,6 +13,9 @@ use anyhow::{Context, Result, bail};
 use crm_relay::Relay;
 use crm_relay::store::Database;
 
+use super::REPLICA_USER;
+use super::live::{Identity, LiveDevice};
+use super::roles::{self, Organisation, Roles};
 use crate::mem::Rss;
 
 /// Linux's `USER_HZ`: the unit of `utime` and `stime` in `/proc/PID/stat`. It is 100 on every
@@ -22,13 +25,25 @@ const CLOCK_TICKS_PER_S: f64 = 100.0;
 /// The workspace and device tokens made for one run.
 pub(crate) struct Setup {
     pub(crate) workspace: String,
-    pub(crate) tokens: Vec<String>,
+    /// The source replica's token, then the fresh device's: devices bound to no user.
+    pub(crate) replica_tokens: Vec<String>,
+    /// The live devices of the admins' run: bound to no user.
+    pub(crate) unbound: Vec<LiveDevice>,
+    /// With `--roles mixed`, the users of mixed roles and one live device each.
+    pub(crate) organisation: Option<Organisation>,
 }
 
 /// Creates the relay's store (in `data`, or in the PostgreSQL database at `postgres`) with
-/// one workspace and `devices` devices, through the same `Relay` calls as `crm-relay
-/// workspace create` and `crm-relay device add`.
-pub(crate) fn setup(data: &Path, postgres: Option<&str>, devices: usize) -> Result<Setup> {
+/// one workspace, two devices for the replicas and `live` for the live measurements, bound
+/// to no user, through the same `Relay` calls as `crm-relay workspace create` and `crm-relay
+/// device add`; with `Roles::Mixed` also an organisation of `live` users of mixed roles with
+/// a device each (`crm-relay team|user|device add`).
+pub(crate) fn setup(
+    data: &Path,
+    postgres: Option<&str>,
+    live: usize,
+    roles: Roles,
+) -> Result<Setup> {
     let database = match postgres {
         Some(url) => Database::Postgres(url.to_string()),
         None => Database::Sqlite(data.to_path_buf()),
@@ -39,14 +54,30 @@ pub(crate) fn setup(data: &Path, postgres: Option<&str>, devices: usize) -> Resu
             .with_context(|| format!("creating a relay store in {database}"))?,
     );
     let workspace = store.create_workspace("bench")?;
-    let mut tokens = Vec::with_capacity(devices);
-    for i in 0..devices {
-        let added = store.add_unbound_device(workspace.id, &format!("user{i}"))?;
-        tokens.push(added.token.expose().to_string());
+    // The replicas' changes name their store's user, so their devices carry that name.
+    let mut replica_tokens = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let added = store.add_unbound_device(workspace.id, REPLICA_USER)?;
+        replica_tokens.push(added.token.expose().to_string());
     }
+    let mut unbound = Vec::with_capacity(live);
+    for i in 0..live {
+        let name = format!("user{}", 2 + i);
+        let added = store.add_unbound_device(workspace.id, &name)?;
+        unbound.push(LiveDevice {
+            token: added.token.expose().to_string(),
+            identity: Identity::unbound(&name),
+        });
+    }
+    let organisation = match roles {
+        Roles::Admin => None,
+        Roles::Mixed => Some(roles::organise(&store, workspace.id, live)?),
+    };
     Ok(Setup {
         workspace: workspace.id.to_string(),
-        tokens,
+        replica_tokens,
+        unbound,
+        organisation,
     })
 }
 

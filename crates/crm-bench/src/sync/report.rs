@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 
 use super::proxy::Counts;
+use super::roles::{Comparison, Roles};
 use super::{
-    NOTHING_NEW_MAX_BYTES, PROPAGATION_P99_MS, Plan, RELAY_RSS_GROWTH, SYNC_OVER_LOAD_MAX, Session,
-    SizeResult,
+    AUTHZ_THROUGHPUT_RATIO_MIN, NOTHING_NEW_MAX_BYTES, PROPAGATION_P99_MS, Plan, RELAY_RSS_GROWTH,
+    SYNC_OVER_LOAD_MAX, Session, SizeResult,
 };
 use crate::Machine;
 use crate::mem::Rss;
@@ -16,7 +17,7 @@ use crate::stats::Latency;
 pub(crate) fn header(machine: &Machine, plan: &Plan) -> String {
     let sizes: Vec<String> = plan.sizes.iter().map(|n| int(*n as f64)).collect();
     format!(
-        "crm-bench sync: the sync benchmark{}\nmachine: {} ({} cores), {}\nrelay: {} on {} (the live devices split between the processes)\nsizes: {} records, each with its own crm-relay process (serve {}); {} live devices{}\n",
+        "crm-bench sync: the sync benchmark{}\nmachine: {} ({} cores), {}\nrelay: {} on {} (the live devices split between the processes)\nsizes: {} records, each with its own crm-relay process (serve {}); {} live devices{}{}\n",
         if plan.quick { " (--quick)" } else { "" },
         machine.cpu,
         machine.cores,
@@ -31,6 +32,13 @@ pub(crate) fn header(machine: &Machine, plan: &Plan) -> String {
         plan.relay_args.join(" "),
         plan.devices,
         if plan.nodelay { " (TCP_NODELAY)" } else { "" },
+        match plan.roles {
+            Roles::Admin => String::new(),
+            Roles::Mixed => format!(
+                "\nroles: the live phases run with the admins' devices and with devices of mixed roles, {} round(s), alternating which goes first",
+                plan.rounds
+            ),
+        },
     )
 }
 
@@ -213,6 +221,12 @@ pub(crate) fn size(r: &SizeResult, plan: &Plan) -> String {
     }
 
     let p = &r.propagation;
+    if r.roles.is_some() {
+        let _ = writeln!(
+            out,
+            "  (the live figures below are the admins' run of round 1; the comparison with mixed roles follows them)"
+        );
+    }
     let _ = writeln!(
         out,
         "  propagation: {} devices connected (in {:.2} s), device 0 pushes one change every {} ms, {} pushes; relay CPU {:.2} s over {:.1} s",
@@ -295,10 +309,134 @@ pub(crate) fn size(r: &SizeResult, plan: &Plan) -> String {
         rss(&m.end),
     );
     let _ = writeln!(out, "  relay database: {}", bytes(r.relay_db_bytes));
+    if let Some(c) = &r.roles {
+        roles(&mut out, c, plan);
+    }
     for e in &r.client_errors {
         let _ = writeln!(out, "  client error: {e}");
     }
     out
+}
+
+/// A figure of every round, in brackets.
+fn each(values: &[f64], fmt: impl Fn(f64) -> String) -> String {
+    let v: Vec<String> = values.iter().map(|v| fmt(*v)).collect();
+    format!("[{}]", v.join(", "))
+}
+
+/// The admin/mixed comparison of one size (`--roles mixed`).
+fn roles(out: &mut String, c: &Comparison, plan: &Plan) {
+    let o = &c.organisation;
+    let _ = writeln!(
+        out,
+        "  write authorization: {} round(s) on this relay and data, each a run with the admins' devices (bound to no user) and one with devices of users of mixed roles",
+        c.rounds
+    );
+    let _ = writeln!(
+        out,
+        "    mixed: {} teams, {} sales managers (one team each), {} sales reps, {} support agents; pushers: {}; every record names every team, so every device receives every change in both runs",
+        o.teams,
+        o.sales_managers,
+        o.sales_reps,
+        o.support_agents,
+        c.pusher_roles.join(", "),
+    );
+    let two = |v: f64| format!("{v:.2}");
+    let _ = writeln!(
+        out,
+        "    {} {:>9} {:>9} {:>7}   each round: admin / mixed / ratio",
+        pad("pushes/s (median of the rounds)", 40),
+        "admin",
+        "mixed",
+        "ratio"
+    );
+    for t in &c.throughput {
+        let _ = writeln!(
+            out,
+            "    {} {:>9} {:>9} {:>7}   {} / {} / {}   ≥ {AUTHZ_THROUGHPUT_RATIO_MIN}  {}",
+            pad(
+                &format!("{} device(s) × {} changes", t.pushing_devices, plan.batch),
+                40
+            ),
+            int(t.admin_median),
+            int(t.mixed_median),
+            two(t.ratio),
+            each(&t.admin_pushes_per_s, int),
+            each(&t.mixed_pushes_per_s, int),
+            each(&t.round_ratios, two),
+            ok(t.ratio >= AUTHZ_THROUGHPUT_RATIO_MIN),
+        );
+        let _ = writeln!(
+            out,
+            "      relay CPU per push {} / {}; entries received per change stored {:.1} / {:.1}",
+            ms(t.admin_relay_cpu_ms_per_push),
+            ms(t.mixed_relay_cpu_ms_per_push),
+            t.admin_entries_per_change,
+            t.mixed_entries_per_change,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    {} {:>10} {:>10} {:>10} {:>10}",
+        pad("propagation, every receiver, all rounds", 40),
+        "samples",
+        "p50",
+        "p99",
+        "max"
+    );
+    for (name, l, missing) in [
+        ("admin", &c.admin_propagation, c.admin_missing),
+        ("mixed", &c.mixed_propagation, c.mixed_missing),
+    ] {
+        let _ = writeln!(
+            out,
+            "    {} {:>10} {:>10} {:>10} {:>10}   p99 ≤ {PROPAGATION_P99_MS} ms  {}{}",
+            pad(name, 40),
+            int(l.n as f64),
+            ms(l.p50_ms),
+            ms(l.p99_ms),
+            ms(l.max_ms),
+            ok(l.p99_ms <= PROPAGATION_P99_MS),
+            if missing > 0 {
+                format!("; MISSING {missing} (push, receiver) pairs")
+            } else {
+                String::new()
+            },
+        );
+    }
+    let _ = writeln!(
+        out,
+        "    push → Ack p50 at the propagation pusher (median of the rounds): admin {}, mixed {}",
+        ms(c.admin_push_to_ack_p50_ms),
+        ms(c.mixed_push_to_ack_p50_ms),
+    );
+    for run in &c.runs {
+        let p = &run.propagation;
+        let pushes: Vec<String> = run
+            .throughput
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}×{} {}/s",
+                    t.pushing_devices,
+                    t.changes_per_push,
+                    int(t.pushes_per_s)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "    round {} {}: propagation p50 {} p99 {}, push → Ack p50 {}, relay CPU {:.2} s; {}; {} client errors",
+            run.round,
+            run.roles.as_str(),
+            ms(p.all_receivers.p50_ms),
+            ms(p.all_receivers.p99_ms),
+            ms(p.push_to_ack.p50_ms),
+            p.relay_cpu_s,
+            pushes.join(", "),
+            run.errors.len(),
+        );
+    }
 }
 
 pub(crate) fn summary(results: &[SizeResult], plan: &Plan) -> String {
@@ -473,6 +611,45 @@ pub(crate) fn summary(results: &[SizeResult], plan: &Plan) -> String {
             &n,
             String::new(),
         );
+    }
+    if plan.roles == Roles::Mixed {
+        for (i, t) in first.throughput.iter().enumerate() {
+            let ratio = move |r: &SizeResult| {
+                r.roles
+                    .as_ref()
+                    .and_then(|c| c.throughput.get(i))
+                    .map_or(f64::NAN, |t| t.ratio)
+            };
+            row(
+                &format!("pushes/s mixed ÷ admin, {} device(s)", t.pushing_devices),
+                &ratio,
+                &|v| format!("{v:.2}"),
+                verdict(
+                    &|r| ratio(r) >= AUTHZ_THROUGHPUT_RATIO_MIN,
+                    &format!("≥ {AUTHZ_THROUGHPUT_RATIO_MIN}"),
+                ),
+            );
+        }
+        for (name, admin) in [("admin", true), ("mixed", false)] {
+            let p99 = move |r: &SizeResult| {
+                r.roles.as_ref().map_or(f64::NAN, |c| {
+                    if admin {
+                        c.admin_propagation.p99_ms
+                    } else {
+                        c.mixed_propagation.p99_ms
+                    }
+                })
+            };
+            row(
+                &format!("propagation p99, {name} devices, all rounds"),
+                &p99,
+                &ms,
+                verdict(
+                    &|r| p99(r) <= PROPAGATION_P99_MS,
+                    &format!("≤ {PROPAGATION_P99_MS} ms"),
+                ),
+            );
+        }
     }
     let kib = |v: Option<u64>| v.map_or(f64::NAN, |k| k as f64);
     let mib_of = |v: f64| mib(Some(v as u64));
