@@ -383,6 +383,7 @@ mod tests {
                     kind: "account".into(),
                     scope: None,
                     prev_scope: None,
+                    decoded: Default::default(),
                 })
                 .collect(),
             through: to,

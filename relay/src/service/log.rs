@@ -9,14 +9,14 @@
 //! the whole document or a purge. Only a grant reads the store again, for that document.
 
 use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 
-use crm_model::Viewer;
+use crm_model::{Kind, Scope, Viewer};
 use crm_sync::relay::{LogRead, ReadFrame};
 use crm_sync::{DocId, DocState, Entry, Hash, MAX_BATCH_CHANGES, MAX_FRAME_BYTES};
 use serde_bytes::ByteBuf;
 
 use super::Relay;
-use super::access::sees;
 use crate::ids::WorkspaceId;
 use crate::store::StoreError;
 
@@ -37,6 +37,54 @@ pub struct RawRow {
     pub scope: Option<String>,
     /// The scope before this change, when it moved the record.
     pub prev_scope: Option<String>,
+    /// `kind`, `scope` and `prev_scope` decoded, the first time a session filters the row:
+    /// the hub shares a batch's rows with every session at the live edge, so a row is
+    /// decoded once, not once per session (construct with `Default::default()`).
+    pub decoded: DecodedRow,
+}
+
+/// What a row's stored kind and scopes say, decoded once (see [`RawRow::decoded`]).
+#[derive(Clone, Debug, Default)]
+pub struct DecodedRow(OnceLock<Arc<Decoded>>);
+
+#[derive(Debug)]
+struct Decoded {
+    /// `None` for a kind this build does not know (only whoever sees everything sees it).
+    kind: Option<Kind>,
+    scope: Scope,
+    prev_scope: Option<Scope>,
+}
+
+/// A cache: equal whatever it holds.
+impl PartialEq for DecodedRow {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DecodedRow {}
+
+impl RawRow {
+    /// Whether `viewer` saw the row's record before this change, and sees it after.
+    fn seen_by(&self, viewer: &Viewer) -> (bool, bool) {
+        let d = self.decoded.0.get_or_init(|| {
+            Arc::new(Decoded {
+                kind: self.kind.parse().ok(),
+                scope: crate::store::decode_scope(self.scope.as_deref()),
+                prev_scope: self
+                    .prev_scope
+                    .as_deref()
+                    .map(|p| crate::store::decode_scope(Some(p))),
+            })
+        });
+        let sees = |scope: &Scope| match d.kind {
+            Some(kind) => viewer.sees(kind, scope),
+            None => viewer.sees_everything(),
+        };
+        let after = sees(&d.scope);
+        let before = d.prev_scope.as_ref().map_or(after, sees);
+        (before, after)
+    }
 }
 
 /// Log rows after a position, unfiltered, within one frame's size.
@@ -83,6 +131,7 @@ impl Relay {
                 kind: row.kind,
                 scope: row.scope,
                 prev_scope: row.prev_scope,
+                decoded: DecodedRow::default(),
             });
             true
         })?;
@@ -186,11 +235,7 @@ fn filter_with(
     // a purge ends.
     let (mut before, mut before_hash) = (None::<u64>, None::<Hash>);
     for row in &raw.rows {
-        let after = sees(Some(viewer), &row.kind, row.scope.as_deref());
-        let was = match &row.prev_scope {
-            Some(prev) => sees(Some(viewer), &row.kind, Some(prev)),
-            None => after,
-        };
+        let (was, after) = row.seen_by(viewer);
         match (was, after) {
             (true, true) => entries.push(entry(row)),
             (false, false) => {}

@@ -371,6 +371,7 @@ fn plan(
             kind: kind.to_string(),
             scope: encoded,
             prev_scope,
+            decoded: Default::default(),
         });
         last_hash = c.hash;
     }
