@@ -9,7 +9,10 @@
 //! the whole document or a purge. Only a grant reads the store again, for that document.
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use lru::LruCache;
 
 use crm_model::{Kind, Scope, Viewer};
 use crm_sync::relay::{LogRead, ReadFrame};
@@ -48,7 +51,7 @@ pub struct RawRow {
 pub struct DecodedRow(OnceLock<Arc<Decoded>>);
 
 #[derive(Debug)]
-struct Decoded {
+pub(crate) struct Decoded {
     /// `None` for a kind this build does not know (only whoever sees everything sees it).
     kind: Option<Kind>,
     scope: Scope,
@@ -64,19 +67,74 @@ impl PartialEq for DecodedRow {
 
 impl Eq for DecodedRow {}
 
+impl Decoded {
+    pub(crate) fn new(kind: Option<Kind>, scope: Scope, prev_scope: Option<&str>) -> Decoded {
+        Decoded {
+            kind,
+            scope,
+            prev_scope: prev_scope.map(|p| crate::store::decode_scope(Some(p))),
+        }
+    }
+}
+
+impl DecodedRow {
+    /// Already decoded.
+    pub(crate) fn with(decoded: Arc<Decoded>) -> DecodedRow {
+        DecodedRow(OnceLock::from(decoded))
+    }
+}
+
+/// Decoded rows of recent log positions, shared by every session of the relay: sessions
+/// behind the live edge read the same rows from the store, each its own copy, and would
+/// otherwise decode each row's scope once per session.
+#[derive(Debug)]
+pub(crate) struct DecodedCache(Mutex<LruCache<(WorkspaceId, u64), Arc<Decoded>>>);
+
+/// Rows kept decoded: a few windows of the busiest workspace's recent log.
+const DECODED_ROWS: usize = 1 << 16;
+
+impl Default for DecodedCache {
+    fn default() -> Self {
+        DecodedCache(Mutex::new(LruCache::new(
+            NonZeroUsize::new(DECODED_ROWS).unwrap_or(NonZeroUsize::MIN),
+        )))
+    }
+}
+
+impl DecodedCache {
+    /// Fills every row's decoded kind and scopes, from the cache or decoding it (once).
+    pub(crate) fn fill(&self, workspace: WorkspaceId, rows: &[RawRow]) {
+        let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        for row in rows {
+            if let Some(d) = row.decoded.0.get() {
+                cache.put((workspace, row.seq), d.clone());
+                continue;
+            }
+            let d = match cache.get(&(workspace, row.seq)) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = Arc::new(row.decode());
+                    cache.put((workspace, row.seq), d.clone());
+                    d
+                }
+            };
+            let _ = row.decoded.0.set(d);
+        }
+    }
+}
+
 impl RawRow {
+    fn decode(&self) -> Decoded {
+        Decoded::new(
+            self.kind.parse().ok(),
+            crate::store::decode_scope(self.scope.as_deref()),
+            self.prev_scope.as_deref(),
+        )
+    }
+
     /// Whether `viewer` saw the row's record before this change, and sees it after.
     fn seen_by(&self, viewer: &Viewer) -> (bool, bool) {
-        let d = self.decoded.0.get_or_init(|| {
-            Arc::new(Decoded {
-                kind: self.kind.parse().ok(),
-                scope: crate::store::decode_scope(self.scope.as_deref()),
-                prev_scope: self
-                    .prev_scope
-                    .as_deref()
-                    .map(|p| crate::store::decode_scope(Some(p))),
-            })
-        });
+        let d = self.decoded.0.get_or_init(|| Arc::new(self.decode()));
         let sees = |scope: &Scope| match d.kind {
             Some(kind) => viewer.sees(kind, scope),
             None => viewer.sees_everything(),
@@ -161,6 +219,9 @@ impl Relay {
         viewer: Option<&Viewer>,
     ) -> Result<LogRead, StoreError> {
         let raw = self.read_raw(workspace, after, limit)?;
+        if viewer.is_some() {
+            self.decoded.fill(workspace, &raw.rows);
+        }
         filter_with(&raw, viewer, &mut |doc, through| {
             self.whole_document(workspace, doc, through)
         })

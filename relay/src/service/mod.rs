@@ -50,6 +50,8 @@ const TOUCH_EVERY: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 pub struct Relay {
     store: Arc<dyn RelayStore>,
     access: Arc<access::AccessCache>,
+    /// Recent log rows' kinds and scopes, decoded once for every session (`log.rs`).
+    decoded: Arc<log::DecodedCache>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -93,6 +95,7 @@ impl Relay {
         Relay {
             store,
             access: Arc::new(access::AccessCache::default()),
+            decoded: Arc::new(log::DecodedCache::default()),
         }
     }
 

@@ -117,8 +117,13 @@ impl Relay {
                 }
                 Err(e) => return Err(e),
                 Ok(()) => {
-                    return result
-                        .ok_or_else(|| PushError::Store(crate::store::StoreError::Worker));
+                    let batch =
+                        result.ok_or_else(|| PushError::Store(crate::store::StoreError::Worker))?;
+                    // The rows just stored are what every session reads next.
+                    if let Some(tail) = &batch.tail {
+                        self.decoded.fill(workspace, &tail.rows);
+                    }
+                    return Ok(batch);
                 }
             }
         }
@@ -370,8 +375,12 @@ fn plan(
             bytes: c.envelope.bytes.clone(),
             kind: kind.to_string(),
             scope: encoded,
+            decoded: super::log::DecodedRow::with(Arc::new(super::log::Decoded::new(
+                kind.parse().ok(),
+                scope.clone(),
+                prev_scope.as_deref(),
+            ))),
             prev_scope,
-            decoded: Default::default(),
         });
         last_hash = c.hash;
     }
