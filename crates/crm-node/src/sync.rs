@@ -471,18 +471,12 @@ async fn connected(
                                 })
                                 .collect();
                             tracing::info!(refused = refusals.len(), "the relay refused changes");
-                            store.settle_refused(&refusals)?;
+                            let settled = store.settle_refused(&refusals)?;
                             report.refused += refusals.len();
-                            // A record kept out of scope only for an edit the relay has now
-                            // refused holds nothing unsent any more: it goes, as the relay
-                            // asked.
-                            for kept in store.out_of_scope()? {
-                                if store.purge_record(kept.id)? == crm_store::Purge::Removed {
-                                    report.purged += 1;
-                                    report.kept_out_of_scope =
-                                        report.kept_out_of_scope.saturating_sub(1);
-                                }
-                            }
+                            // A record kept here only for an edit the relay has now refused
+                            // holds nothing unsent any more: it goes, as the relay asked.
+                            let removed = store.release_settled(&settled.rebuilt)?;
+                            report.purged += usize::try_from(removed).unwrap_or(0);
                         }
                     }
                     DeviceEffect::Reset { .. } => {

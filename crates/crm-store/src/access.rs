@@ -981,6 +981,32 @@ impl Store {
         Ok(())
     }
 
+    /// After [`Store::settle_refused`]: the records that only an edit now refused kept here
+    /// go, as the relay asked or would — those listed out of scope, and those `settled` that
+    /// the user may not see (the relay's purge can have come while the edit was still
+    /// pending, before the refusal). A record with other unsent changes stays. Returns how
+    /// many were removed.
+    pub fn release_settled(&mut self, settled: &[RecordId]) -> Result<u64> {
+        let mut candidates: Vec<RecordId> =
+            self.out_of_scope()?.into_iter().map(|k| k.id).collect();
+        if let Some(viewer) = self.viewer()? {
+            for id in settled {
+                if let Ok(record) = self.get(*id)
+                    && !viewer.sees(record.kind, &self.scope_of_record(&record))
+                {
+                    candidates.push(*id);
+                }
+            }
+        }
+        let mut removed = 0;
+        for id in candidates {
+            if self.purge_record(id)? == Purge::Removed {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Whether this replica's user may give a record owned by `owner` (the new owner, for a
     /// record with none) to someone else (always, on a replica that has not joined a relay).
     pub fn may_reassign(&self, owner: Option<RecordId>) -> Result<bool> {

@@ -452,15 +452,10 @@ impl World {
                         .collect();
                     let device = &mut self.devices[d];
                     let store = &mut device.store;
-                    store.settle_refused(&refusals).expect("settle");
-                    // As crm-node does: a record kept out of scope only for an edit now
-                    // refused goes.
-                    for kept in store.out_of_scope().expect("out of scope") {
-                        if store.purge_record(kept.id).expect("purge") == crm_store::Purge::Removed
-                        {
-                            device.purged += 1;
-                        }
-                    }
+                    let settled = store.settle_refused(&refusals).expect("settle");
+                    // As crm-node does: a record kept only for an edit now refused goes.
+                    let removed = store.release_settled(&settled.rebuilt).expect("release");
+                    device.purged += usize::try_from(removed).expect("fits");
                 }
             }
             DeviceEffect::Reset { .. } => {
