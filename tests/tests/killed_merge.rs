@@ -50,7 +50,11 @@ fn merge_killed_after(target: &Replica, src: &Replica, delay: Duration) -> Optio
     }
     child.kill().expect("SIGKILL crm merge-from");
     let status = child.wait().expect("reap crm merge-from");
-    assert!(!status.success(), "killed, so not a success: {status}");
+    // It may have finished between the poll and the kill (the signal then reaches a process
+    // that already exited): that is a finished merge, not a killed one.
+    if status.success() {
+        return Some(status);
+    }
     None
 }
 
